@@ -1,0 +1,113 @@
+"""The node's HTTP API (v1): health, catalogue, budget, report templates, signed queries."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import ValidationError
+
+from node.deps import StateDep
+from node.errors import ErrorCode, NodeError
+from node.services import ledger
+from node.services.answering import Answered
+from protocol import catalogue
+from protocol.messages import QUERY, REFUSAL, BudgetStatus, QueryRequest
+from protocol.reports import REPORTS
+from protocol.signing import (
+    BadSignature,
+    Envelope,
+    ReplayedMessage,
+    SignatureError,
+    StaleMessage,
+    UnknownKey,
+    WrongMessageType,
+    sign,
+)
+
+router = APIRouter(prefix="/v1")
+
+_SIGNATURE_CODES: dict[type[SignatureError], ErrorCode] = {
+    UnknownKey: ErrorCode.UNKNOWN_KEY,
+    BadSignature: ErrorCode.BAD_SIGNATURE,
+    StaleMessage: ErrorCode.STALE_MESSAGE,
+    ReplayedMessage: ErrorCode.REPLAYED_MESSAGE,
+    WrongMessageType: ErrorCode.WRONG_MESSAGE_TYPE,
+}
+
+
+@router.get("/health", summary="Liveness and identity of this node")
+def health(state: StateDep) -> dict[str, Any]:
+    return {
+        "status": "ok",
+        "institution": state.settings.institution,
+        "key_id": state.key.key_id,
+        "catalogue_version": catalogue.CATALOGUE_VERSION,
+    }
+
+
+@router.get("/catalogue", summary="The public catalogue of dimensions and values")
+def get_catalogue() -> dict[str, object]:
+    return catalogue.as_dict()
+
+
+@router.get("/budget", summary="This node's privacy budget for the current period")
+def budget(state: StateDep) -> BudgetStatus:
+    with state.reader() as session:
+        return ledger.status(session, state.answerer.budget_period(), state.settings.budget_rho)
+
+
+@router.get("/reports", summary="The standard report templates this node answers")
+def reports() -> list[dict[str, Any]]:
+    return [report.describe() for report in REPORTS.values()]
+
+
+def _validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
+    # Location and message only: never echo input values back.
+    return [
+        {"loc": [str(p) for p in err["loc"]], "msg": err["msg"]}
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+@router.post(
+    "/queries",
+    summary="Answer a signed query",
+    description=(
+        "The body is a signed envelope of type 'query' whose payload is a QueryRequest. "
+        "The answer is a signed envelope of type 'answer'; a refusal is a 403 problem document "
+        "carrying a signed 'refusal'."
+    ),
+    responses={200: {"content": {"application/json": {}}}},
+)
+async def post_query(request: Request, state: StateDep) -> Response:
+    raw = await request.body()
+    try:
+        document = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise NodeError(ErrorCode.MALFORMED_JSON) from None
+    try:
+        envelope = Envelope.model_validate(document)
+    except ValidationError as exc:
+        raise NodeError(ErrorCode.INVALID_REQUEST, errors=_validation_detail(exc)) from None
+    try:
+        payload = await run_in_threadpool(state.verifier.verify, envelope, QUERY)
+    except SignatureError as exc:
+        raise NodeError(_SIGNATURE_CODES.get(type(exc), ErrorCode.BAD_SIGNATURE)) from None
+    try:
+        query = QueryRequest.model_validate(payload)
+    except ValidationError as exc:
+        raise NodeError(ErrorCode.INVALID_QUERY, errors=_validation_detail(exc)) from None
+    outcome = await run_in_threadpool(state.answerer.answer, query, envelope.key_id)
+    if isinstance(outcome, Answered):
+        headers = {"X-Publieksdata-Replayed": "true" if outcome.replayed else "false"}
+        return Response(outcome.body, media_type="application/json", headers=headers)
+    signed = sign(REFUSAL, outcome.model_dump(mode="json"), state.key)
+    raise NodeError(
+        ErrorCode.REFUSED,
+        outcome.message,
+        reason=outcome.reason.value,
+        refusal=signed.model_dump(mode="json"),
+    )

@@ -1,0 +1,124 @@
+"""The node's app factory. No import-time state: the lifespan owns engines and keys."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from node.api.routes import router
+from node.deps import NodeState
+from node.errors import ErrorCode, NodeError, problem
+from node.identity import load_signing_key
+from node.services.answering import Answerer
+from node.services.trust import DatabaseKeyRing, DatabaseNonceStore
+from node.settings import NodeSettings
+from node.storage.db import make_engine, make_sessionmaker, require_current_schema
+from protocol.signing import Verifier
+
+log = logging.getLogger("publieksdata.node")
+PROBLEM_JSON = "application/problem+json"
+
+
+def _problem_response(code: ErrorCode, detail: str | None = None, **extra: Any) -> JSONResponse:
+    body = problem(code, detail, **extra)
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON)
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes, by header or while streaming (413)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                await _problem_response(ErrorCode.BODY_TOO_LARGE)(scope, receive, send)
+                return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise NodeError(ErrorCode.BODY_TOO_LARGE)
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def create_app(settings: NodeSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        write_engine = make_engine(settings.database_url, write=True)
+        read_engine = make_engine(settings.database_url, write=False)
+        require_current_schema(write_engine)
+        key = load_signing_key(settings.signing_key_path)
+        writer = make_sessionmaker(write_engine)
+        reader = make_sessionmaker(read_engine)
+        max_age = timedelta(seconds=settings.message_max_age_seconds)
+        verifier = Verifier(
+            DatabaseKeyRing(reader),
+            DatabaseNonceStore(writer, retention=max_age * 2 + timedelta(minutes=1)),
+            max_age=max_age,
+        )
+        app.state.node = NodeState(
+            settings=settings,
+            writer=writer,
+            reader=reader,
+            key=key,
+            verifier=verifier,
+            answerer=Answerer(settings, writer, reader, key),
+        )
+        try:
+            yield
+        finally:
+            write_engine.dispose()
+            read_engine.dispose()
+
+    app = FastAPI(
+        title="publieksdata node",
+        version="1",
+        summary="Differentially-private aggregate answers about one institution's audience.",
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+
+    @app.exception_handler(NodeError)
+    async def _node_error(_request: Request, exc: NodeError) -> JSONResponse:
+        return _problem_response(exc.code, exc.detail, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
+        return _problem_response(ErrorCode.INVALID_REQUEST, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
+            exc.status_code, ErrorCode.INVALID_REQUEST
+        )
+        return _problem_response(code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error: %s", type(exc).__name__)
+        return _problem_response(ErrorCode.INTERNAL)
+
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

@@ -1,0 +1,581 @@
+"""`publieksdata node …`: what an institution's operator runs.
+
+Exit codes: 0 success; 1 error (bad input, missing files, unreadable data); 2 usage error;
+3 the node refused the query (policy or budget); 4 the import was refused (rejected rows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from node.home import HomeExists, init_home
+from node.identity import IdentityError, load_secret, load_signing_key
+from node.services import ledger
+from node.services.answering import LOCAL_OPERATOR, Answered, Answerer
+from node.services.gdpr import export_person, forget_person
+from node.services.trust import trust_key, trusted_keys, untrust_key
+from node.settings import DEFAULT_HOME, NodeSettings
+from node.storage.db import (
+    SchemaOutOfDate,
+    current_revision,
+    head_revision,
+    make_engine,
+    make_sessionmaker,
+    require_current_schema,
+    upgrade,
+)
+from node.view import answer_table, margin_table
+from protocol.messages import QueryAnswer, QueryRequest, Refusal
+from protocol.query import QuerySpec
+from protocol.reports import REPORTS, report, year_period
+from protocol.signing import fingerprint, public_key_from_text, public_key_to_text, verify_once
+
+EXIT_ERROR = 1
+EXIT_REFUSED = 3
+EXIT_IMPORT_REFUSED = 4
+
+app = typer.Typer(
+    name="node",
+    help="Run your institution's node: import audience data, answer private queries.",
+    no_args_is_help=True,
+)
+db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+keys_app = typer.Typer(help="This node's key and the keys it trusts.", no_args_is_help=True)
+geo_app = typer.Typer(help="The PC4 → municipality → province table.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(geo_app, name="geo")
+
+console = Console()
+err = Console(stderr=True)
+
+HomeOption = Annotated[
+    Path,
+    typer.Option(
+        "--home",
+        envvar="PUBLIEKSDATA_NODE_HOME",
+        help="The node's home directory (keys, settings, SQLite database).",
+    ),
+]
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
+    err.print(f"[bold red]Error:[/] {message}")
+    return typer.Exit(code)
+
+
+def load_settings(home: Path) -> NodeSettings:
+    if not (home / "node.env").exists() and not (home / "secret.key").exists():
+        raise fail(
+            f"there is no node in {home.resolve()}. Create one with "
+            "'publieksdata node init --name \"Your institution\"' or pass --home."
+        )
+    try:
+        return NodeSettings.load(home)
+    except ValueError as exc:
+        raise fail(f"the settings in {home / 'node.env'} are not valid: {exc}") from None
+
+
+@contextmanager
+def open_db(settings: NodeSettings, *, check: bool = True) -> Iterator[tuple[Engine, Any]]:
+    engine = make_engine(settings.database_url)
+    try:
+        if check:
+            try:
+                require_current_schema(engine)
+            except SchemaOutOfDate as exc:
+                raise fail(str(exc)) from None
+        yield engine, make_sessionmaker(engine)
+    finally:
+        engine.dispose()
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+# -- init and database --------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Option("--name", help="Your institution's name.")],
+    home: HomeOption = DEFAULT_HOME,
+    database_url: Annotated[
+        str | None,
+        typer.Option(help="SQLAlchemy URL; default: SQLite in the home directory."),
+    ] = None,
+) -> None:
+    """Create a node: secrets, signing key, settings file and database."""
+    try:
+        settings = init_home(home, name, database_url)
+    except HomeExists as exc:
+        raise fail(str(exc)) from None
+    key = load_signing_key(settings.signing_key_path)
+    console.print(f"[green]✓[/] Node for [bold]{name}[/] created in {settings.home}")
+    console.print(f"  Key id:      {key.key_id}")
+    console.print(f"  Fingerprint: {fingerprint(key.public)}")
+    console.print(
+        "  Keep secret.key and signing.key safe and back them up: without secret.key, "
+        "imported people can no longer be found for GDPR requests."
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade(home: HomeOption = DEFAULT_HOME) -> None:
+    """Bring the database schema to this version of publieksdata."""
+    settings = load_settings(home)
+    with open_db(settings, check=False) as (engine, _):
+        before = current_revision(engine)
+        upgrade(engine)
+        after = current_revision(engine)
+    if before == after:
+        console.print(f"[green]✓[/] The database is up to date (schema {after}).")
+    else:
+        console.print(f"[green]✓[/] Database upgraded from {before or 'empty'} to {after}.")
+
+
+@db_app.command("status")
+def db_status(home: HomeOption = DEFAULT_HOME) -> None:
+    """Show the database schema version."""
+    settings = load_settings(home)
+    with open_db(settings, check=False) as (engine, _):
+        current = current_revision(engine)
+    head = head_revision()
+    state = "up to date" if current == head else "OUT OF DATE: run 'publieksdata node db upgrade'"
+    console.print(f"Schema {current or 'none'} (this version needs {head}): {state}")
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="CSV or XLSX export from your ticketing system.")],
+    profile: Annotated[str, typer.Option(help="Import profile: a built-in name or a file.")],
+    home: HomeOption = DEFAULT_HOME,
+    source: Annotated[
+        str | None, typer.Option(help="Name of the ticketing system; default: the profile name.")
+    ] = None,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Import the valid rows and write the rejected ones to a file.")
+    ] = False,
+    rejects: Annotated[
+        Path | None, typer.Option(help="Where to write rejected rows (with --skip-invalid).")
+    ] = None,
+    default: Annotated[
+        list[str] | None,
+        typer.Option(help="A value for a field the file lacks, e.g. --default artform=theatre."),
+    ] = None,
+) -> None:
+    """Import a ticketing export. Atomic: all of it, or (on errors) nothing."""
+    from node.ingest.importer import ImportRefused, import_file
+    from node.ingest.profile import load_profile
+
+    settings = load_settings(home)
+    defaults = _parse_defaults(default or [])
+    try:
+        prof = load_profile(profile)
+        secret = load_secret(settings.secret_path)
+    except (ValueError, IdentityError) as exc:
+        raise fail(str(exc)) from None
+    if skip_invalid and rejects is None:
+        rejects = file.with_name(file.stem + ".rejects.csv")
+    with open_db(settings) as (_, factory), progress_bar() as bar:
+        task = bar.add_task(f"Importing {file.name}", total=None)
+
+        def report_progress(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            result = import_file(
+                factory,
+                secret,
+                file,
+                prof,
+                source=source,
+                skip_invalid=skip_invalid,
+                rejects_path=rejects,
+                defaults=defaults,
+                progress=report_progress,
+            )
+        except ImportRefused as exc:
+            bar.stop()
+            _print_rejects(exc.report.rejects)
+            raise fail(
+                f"{len(exc.report.rejects)} row(s) could not be read, so nothing was imported. "
+                "Fix them, or run again with --skip-invalid to import the other rows.",
+                EXIT_IMPORT_REFUSED,
+            ) from None
+        except (ValueError, OSError) as exc:
+            raise fail(str(exc)) from None
+    for warning in result.warnings:
+        console.print(f"[yellow]![/] {warning}")
+    if result.nothing_changed:
+        console.print(f"[green]✓[/] {file.name}: already imported, nothing changed.")
+    else:
+        console.print(
+            f"[green]✓[/] {file.name}: {result.rows_read} rows read, {result.inserted} new, "
+            f"{result.updated} updated, {result.unchanged} unchanged, {result.rejected} rejected."
+        )
+    if result.rejected and rejects is not None:
+        console.print(f"  Rejected rows are listed in {rejects}")
+
+
+def _parse_defaults(items: list[str]) -> dict[str, str]:
+    defaults: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise fail(f"--default needs FIELD=VALUE, got {item!r}")
+        defaults[key.strip()] = value.strip()
+    return defaults
+
+
+def _print_rejects(rejects: list[Any], limit: int = 20) -> None:
+    table = Table(title="Rejected rows", show_lines=False)
+    for column in ("file", "line", "column", "reason"):
+        table.add_column(column)
+    for item in rejects[:limit]:
+        table.add_row(item.file, str(item.line), item.column, item.reason)
+    err.print(table)
+    if len(rejects) > limit:
+        err.print(f"… and {len(rejects) - limit} more.")
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="File to write.")],
+    kind: Annotated[str, typer.Option(help="theatre, museum, cinema, festival or library.")] = (
+        "theatre"
+    ),
+    rows: Annotated[int, typer.Option(min=1, help="Number of ticket rows.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same file.")] = 1,
+    year: Annotated[int, typer.Option(help="Season year.")] = 2025,
+    fmt: Annotated[
+        str, typer.Option("--format", help="generic, ticketmatic or eventbrite.")
+    ] = "generic",
+    dirty_rows: Annotated[int, typer.Option(min=0, help="Add this many broken rows.")] = 0,
+) -> None:
+    """Write a realistic, synthetic ticketing export (for demos, tests and benchmarks)."""
+    from node.ingest.generate import generate_export
+
+    with progress_bar() as bar:
+        task = bar.add_task(f"Generating {out.name}", total=rows)
+        try:
+            result = generate_export(
+                out,
+                kind=kind,  # type: ignore[arg-type]
+                rows=rows,
+                seed=seed,
+                year=year,
+                fmt=fmt,  # type: ignore[arg-type]
+                dirty_rows=dirty_rows,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+    console.print(f"[green]✓[/] Wrote {out} ({result})")
+
+
+@geo_app.command("load")
+def geo_load(
+    file: Annotated[Path, typer.Argument(help="CSV with pc4; municipality_code; province.")],
+    home: HomeOption = DEFAULT_HOME,
+) -> None:
+    """Load (replace) the PC4 → municipality → province table from CBS."""
+    from node.ingest.geo import load_geo_table
+
+    settings = load_settings(home)
+    with open_db(settings) as (_, factory):
+        try:
+            count = load_geo_table(factory, file)
+        except (ValueError, OSError) as exc:
+            raise fail(str(exc)) from None
+    console.print(f"[green]✓[/] Loaded {count} PC4 areas.")
+
+
+# -- queries ------------------------------------------------------------------------------------
+
+
+def _answerer(settings: NodeSettings, factory: sessionmaker[Session]) -> Answerer:
+    try:
+        key = load_signing_key(settings.signing_key_path)
+    except IdentityError as exc:
+        raise fail(str(exc)) from None
+    reader_engine = make_engine(settings.database_url, write=False)
+    return Answerer(settings, factory, make_sessionmaker(reader_engine), key)
+
+
+def build_spec(
+    report_name: str | None,
+    spec_file: Path | None,
+    year: int,
+    rho: float | None,
+    epsilon: float | None,
+    codes: str | None,
+) -> QuerySpec:
+    if (report_name is None) == (spec_file is None):
+        raise fail("give either --report NAME or --spec FILE")
+    try:
+        if spec_file is not None:
+            return QuerySpec.model_validate_json(spec_file.read_text("utf-8"))
+        assert report_name is not None
+        code_list = tuple(c.strip() for c in codes.split(",")) if codes else None
+        return report(report_name).build(
+            period=year_period(year), rho=rho, epsilon=epsilon, codes=code_list
+        )
+    except OSError as exc:
+        raise fail(f"cannot read {spec_file}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise fail(f"the query is not valid:\n{exc}") from None
+
+
+def ask_locally(
+    settings: NodeSettings, factory: sessionmaker[Session], spec: QuerySpec, analyst: str
+) -> QueryAnswer | Refusal:
+    answerer = _answerer(settings, factory)
+    outcome = answerer.answer(QueryRequest(spec=spec, analyst=analyst), LOCAL_OPERATOR)
+    if isinstance(outcome, Refusal):
+        return outcome
+    return _decode(outcome, answerer)
+
+
+def _decode(outcome: Answered, answerer: Answerer) -> QueryAnswer:
+    from protocol.signing import Envelope
+
+    envelope = Envelope.model_validate_json(outcome.body)
+    payload = verify_once(envelope, "answer", answerer.key.public)
+    return QueryAnswer.model_validate(payload)
+
+
+@app.command()
+def ask(
+    home: HomeOption = DEFAULT_HOME,
+    report_name: Annotated[
+        str | None, typer.Option("--report", help=f"One of: {', '.join(REPORTS)}.")
+    ] = None,
+    spec: Annotated[Path | None, typer.Option(help="A query spec as a JSON file.")] = None,
+    year: Annotated[int, typer.Option(help="Year to report on (with --report).")] = (
+        date.today().year - 1
+    ),
+    rho: Annotated[float | None, typer.Option(help="Privacy cost (zCDP ρ).")] = None,
+    epsilon: Annotated[
+        float | None, typer.Option(help="Pure-DP cost ε (discrete Laplace) instead of ρ.")
+    ] = None,
+    codes: Annotated[
+        str | None, typer.Option(help="Comma-separated codes for reports that need them.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+    lang: Annotated[str, typer.Option(help="Labels in nl or en.")] = "nl",
+) -> None:
+    """Ask this node a question locally. It spends budget exactly like a remote query."""
+    settings = load_settings(home)
+    query = build_spec(report_name, spec, year, rho, epsilon, codes)
+    with open_db(settings) as (_, factory):
+        outcome = ask_locally(settings, factory, query, "operator")
+    if isinstance(outcome, Refusal):
+        raise fail(f"refused ({outcome.reason.value}): {outcome.message}", EXIT_REFUSED)
+    if as_json:
+        console.print_json(outcome.model_dump_json())
+        return
+    console.print(answer_table(outcome, lang=lang))
+    if len(outcome.group_by) > 1:
+        console.print(margin_table(outcome, outcome.group_by[0], lang=lang))
+    _print_budget(outcome)
+
+
+def _print_budget(answer: QueryAnswer) -> None:
+    b = answer.budget
+    console.print(
+        f"Privacy spent on this query: ρ = {answer.privacy.rho:g} "
+        f"(ε = {answer.privacy.epsilon:.3g}, δ = {answer.privacy.delta:g}). "
+        f"Budget {b.period}: {b.spent_rho:g} of {b.cap_rho:g} used, "
+        f"{b.remaining_rho:g} left."
+    )
+
+
+@app.command()
+def budget(home: HomeOption = DEFAULT_HOME) -> None:
+    """Show the privacy budget of the current period."""
+    settings = load_settings(home)
+    with open_db(settings) as (_, factory):
+        answerer = _answerer(settings, factory)
+        period = answerer.budget_period()
+        with factory() as session:
+            state = ledger.status(session, period, settings.budget_rho)
+    console.print(
+        f"Budget {state.period}: ρ {state.spent_rho:g} of {state.cap_rho:g} used, "
+        f"{state.remaining_rho:g} left."
+    )
+
+
+# -- GDPR ---------------------------------------------------------------------------------------
+
+
+@app.command("export-person")
+def export_person_cmd(
+    identifier: Annotated[str, typer.Option(help="The customer number or e-mail address.")],
+    home: HomeOption = DEFAULT_HOME,
+) -> None:
+    """GDPR access request: print everything stored about one person, as JSON."""
+    settings = load_settings(home)
+    with open_db(settings) as (_, factory):
+        data = export_person(factory, load_secret(settings.secret_path), identifier)
+    if data is None:
+        console.print("Nothing is stored for this identifier.")
+        return
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+@app.command()
+def forget(
+    identifier: Annotated[str, typer.Option(help="The customer number or e-mail address.")],
+    home: HomeOption = DEFAULT_HOME,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """GDPR erasure request: delete one person and all their admissions."""
+    settings = load_settings(home)
+    if not yes and not typer.confirm("Delete this person and all their admissions?"):
+        raise typer.Exit(EXIT_ERROR)
+    with open_db(settings) as (_, factory):
+        count = forget_person(factory, load_secret(settings.secret_path), identifier)
+    if count is None:
+        console.print("Nothing is stored for this identifier; nothing was deleted.")
+    else:
+        console.print(f"[green]✓[/] Deleted the person and {count} admission(s).")
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+@keys_app.command("show")
+def keys_show(home: HomeOption = DEFAULT_HOME) -> None:
+    """Show this node's public key and fingerprint."""
+    settings = load_settings(home)
+    key = load_signing_key(settings.signing_key_path)
+    console.print(f"Key id:      {key.key_id}")
+    console.print(f"Public key:  {public_key_to_text(key.public)}")
+    console.print(f"Fingerprint: {fingerprint(key.public)}")
+
+
+@keys_app.command("trust")
+def keys_trust(
+    public_key: Annotated[str, typer.Option(help="The querier's public key (base64url).")],
+    label: Annotated[str, typer.Option(help="Who this key belongs to.")],
+    home: HomeOption = DEFAULT_HOME,
+) -> None:
+    """Allow a querier's key to send signed queries. Compare the fingerprint out of band!"""
+    settings = load_settings(home)
+    try:
+        key = public_key_from_text(public_key)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    with open_db(settings) as (_, factory):
+        key_id = trust_key(factory, key, label)
+    console.print(f"[green]✓[/] Trusted {label} (key id {key_id}).")
+    console.print(f"  Fingerprint: {fingerprint(key)}")
+
+
+@keys_app.command("list")
+def keys_list(home: HomeOption = DEFAULT_HOME) -> None:
+    """List the keys this node trusts."""
+    settings = load_settings(home)
+    with open_db(settings) as (_, factory):
+        keys = trusted_keys(factory)
+    if not keys:
+        console.print("This node trusts no querier keys yet.")
+        return
+    table = Table("key id", "label", "added", "fingerprint")
+    for row in keys:
+        table.add_row(
+            row.key_id,
+            row.label,
+            row.added_at.date().isoformat(),
+            fingerprint(public_key_from_text(row.public_key)),
+        )
+    console.print(table)
+
+
+@keys_app.command("remove")
+def keys_remove(
+    key_id: Annotated[str, typer.Argument(help="Key id to stop trusting.")],
+    home: HomeOption = DEFAULT_HOME,
+) -> None:
+    """Stop trusting a querier key."""
+    settings = load_settings(home)
+    with open_db(settings) as (_, factory):
+        removed = untrust_key(factory, key_id)
+    if not removed:
+        raise fail(f"no trusted key with id {key_id}")
+    console.print(f"[green]✓[/] Key {key_id} is no longer trusted.")
+
+
+@app.command()
+def profiles() -> None:
+    """List the built-in import profiles."""
+    from node.ingest.profile import list_builtin_profiles
+
+    table = Table("profile", "description")
+    for name, description in list_builtin_profiles():
+        table.add_row(name, description)
+    console.print(table)
+
+
+# -- serve --------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    home: HomeOption = DEFAULT_HOME,
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Run the node's API (localhost only unless you say otherwise)."""
+    import uvicorn
+
+    from node.app import create_app
+
+    overrides: dict[str, Any] = {}
+    if host is not None:
+        overrides["host"] = host
+    if port is not None:
+        overrides["port"] = port
+    settings = load_settings(home)
+    if overrides:
+        settings = NodeSettings.load(home, **overrides)
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(
+            f"[yellow]Warning:[/] listening on {settings.host}: the node's API is reachable "
+            "from other machines. Nodes normally only need localhost."
+        )
+    with open_db(settings):
+        pass  # fail early with a clear message when the schema is out of date
+    console.print(f"Node API on http://{settings.host}:{settings.port} (docs at /docs)")
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=os.environ.get("PUBLIEKSDATA_LOG_LEVEL", "info"),
+        access_log=False,
+    )

@@ -1,0 +1,31 @@
+"""Dependencies for the node's routes, as Annotated aliases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from node.services.answering import Answerer
+from node.settings import NodeSettings
+from protocol.signing import SigningKey, Verifier
+
+
+@dataclass
+class NodeState:
+    settings: NodeSettings
+    writer: sessionmaker[Session]
+    reader: sessionmaker[Session]
+    key: SigningKey
+    verifier: Verifier
+    answerer: Answerer
+
+
+def _state(request: Request) -> NodeState:
+    state: NodeState = request.app.state.node
+    return state
+
+
+StateDep = Annotated[NodeState, Depends(_state)]

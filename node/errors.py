@@ -1,0 +1,80 @@
+"""The node's error catalogue: one code per failure, its HTTP status and its public message.
+
+Responses are RFC 9457 problem documents (``application/problem+json``). Public messages never
+contain data, counts, other parties' budgets or stack traces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    BODY_TOO_LARGE = "body_too_large"
+    MALFORMED_JSON = "malformed_json"
+    INVALID_REQUEST = "invalid_request"
+    INVALID_QUERY = "invalid_query"
+    UNKNOWN_KEY = "unknown_key"
+    BAD_SIGNATURE = "bad_signature"
+    STALE_MESSAGE = "stale_message"
+    REPLAYED_MESSAGE = "replayed_message"
+    WRONG_MESSAGE_TYPE = "wrong_message_type"
+    REFUSED = "refused"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    INTERNAL = "internal_error"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    status: int
+    title: str
+
+
+CATALOGUE: dict[ErrorCode, ErrorInfo] = {
+    ErrorCode.BODY_TOO_LARGE: ErrorInfo(413, "The request body is larger than this node accepts."),
+    ErrorCode.MALFORMED_JSON: ErrorInfo(400, "The request body is not valid JSON."),
+    ErrorCode.INVALID_REQUEST: ErrorInfo(422, "The request does not have the expected fields."),
+    ErrorCode.INVALID_QUERY: ErrorInfo(422, "The query spec is not valid."),
+    ErrorCode.UNKNOWN_KEY: ErrorInfo(
+        401, "The message is signed by a key this node does not trust."
+    ),
+    ErrorCode.BAD_SIGNATURE: ErrorInfo(401, "The message signature is not valid."),
+    ErrorCode.STALE_MESSAGE: ErrorInfo(401, "The message is too old or dated in the future."),
+    ErrorCode.REPLAYED_MESSAGE: ErrorInfo(409, "This message was received before."),
+    ErrorCode.WRONG_MESSAGE_TYPE: ErrorInfo(
+        400, "The message has the wrong type for this endpoint."
+    ),
+    ErrorCode.REFUSED: ErrorInfo(403, "The node refused to answer this query."),
+    ErrorCode.NOT_FOUND: ErrorInfo(404, "There is nothing at this address."),
+    ErrorCode.METHOD_NOT_ALLOWED: ErrorInfo(405, "This address does not accept that method."),
+    ErrorCode.INTERNAL: ErrorInfo(500, "The node could not handle the request."),
+}
+
+PROBLEM_TYPE_BASE = "https://publieksdata.nl/problems/"
+
+
+class NodeError(Exception):
+    """An error with a catalogue code; ``detail`` must be safe to show to the caller."""
+
+    def __init__(self, code: ErrorCode, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or CATALOGUE[code].title)
+        self.code = code
+        self.detail = detail
+        self.extra = extra
+
+
+def problem(code: ErrorCode, detail: str | None = None, **extra: Any) -> dict[str, Any]:
+    info = CATALOGUE[code]
+    body: dict[str, Any] = {
+        "type": PROBLEM_TYPE_BASE + code.value,
+        "title": info.title,
+        "status": info.status,
+        "code": code.value,
+    }
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return body

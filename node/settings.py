@@ -1,0 +1,82 @@
+"""Node settings: one pydantic-settings class, built by the CLI from ``<home>/node.env`` and the
+environment (prefix ``PUBLIEKSDATA_NODE_``) and passed into the app factory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from protocol.catalogue import DIMENSIONS
+
+ENV_FILE = "node.env"
+SECRET_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
+SIGNING_KEY_FILE = "signing.key"
+DEFAULT_HOME = Path("publieksdata-node")
+TESTING_ENV = "PUBLIEKSDATA_TESTING"
+
+
+class NodeSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PUBLIEKSDATA_NODE_", extra="ignore", env_file_encoding="utf-8"
+    )
+
+    home: Path = DEFAULT_HOME
+    institution: str = Field(default="Mijn instelling", max_length=120)
+    database_url: str = ""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8470, ge=1, le=65535)
+
+    # Budget (design §7). ρ per period, in zCDP units; pure-ε queries are charged ε²/2.
+    budget_period: Literal["year", "quarter", "month"] = "year"
+    budget_rho: float = Field(default=1.0, gt=0, le=100)
+    analyst_budget_rho: float | None = Field(default=None, gt=0, le=100)
+
+    # Policy.
+    max_cells: int = Field(default=20_000, ge=1, le=100_000)
+    max_rho_per_query: float = Field(default=0.5, gt=0, le=10)
+    max_visits_per_person: int = Field(default=100, ge=1, le=1_000)
+    allowed_dimensions: list[str] | None = None
+
+    # Transport.
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    message_max_age_seconds: int = Field(default=300, ge=10, le=3600)
+
+    # Testing only: answers carry exact values. Refused unless PUBLIEKSDATA_TESTING=1.
+    unsafe_disable_noise: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.home / 'node.db').resolve()}"
+        if self.unsafe_disable_noise and os.environ.get(TESTING_ENV) != "1":
+            raise ValueError(
+                "unsafe_disable_noise releases exact figures and is only for tests; "
+                f"it needs {TESTING_ENV}=1"
+            )
+        if self.allowed_dimensions is not None:
+            unknown = [d for d in self.allowed_dimensions if d not in DIMENSIONS]
+            if unknown:
+                raise ValueError(f"allowed_dimensions names unknown dimensions: {unknown}")
+        return self
+
+    @property
+    def secret_path(self) -> Path:
+        return self.home / SECRET_FILE
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.home / SIGNING_KEY_FILE
+
+    @classmethod
+    def load(cls, home: Path, **overrides: object) -> NodeSettings:
+        env_file = home / ENV_FILE
+        return cls(
+            _env_file=env_file if env_file.exists() else None,
+            home=home,
+            **overrides,  # type: ignore[arg-type]
+        )

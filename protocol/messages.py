@@ -1,0 +1,92 @@
+"""Messages exchanged between nodes and their queriers: signed queries, answers and refusals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from protocol.query import Measure, Mechanism, QuerySpec
+
+QUERY = "query"
+ANSWER = "answer"
+REFUSAL = "refusal"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class QueryRequest(_Frozen):
+    """What a querier signs: the spec plus who the analyst is (for per-analyst caps and audit)."""
+
+    spec: QuerySpec
+    analyst: Annotated[str, Field(min_length=1, max_length=120)] = "unnamed"
+
+
+class MeasureResult(_Frozen):
+    measure: Measure
+    values: tuple[int, ...]
+    mechanism: Mechanism | None
+    scale: float
+    noise_sd: float
+    sensitivity_l1: float
+    sensitivity_l2: float
+    rho: float
+    epsilon: float | None = None
+
+
+class PrivacySpent(_Frozen):
+    rho: float
+    epsilon: float
+    delta: float
+
+
+class BudgetStatus(_Frozen):
+    period: str
+    cap_rho: float
+    spent_rho: float
+
+    @property
+    def remaining_rho(self) -> float:
+        return max(0.0, self.cap_rho - self.spent_rho)
+
+
+class QueryAnswer(_Frozen):
+    """The node's DP answer. Values follow the spec's canonical cell order (QuerySpec.cells)."""
+
+    query_id: str
+    query_hash: str
+    catalogue_version: str
+    answered_at: datetime
+    group_by: tuple[str, ...]
+    cells: tuple[tuple[str, ...], ...]
+    measures: tuple[MeasureResult, ...]
+    privacy: PrivacySpent
+    budget: BudgetStatus
+    noise: bool = True
+
+    def measure(self, measure: Measure) -> MeasureResult:
+        for result in self.measures:
+            if result.measure is measure:
+                return result
+        raise KeyError(measure)
+
+
+class RefusalReason(StrEnum):
+    BUDGET_EXHAUSTED = "budget_exhausted"
+    ANALYST_BUDGET_EXHAUSTED = "analyst_budget_exhausted"
+    POLICY_DIMENSION = "policy_dimension_not_allowed"
+    POLICY_CELLS = "policy_too_many_cells"
+    POLICY_BOUNDS = "policy_bounds_not_allowed"
+    POLICY_COST = "policy_cost_too_high"
+    POLICY_MODE = "policy_mode_not_supported"
+    QUERY_ID_REUSED = "query_id_reused"
+
+
+class Refusal(_Frozen):
+    query_id: str
+    reason: RefusalReason
+    message: str

@@ -411,7 +411,7 @@ FREQUENCY_BANDS: tuple[tuple[int, str], ...] = (
 )
 
 
-def as_dict(lang: str | None = None) -> dict[str, object]:
+def as_dict() -> dict[str, object]:
     """The catalogue as a JSON-ready document (served by nodes and the aggregator)."""
     return {
         "version": CATALOGUE_VERSION,

@@ -67,25 +67,25 @@ def create_app(settings: NodeSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         write_engine = make_engine(settings.database_url, write=True)
         read_engine = make_engine(settings.database_url, write=False)
-        require_current_schema(write_engine)
-        key = load_signing_key(settings.signing_key_path)
-        writer = make_sessionmaker(write_engine)
-        reader = make_sessionmaker(read_engine)
-        max_age = timedelta(seconds=settings.message_max_age_seconds)
-        verifier = Verifier(
-            DatabaseKeyRing(reader),
-            DatabaseNonceStore(writer, retention=max_age * 2 + timedelta(minutes=1)),
-            max_age=max_age,
-        )
-        app.state.node = NodeState(
-            settings=settings,
-            writer=writer,
-            reader=reader,
-            key=key,
-            verifier=verifier,
-            answerer=Answerer(settings, writer, reader, key),
-        )
-        try:
+        try:  # dispose the engines also when start-up fails (e.g. an out-of-date schema)
+            require_current_schema(write_engine)
+            key = load_signing_key(settings.signing_key_path)
+            writer = make_sessionmaker(write_engine)
+            reader = make_sessionmaker(read_engine)
+            max_age = timedelta(seconds=settings.message_max_age_seconds)
+            verifier = Verifier(
+                DatabaseKeyRing(reader),
+                DatabaseNonceStore(writer, retention=max_age * 2 + timedelta(minutes=1)),
+                max_age=max_age,
+            )
+            app.state.node = NodeState(
+                settings=settings,
+                writer=writer,
+                reader=reader,
+                key=key,
+                verifier=verifier,
+                answerer=Answerer(settings, writer, reader, key),
+            )
             yield
         finally:
             write_engine.dispose()

@@ -318,13 +318,17 @@ def geo_load(
 # -- queries ------------------------------------------------------------------------------------
 
 
-def _answerer(settings: NodeSettings, factory: sessionmaker[Session]) -> Answerer:
+@contextmanager
+def _answerer(settings: NodeSettings, factory: sessionmaker[Session]) -> Iterator[Answerer]:
     try:
         key = load_signing_key(settings.signing_key_path)
     except IdentityError as exc:
         raise fail(str(exc)) from None
     reader_engine = make_engine(settings.database_url, write=False)
-    return Answerer(settings, factory, make_sessionmaker(reader_engine), key)
+    try:
+        yield Answerer(settings, factory, make_sessionmaker(reader_engine), key)
+    finally:
+        reader_engine.dispose()
 
 
 def build_spec(
@@ -354,8 +358,8 @@ def build_spec(
 def ask_locally(
     settings: NodeSettings, factory: sessionmaker[Session], spec: QuerySpec, analyst: str
 ) -> QueryAnswer | Refusal:
-    answerer = _answerer(settings, factory)
-    outcome = answerer.answer(QueryRequest(spec=spec, analyst=analyst), LOCAL_OPERATOR)
+    with _answerer(settings, factory) as answerer:
+        outcome = answerer.answer(QueryRequest(spec=spec, analyst=analyst), LOCAL_OPERATOR)
     if isinstance(outcome, Refusal):
         return outcome
     return _decode(outcome, answerer)
@@ -420,8 +424,8 @@ def budget(home: HomeOption = DEFAULT_HOME) -> None:
     """Show the privacy budget of the current period."""
     settings = load_settings(home)
     with open_db(settings) as (_, factory):
-        answerer = _answerer(settings, factory)
-        period = answerer.budget_period()
+        with _answerer(settings, factory) as answerer:
+            period = answerer.budget_period()
         with factory() as session:
             state = ledger.status(session, period, settings.budget_rho)
     console.print(

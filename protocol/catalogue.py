@@ -344,7 +344,7 @@ def check_value(dim_name: str, code: str) -> None:
             allowed = ", ".join(dim.codes)
             raise CatalogueError(f"unknown value {code!r} for {dim_name!r}; allowed: {allowed}")
         raise CatalogueError(
-            f"value {code!r} for {dim_name!r} does not match the code pattern {dim.pattern!r}"
+            f"value {code!r} for {dim_name!r} does not match the code pattern {dim.pattern}"
         )
 
 

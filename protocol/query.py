@@ -14,9 +14,16 @@ import uuid
 from collections.abc import Iterator
 from datetime import date
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, NoReturn, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from protocol.canonical import canonical_bytes
 from protocol.catalogue import (
@@ -37,6 +44,35 @@ MAX_CELLS_PER_PERSON = 1_000
 MAX_PERIOD_DAYS = 3_660
 # Revenue is clamped per admission; the bound keeps |sum| far below 2^63 at any realistic scale.
 MAX_CLAMP_CENTS = 10_000_000
+
+
+class FrozenDict(dict[str, tuple[str, ...]]):
+    """A read-only dict, so that a frozen QuerySpec's filters and domains cannot change either."""
+
+    def _read_only(self, *args: object, **kwargs: object) -> NoReturn:
+        raise TypeError("a query spec is immutable; build a new one with model_copy(update=...)")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only
+    __ior__ = _read_only  # type: ignore[assignment]
+
+    def __copy__(self) -> FrozenDict:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> FrozenDict:
+        return self
+
+    def __reduce__(self) -> tuple[type[FrozenDict], tuple[dict[str, tuple[str, ...]]]]:
+        return (FrozenDict, (dict(self),))
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+
+def _freeze(value: dict[str, tuple[str, ...]]) -> FrozenDict:
+    return FrozenDict(value)
+
+
+ValueLists = Annotated[dict[str, tuple[str, ...]], AfterValidator(_freeze)]
 
 
 class Measure(StrEnum):
@@ -152,9 +188,9 @@ class QuerySpec(_Frozen):
     query_id: QueryId = Field(default_factory=new_query_id)
     title: Annotated[str, Field(max_length=200)] = ""
     period: Period
-    filters: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    filters: ValueLists = Field(default_factory=FrozenDict)
     group_by: tuple[str, ...] = ()
-    domains: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    domains: ValueLists = Field(default_factory=FrozenDict)
     measures: tuple[Measure, ...] = (Measure.VISITS,)
     bounds: Bounds = Field(default_factory=Bounds)
     privacy: Privacy
@@ -251,6 +287,11 @@ class QuerySpec(_Frozen):
     @property
     def cell_count(self) -> int:
         return math.prod(len(self.domain(name)) for name in self.group_by)
+
+    @property
+    def cells_per_person(self) -> int:
+        """The bound g on cells per person: also never more than the query has cells."""
+        return min(self.bounds.effective_cells_per_person, self.cell_count)
 
     def cells(self) -> Iterator[tuple[str, ...]]:
         """Cell keys in canonical order (the Cartesian product of the domains, row-major)."""

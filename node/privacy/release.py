@@ -16,7 +16,7 @@ def calibrations(spec: QuerySpec) -> dict[Measure, Calibration]:
     share = len(spec.measures)
     result: dict[Measure, Calibration] = {}
     for measure in spec.measures:
-        sens = sensitivity(measure, spec.bounds)
+        sens = sensitivity(measure, spec.bounds, spec.cell_count)
         if spec.privacy.mechanism is Mechanism.GAUSSIAN:
             assert spec.privacy.rho is not None
             result[measure] = calibrate_gaussian(sens, spec.privacy.rho / share)

@@ -341,6 +341,11 @@ def build_spec(
 ) -> QuerySpec:
     if (report_name is None) == (spec_file is None):
         raise fail("give either --report NAME or --spec FILE")
+    if spec_file is not None and (rho is not None or epsilon is not None or codes is not None):
+        raise fail(
+            "--rho, --epsilon and --codes go with --report; a spec file states its own "
+            "period, privacy cost and codes"
+        )
     try:
         if spec_file is not None:
             return QuerySpec.model_validate_json(spec_file.read_text("utf-8"))

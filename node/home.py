@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from node.identity import create_secret, create_signing_key
@@ -22,7 +23,7 @@ def init_home(home: Path, institution: str, database_url: str | None = None) -> 
     home.mkdir(parents=True, exist_ok=True)
     lines = [
         "# publieksdata node settings; every name is documented in docs/reference/configuration.md",
-        f"PUBLIEKSDATA_NODE_INSTITUTION={institution!r}".replace("'", '"'),
+        f"PUBLIEKSDATA_NODE_INSTITUTION={json.dumps(institution, ensure_ascii=False)}",
     ]
     if database_url:
         lines.append(f"PUBLIEKSDATA_NODE_DATABASE_URL={database_url}")

@@ -8,7 +8,8 @@ from collections import defaultdict
 from rich.table import Table
 
 from protocol.catalogue import DIMENSIONS
-from protocol.messages import QueryAnswer
+from protocol.messages import MeasureResult, QueryAnswer
+from protocol.query import Mechanism
 
 Z95 = 1.959963984540054
 
@@ -17,6 +18,22 @@ _MEASURE_LABELS = {
     "persons": {"nl": "personen", "en": "persons"},
     "revenue": {"nl": "omzet (€)", "en": "revenue (€)"},
 }
+
+
+def margin95(result: MeasureResult) -> float:
+    """Half-width of a 95% interval for one released cell.
+
+    Discrete Laplace with P(k) ∝ q^|k|, q = e^(-1/b): P(|X| > k) = 2q^(k+1)/(1+q), so the exact
+    integer half-width is the smallest k with that ≤ 0.05. The discrete Gaussian (σ ≥ 1 in
+    practice) is within rounding of the normal quantile, 1.96σ.
+    """
+    if result.mechanism is None:
+        return 0.0
+    if result.mechanism is Mechanism.LAPLACE:
+        q = math.exp(-1.0 / result.scale)
+        k = math.log(0.05 * (1 + q) / 2) / math.log(q) - 1
+        return float(max(0, math.ceil(k - 1e-12)))
+    return Z95 * result.noise_sd
 
 
 def _fmt(value: float, half_width: float, money: bool) -> str:
@@ -37,7 +54,7 @@ def answer_table(answer: QueryAnswer, *, lang: str = "nl", limit: int = 40) -> T
     for i, cell in enumerate(answer.cells[:limit]):
         labels = [DIMENSIONS[n].label(c, lang) for n, c in zip(answer.group_by, cell, strict=True)]
         values = [
-            _fmt(r.values[i], Z95 * r.noise_sd, r.measure.value == "revenue")
+            _fmt(r.values[i], margin95(r), r.measure.value == "revenue")
             for r in answer.measures
         ]
         table.add_row(*labels, *values)
@@ -54,8 +71,9 @@ def answer_table(answer: QueryAnswer, *, lang: str = "nl", limit: int = 40) -> T
 def margin_table(answer: QueryAnswer, dimension: str, *, lang: str = "nl") -> Table:
     """Totals over all other dimensions, by ``dimension`` (post-processing of released cells).
 
-    A sum of k independent noisy cells has noise sd √k·σ. ``persons`` summed over cells counts a
-    person once per cell, so it is shown only for a one-dimensional answer.
+    A sum of k independent noisy cells has noise sd √k·σ; its 95% margin uses the normal
+    approximation 1.96·√k·σ. ``persons`` summed over cells counts a person once per cell, so it is
+    not shown here.
     """
     position = answer.group_by.index(dimension)
     dim = DIMENSIONS[dimension]

@@ -1,6 +1,6 @@
 """The budget ledger (design §7): durable, concurrent-safe, and the authority on what was spent.
 
-Amounts are integer micro-units of ρ (1 unit = 10⁻⁹ ρ); a query's cost is rounded *up*, so integer
+Amounts are integer nano-units of ρ (1 unit = 10⁻⁹ ρ); a query's cost is rounded *up*, so integer
 arithmetic never lets rounding overspend. A debit is one conditional UPDATE::
 
     UPDATE budget_period SET spent = spent + :u WHERE period = :p AND spent + :u <= :cap

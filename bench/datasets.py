@@ -39,7 +39,7 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
-from node.storage.db import make_engine, upgrade
+from node.storage.db import head_revision, make_engine, upgrade
 from protocol.catalogue import (
     AGE_BANDS,
     ARTFORMS,
@@ -50,7 +50,7 @@ from protocol.catalogue import (
     WEEKDAY_CODES,
 )
 
-GENERATOR_VERSION = 1  # bump whenever generate() changes, so cached datasets are rebuilt
+GENERATOR_VERSION = 2  # bump whenever generate() changes, so cached datasets are rebuilt
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 PG_SERVER = os.environ.get("BENCH_POSTGRES_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432")
 PG_DATABASE = os.environ.get("BENCH_POSTGRES_DATABASE", "bench")
@@ -71,28 +71,6 @@ SEGMENT_CODES = tuple(v.code for v in SEGMENTS)
 STATUS_CODES = ("sold", "refunded", "cancelled")
 STATUS_WEIGHTS = (97, 2, 1)
 LEAD_CODES = ("same_day", "1_6", "7_29", "30_89", "90plus", UNKNOWN)
-ADMISSION_COLUMNS = (
-    "id",
-    "source",
-    "ticket_ref",
-    "person_id",
-    "event_id",
-    "batch_id",
-    "event_date",
-    "event_month",
-    "event_quarter",
-    "event_year",
-    "weekday",
-    "artform",
-    "ordered_date",
-    "lead_time",
-    "price_cents",
-    "price_type",
-    "channel",
-    "status",
-    "attended",
-    "age_band",
-)
 PERSON_COLUMNS = ("id", "pseudonym", "pc4", "segment", "first_seen")
 EVENT_COLUMNS = ("id", "source", "event_key", "artform", "starts_at", "capacity", "is_free")
 SECONDARY_INDEXES = ("ix_admission_event_date_person", "ix_admission_person_id")
@@ -104,7 +82,8 @@ def _p(weights: tuple[float, ...]) -> np.ndarray:
 
 
 def _key(rows: int, seed: int) -> str:
-    return f"n{rows}_s{seed}_v{GENERATOR_VERSION}"
+    """Cache key: size, seed, generator version and the node's schema revision."""
+    return f"n{rows}_s{seed}_v{GENERATOR_VERSION}_r{head_revision()}"
 
 
 @dataclass
@@ -130,6 +109,7 @@ class Synthetic:
     status: np.ndarray
     lead_days: np.ndarray  # -1 = unknown ordered date
     attended: np.ndarray  # 1 yes, 0 no, -1 unknown
+    ticket: np.ndarray  # (N, 16) uint8: the keyed ticket reference (pseudo-random, like an HMAC)
 
     @property
     def persons(self) -> int:
@@ -193,9 +173,15 @@ class Synthetic:
         ordered = pl.Series(np.where(lead < 0, 0, day - lead) + _epoch_day(YEAR)).cast(pl.Date)
         att = self.attended[lo:hi]
         ids = np.arange(lo + 1, hi + 1, dtype=np.int64)
+        ticket = self.ticket[lo:hi]
+        refs = pl.Series(np.frombuffer(ticket.tobytes().hex().encode(), dtype="S32"))
+        top = ticket[:, :4].astype(np.int64)
+        sample_key = ((top[:, 0] << 24) | (top[:, 1] << 16) | (top[:, 2] << 8) | top[:, 3]) >> 1
         frame = pl.DataFrame(
             {
                 "id": ids,
+                "ticket_ref": refs.cast(pl.String),
+                "sample_key": sample_key,
                 "person_id": self.person[lo:hi].astype(np.int64),
                 "event_id": ev.astype(np.int64) + 1,
                 "event_date": dates,
@@ -216,7 +202,7 @@ class Synthetic:
         return frame.select(
             "id",
             pl.lit("bench").alias("source"),
-            pl.col("id").cast(pl.String).str.zfill(12).alias("ticket_ref"),
+            "ticket_ref",
             "person_id",
             "event_id",
             pl.lit(1, pl.Int64).alias("batch_id"),
@@ -236,6 +222,7 @@ class Synthetic:
             "status",
             pl.when(pl.col("attended_known")).then(pl.col("attended")).alias("attended"),
             "age_band",
+            "sample_key",  # dropped when the node's schema has no such column
         )
 
     def parquet_frame(self) -> pl.DataFrame:
@@ -246,6 +233,8 @@ class Synthetic:
             parts.append(
                 self.admission_frame(lo, hi).select(
                     "id",
+                    "ticket_ref",
+                    "sample_key",
                     "person_id",
                     "event_date",
                     "status",
@@ -321,6 +310,7 @@ def generate(rows: int, seed: int = 1) -> Synthetic:
     lead_days = np.floor(rng.exponential(25.0, rows)).astype(np.int32)
     lead_days[rng.random(rows) < 0.03] = -1
     attended = np.where(status == 0, rng.choice([1, 0, -1], rows, p=[0.9, 0.04, 0.06]), 0)
+    ticket = np.frombuffer(rng.bytes(16 * rows), dtype=np.uint8).reshape(rows, 16)
 
     # Import order: by event date, then event; persons interleave.
     order = np.lexsort((event, event_day[event]))
@@ -351,6 +341,7 @@ def generate(rows: int, seed: int = 1) -> Synthetic:
         status=status,
         lead_days=lead_days,
         attended=attended.astype(np.int8),
+        ticket=ticket,
     )
 
 
@@ -424,9 +415,11 @@ def load_sqlite(data: Synthetic, path: Path) -> None:
         con.execute(_insert_sql("import_batch", tuple(batch)), tuple(batch.values()))
         con.executemany(_insert_sql("person", PERSON_COLUMNS), _sqlite_rows(data.person_frame()))
         con.executemany(_insert_sql("event", EVENT_COLUMNS), _sqlite_rows(data.event_frame()))
-        insert = _insert_sql("admission", ADMISSION_COLUMNS)
+        present = {row[1] for row in con.execute("PRAGMA table_info(admission)")}
+        columns = tuple(c for c in data.admission_frame(0, 1).columns if c in present)
+        insert = _insert_sql("admission", columns)
         for frame in _chunks(data):
-            con.executemany(insert, _sqlite_rows(frame))
+            con.executemany(insert, _sqlite_rows(frame.select(columns)))
         con.execute("COMMIT")
         for statement in ddl:
             con.execute(statement)
@@ -509,8 +502,17 @@ def load_postgres(data: Synthetic) -> None:
             _copy(cur, "import_batch", pl.DataFrame([batch]))
             _copy(cur, "person", data.person_frame())
             _copy(cur, "event", data.event_frame())
+            present = {
+                row[0]
+                for row in con.execute(
+                    "SELECT column_name FROM information_schema.columns "
+                    "WHERE table_schema = %s AND table_name = 'admission'",
+                    (schema,),
+                )
+            }
+            columns = [c for c in data.admission_frame(0, 1).columns if c in present]
             for frame in _chunks(data):
-                _copy(cur, "admission", frame)
+                _copy(cur, "admission", frame.select(columns))
             for statement in ddl:
                 con.execute(statement)
             for table in ("person", "event", "import_batch", "admission"):

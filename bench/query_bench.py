@@ -78,12 +78,31 @@ def _engine_url(engine: str, rows: int, seed: int) -> str:
     return ds.sqlite_url(rows, seed) if engine == "sqlite" else ds.pg_url(rows, seed)
 
 
-def measure_ours(engine: str, rows: int, seed: int) -> dict[str, Any]:
+def _load_run_aggregate(path: str | None) -> Any:
+    """``run_aggregate`` from the node, or from another version of aggregate.py (for before/after
+    comparisons, e.g. ``git show HEAD:node/services/aggregate.py > /tmp/aggregate_head.py``)."""
+    if path is None:
+        from node.services.aggregate import run_aggregate
+
+        return run_aggregate
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("aggregate_alternative", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.run_aggregate
+
+
+def measure_ours(
+    engine: str, rows: int, seed: int, aggregate_file: str | None = None
+) -> dict[str, Any]:
     from sqlalchemy import text
 
     from node.privacy.release import privacy_spent, release
-    from node.services.aggregate import run_aggregate
     from node.storage.db import make_engine, make_sessionmaker
+
+    run_aggregate = _load_run_aggregate(aggregate_file)
     from protocol.messages import BudgetStatus, QueryAnswer
 
     factory = make_sessionmaker(make_engine(_engine_url(engine, rows, seed), write=False))
@@ -118,6 +137,7 @@ def measure_ours(engine: str, rows: int, seed: int) -> dict[str, Any]:
         "rss_before_mb": rss_before / 1024,
         "peak_rss_mb": _status_kb("VmHWM") / 1024,
         "answer_bytes": len(body),
+        "totals": {m.measure.value: sum(m.values) for m in measures},
     }
 
 
@@ -186,12 +206,11 @@ def measure_opendp(rows: int, seed: int) -> dict[str, Any]:
     cpu0, t0 = _cpu(), time.perf_counter()
     cells = list(spec.cells())
     keys = pl.LazyFrame(cells, schema=KEYS, orient="row")
-    data = pl.scan_parquet(ds.parquet_path(rows, seed))
-    in_scope = (
-        (pl.col("status") == "sold")
-        & (pl.col("event_date") >= spec.period.start)
-        & (pl.col("event_date") <= spec.period.end)
+    # OpenDP 0.16 rejects date literals in its plans, so the period is cut on the input scan.
+    data = pl.scan_parquet(ds.parquet_path(rows, seed)).filter(
+        pl.col("event_date").is_between(spec.period.start, spec.period.end)
     )
+    in_scope = pl.col("status") == "sold"
     ctx = dp.Context.compositor(
         data=data,
         privacy_unit=dp.unit_of(contributions=1, identifier="person_id"),
@@ -251,6 +270,7 @@ def measure_opendp(rows: int, seed: int) -> dict[str, Any]:
         "rss_before_mb": rss_before / 1024,
         "peak_rss_mb": _status_kb("VmHWM") / 1024,
         "cells": len(vectors["visits"]),
+        "totals": {name: sum(v or 0 for v in values) for name, values in vectors.items()},
     }
 
 
@@ -268,7 +288,12 @@ def reference(spec: Any, rows: int, seed: int) -> dict[Any, list[int]]:
     c, g = b.max_visits_per_person, b.effective_cells_per_person
     dims = dict(zip(spec.group_by, ("month", "artform", "age_band"), strict=True))
     keys = list(dims.values())
-    rk = (pl.col("id") * 2_654_435_761 + query_salt(spec.query_id)) % 4_294_967_291
+    from node.storage.models import Admission
+
+    # The rank key follows the schema: a per-row sample key where there is one (ties broken by
+    # ticket_ref; source is constant here), else the row id.
+    key = "sample_key" if "sample_key" in Admission.__table__.c else "id"
+    rk = (pl.col(key) * 2_654_435_761 + query_salt(spec.query_id)) % 4_294_967_291
     frame = (
         pl.scan_parquet(ds.parquet_path(rows, seed))
         .filter(
@@ -279,7 +304,8 @@ def reference(spec: Any, rows: int, seed: int) -> dict[Any, list[int]]:
         .with_columns(
             rk=rk, rev=pl.col("price_cents").clip(b.revenue_min_cents, b.revenue_max_cents)
         )
-        .with_columns(rn=pl.col("rk").rank("ordinal").over("person_id"))
+        .sort("person_id", "rk", "ticket_ref")
+        .with_columns(rn=pl.int_range(1, pl.len() + 1).over("person_id"))
         .filter(pl.col("rn") <= c)
     )
     if g < c:
@@ -345,7 +371,9 @@ def check(engines: tuple[str, ...], rows: int, seed: int) -> bool:
 # -- orchestration -------------------------------------------------------------------------
 
 
-def run_worker(variant: str, engine: str, rows: int, seed: int) -> dict[str, Any]:
+def run_worker(
+    variant: str, engine: str, rows: int, seed: int, aggregate_file: str | None = None
+) -> dict[str, Any]:
     command = [
         sys.executable,
         "-m",
@@ -358,6 +386,7 @@ def run_worker(variant: str, engine: str, rows: int, seed: int) -> dict[str, Any
         str(rows),
         "--seed",
         str(seed),
+        *(["--worker-aggregate", aggregate_file] if aggregate_file else []),
     ]
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run(
@@ -405,7 +434,7 @@ def versions() -> str:
 def table(results: dict[tuple[str, int], dict[str, list[dict[str, Any]]]]) -> list[str]:
     lines = [
         "| engine | rows | ours median s (SQL / noise+answer) | plain GROUP BY median s | "
-        "ours / plain | OpenDP median s | ours / OpenDP | ours peak RSS MB |",
+        "ours / plain | OpenDP median s | ours / OpenDP | ours peak RSS MB (before query) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (engine, rows), runs in results.items():
@@ -415,11 +444,12 @@ def table(results: dict[tuple[str, int], dict[str, list[dict[str, Any]]]]) -> li
         p = _median(plain, "seconds") if plain else None
         d = _median(odp, "seconds") if odp else None
         rss = max(r["peak_rss_mb"] for r in ours)
+        start = statistics.median(r["rss_before_mb"] for r in ours)
         lines.append(
             f"| {engine} | {rows:,} | {o:.2f} ({sql_s:.2f} / {noise_s:.2f}) | "
             + (f"{p:.2f} | {o / p:.2f} | " if p else "– | – | ")
             + (f"{d:.2f} | {o / d:.2f} | " if d else "– | – | ")
-            + f"{rss:.0f} |"
+            + f"{rss:.0f} ({start:.0f}) |"
         )
     return lines
 
@@ -457,12 +487,27 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     parser.add_argument("--worker", choices=("ours", "plain", "opendp"), help=argparse.SUPPRESS)
     parser.add_argument("--worker-engine", default="sqlite", help=argparse.SUPPRESS)
+    parser.add_argument("--worker-aggregate", default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--alternative",
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="also time 'ours' with run_aggregate from FILE (another aggregate.py), as NAME; "
+        "printed, not written to RESULTS.md",
+    )
+    parser.add_argument(
+        "--alternative-engines",
+        nargs="+",
+        choices=("sqlite", "postgres"),
+        help="engines to time the alternatives on (default: all of --engines)",
+    )
     args = parser.parse_args()
 
     if args.worker:
         rows = args.rows[0]
         if args.worker == "ours":
-            out = measure_ours(args.worker_engine, rows, args.seed)
+            out = measure_ours(args.worker_engine, rows, args.seed, args.worker_aggregate)
         elif args.worker == "plain":
             out = measure_plain(args.worker_engine, rows, args.seed)
         else:
@@ -471,7 +516,9 @@ def main() -> None:
         return
 
     engines = tuple(args.engines)
+    alternatives = dict(a.split("=", 1) for a in args.alternative)
     results: dict[tuple[str, int], dict[str, list[dict[str, Any]]]] = {}
+    alt_results: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     notes: list[str] = []
     for rows in args.rows:
         ds.ensure(rows, engines, args.seed, parquet=True)
@@ -486,13 +533,16 @@ def main() -> None:
             for v in ("ours", "plain")
             if not (v == "plain" and args.skip_plain)
         ]
+        alt_engines = args.alternative_engines or engines
+        plan += [(f"ours@{name}", e) for e in alt_engines for name in alternatives]
         if not args.skip_opendp:
             plan.append(("opendp", "parquet"))
         runs: dict[tuple[str, str], list[dict[str, Any]]] = {step: [] for step in plan}
         for round_ in range(args.warmup + repeat):
             for variant, engine in plan:
                 started = time.perf_counter()
-                result = run_worker(variant, engine, rows, args.seed)
+                base, _, alt = variant.partition("@")
+                result = run_worker(base, engine, rows, args.seed, alternatives.get(alt))
                 label = "warm-up" if round_ < args.warmup else f"run {round_ - args.warmup + 1}"
                 print(
                     f"{rows:>11,} {engine:8s} {variant:7s} {label:8s} {result['seconds']:8.2f} s "
@@ -502,6 +552,9 @@ def main() -> None:
                 )
                 if round_ >= args.warmup:
                     runs[(variant, engine)].append(result)
+        for variant, engine in plan:
+            if "@" in variant:
+                alt_results[(variant, engine, rows)] = runs[(variant, engine)]
         for engine in engines:
             results[(engine, rows)] = {
                 "ours": runs[("ours", engine)],
@@ -511,9 +564,24 @@ def main() -> None:
 
     lines = table(results)
     print("\n".join(lines))
+    for (variant, engine, rows), alt_runs in alt_results.items():
+        ours = results[(engine, rows)]["ours"]
+        print(
+            f"{variant:24s} {engine:8s} {rows:>11,}: median {_median(alt_runs, 'seconds'):.2f} s "
+            f"(SQL {_median(alt_runs, 'sql_seconds'):.2f} s) vs ours "
+            f"{_median(ours, 'seconds'):.2f} s; ratio ours/alternative "
+            f"{_median(ours, 'seconds') / _median(alt_runs, 'seconds'):.2f}"
+        )
     raw = ds.DATA_DIR / f"query_bench_{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     raw.write_text(
-        json.dumps({f"{e}/{n}": r for (e, n), r in results.items()}, indent=1, default=str)
+        json.dumps(
+            {
+                **{f"{e}/{n}": r for (e, n), r in results.items()},
+                **{f"{v}/{e}/{n}": r for (v, e, n), r in alt_results.items()},
+            },
+            indent=1,
+            default=str,
+        )
     )
     if args.no_write:
         return
@@ -534,7 +602,9 @@ def main() -> None:
         "the same GROUP BY without bounds or noise on the same engine; *OpenDP* is the Polars "
         "context on the Parquet export of the same rows (closed-form scales, not `summarize`), "
         "so the same figure appears on both engines' rows. Peak RSS is the worker's VmHWM "
-        "(Python, SQLAlchemy and OpenDP included).",
+        "(Python, SQLAlchemy and OpenDP included; in brackets its RSS just before the query). "
+        "On PostgreSQL the sorting happens in the server, bounded by its `work_mem` (4 MB "
+        "default; larger sorts spill to temporary files).",
         *(f"* {n}" for n in notes),
         "",
     ]

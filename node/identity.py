@@ -82,6 +82,11 @@ def pseudonym(secret: bytes, identifier: str) -> str:
     return hmac.new(secret, b"person\x00" + message, hashlib.sha256).hexdigest()
 
 
+def sample_key(ticket_ref_hex: str) -> int:
+    """The row's sampling key for contribution bounding: the top 31 bits of its ticket_ref."""
+    return int(ticket_ref_hex[:8], 16) >> 1
+
+
 def ticket_ref(secret: bytes, source: str, ticket_id: str) -> str:
     """A keyed reference for a ticket id, unique per source (128 bits, hex)."""
     message = f"{source}\x00{ticket_id.strip()}".encode()

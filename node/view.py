@@ -54,8 +54,7 @@ def answer_table(answer: QueryAnswer, *, lang: str = "nl", limit: int = 40) -> T
     for i, cell in enumerate(answer.cells[:limit]):
         labels = [DIMENSIONS[n].label(c, lang) for n, c in zip(answer.group_by, cell, strict=True)]
         values = [
-            _fmt(r.values[i], margin95(r), r.measure.value == "revenue")
-            for r in answer.measures
+            _fmt(r.values[i], margin95(r), r.measure.value == "revenue") for r in answer.measures
         ]
         table.add_row(*labels, *values)
     if len(answer.cells) > limit:

@@ -53,7 +53,7 @@ class FrozenDict(dict[str, tuple[str, ...]]):
         raise TypeError("a query spec is immutable; build a new one with model_copy(update=...)")
 
     __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _read_only
-    __ior__ = _read_only  # type: ignore[assignment]
+    __ior__ = _read_only
 
     def __copy__(self) -> FrozenDict:
         return self

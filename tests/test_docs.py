@@ -131,16 +131,18 @@ def reports_markdown() -> str:
     for rep in REPORTS.values():
         b = rep.bounds
         if rep.needs_domain is None:
-            cells = str(rep.build(period=year_period(2025), rho=0.1).cell_count)
+            spec = rep.build(period=year_period(2025), rho=0.1)
+            cells, g = str(spec.cell_count), spec.cells_per_person
         else:
             cells = f"one per listed `{rep.needs_domain}` code"
+            g = b.effective_cells_per_person
         lines.append(
             f"| `{rep.name}` | {_cell(rep.title_en)} | "
             + ", ".join(f"`{d}`" for d in rep.group_by)
             + " | "
             + ", ".join(m.value for m in rep.measures)
             + f" | {b.max_visits_per_person} | {b.max_cells_per_person} "
-            f"| {b.effective_cells_per_person} "
+            f"| {g} "
             f"| {b.revenue_min_cents} to {b.revenue_max_cents} | {cells} |"
         )
     return "\n".join(lines) + "\n"

@@ -12,8 +12,8 @@ if TYPE_CHECKING:
     from node.ingest.report import ImportReport
 
 
-class IngestError(Exception):
-    """Base class of every error the import raises on purpose."""
+class IngestError(ValueError):
+    """Base class of every error the import raises on purpose (a ValueError: the input is bad)."""
 
 
 class ProfileError(IngestError):

@@ -44,14 +44,21 @@ def _codes(dimension: str) -> tuple[str, ...]:
 
 _SPECS: tuple[FieldSpec, ...] = (
     FieldSpec("ticket_id", Kind.IDENTIFIER, "unique id of the ticket or visit", identifying=True),
-    FieldSpec("order_id", Kind.IDENTIFIER, "id of the order the ticket belongs to", identifying=True),
-    FieldSpec("customer", Kind.IDENTIFIER, "customer identifier column(s), in priority order",
-              identifying=True),
+    FieldSpec(
+        "order_id", Kind.IDENTIFIER, "id of the order the ticket belongs to", identifying=True
+    ),
+    FieldSpec(
+        "customer",
+        Kind.IDENTIFIER,
+        "customer identifier column(s), in priority order",
+        identifying=True,
+    ),
     FieldSpec("event_id", Kind.KEY, "id of the event (performance, screening, time slot)"),
     FieldSpec("event_title", Kind.TEXT, "title of the event"),
     FieldSpec("production", Kind.TEXT, "production, exhibition or film", defaultable=True),
-    FieldSpec("artform", Kind.CODE, "artform of the event", codes=_codes("artform"),
-              defaultable=True),
+    FieldSpec(
+        "artform", Kind.CODE, "artform of the event", codes=_codes("artform"), defaultable=True
+    ),
     FieldSpec("venue", Kind.TEXT, "venue or location", defaultable=True),
     FieldSpec("hall", Kind.TEXT, "hall or room", defaultable=True),
     FieldSpec("event_start", Kind.DATETIME, "date (and time) the event starts"),
@@ -60,23 +67,48 @@ _SPECS: tuple[FieldSpec, ...] = (
     FieldSpec("is_free", Kind.BOOLEAN, "whether the event is free of charge", defaultable=True),
     FieldSpec("ordered_at", Kind.DATETIME, "date (and time) the ticket was ordered"),
     FieldSpec("price", Kind.AMOUNT, "price paid for the ticket"),
-    FieldSpec("price_type", Kind.CODE, "price type or discount", codes=_codes("price_type"),
-              defaultable=True),
+    FieldSpec(
+        "price_type",
+        Kind.CODE,
+        "price type or discount",
+        codes=_codes("price_type"),
+        defaultable=True,
+    ),
     FieldSpec("channel", Kind.CODE, "sales channel", codes=_codes("channel"), defaultable=True),
-    FieldSpec("status", Kind.CODE, "sold, refunded or cancelled", codes=STATUS_CODES,
-              defaultable=True),
-    FieldSpec("attended", Kind.BOOLEAN, "whether the ticket was scanned at the door",
-              defaultable=True),
-    FieldSpec("postcode", Kind.IDENTIFIER, "postcode of the customer (reduced to PC4)",
-              identifying=True),
-    FieldSpec("birth_date", Kind.DATE, "birth date of the customer (reduced to an age band)",
-              identifying=True),
-    FieldSpec("birth_year", Kind.YEAR, "birth year of the customer (reduced to an age band)",
-              identifying=True),
-    FieldSpec("age", Kind.INTEGER, "age of the customer in years (reduced to an age band)",
-              identifying=True),
-    FieldSpec("segment", Kind.CODE, "audience segment (Culturele Doelgroepenmodel)",
-              codes=_codes("segment"), defaultable=True),
+    FieldSpec(
+        "status", Kind.CODE, "sold, refunded or cancelled", codes=STATUS_CODES, defaultable=True
+    ),
+    FieldSpec(
+        "attended", Kind.BOOLEAN, "whether the ticket was scanned at the door", defaultable=True
+    ),
+    FieldSpec(
+        "postcode", Kind.IDENTIFIER, "postcode of the customer (reduced to PC4)", identifying=True
+    ),
+    FieldSpec(
+        "birth_date",
+        Kind.DATE,
+        "birth date of the customer (reduced to an age band)",
+        identifying=True,
+    ),
+    FieldSpec(
+        "birth_year",
+        Kind.YEAR,
+        "birth year of the customer (reduced to an age band)",
+        identifying=True,
+    ),
+    FieldSpec(
+        "age",
+        Kind.INTEGER,
+        "age of the customer in years (reduced to an age band)",
+        identifying=True,
+    ),
+    FieldSpec(
+        "segment",
+        Kind.CODE,
+        "audience segment (Culturele Doelgroepenmodel)",
+        codes=_codes("segment"),
+        defaultable=True,
+    ),
 )
 
 FIELDS: dict[str, FieldSpec] = {spec.name: spec for spec in _SPECS}
@@ -94,8 +126,6 @@ VALUE_MAP_FIELDS: tuple[str, ...] = (
     "is_free",
 )
 
-# Dimensions whose unmapped values become ``unknown`` (a warning, not a reject).
-UNKNOWN_ALLOWED: frozenset[str] = frozenset({"artform", "price_type", "channel", "segment"})
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "y", "ja", "j", "waar", "x"})
 FALSE_WORDS = frozenset({"0", "false", "no", "n", "nee", "onwaar"})
@@ -107,7 +137,6 @@ __all__ = [
     "STATUS_CODES",
     "TRUE_WORDS",
     "UNKNOWN",
-    "UNKNOWN_ALLOWED",
     "VALUE_MAP_FIELDS",
     "FieldSpec",
     "Kind",

@@ -141,7 +141,7 @@ class DateTimeParser:
         self._date_hint = f"is not a date (expected e.g. {' or '.join(shown)})"
         self._time_hint = "is not a time of day (expected e.g. 20:15)"
 
-    def date(self, text: str) -> date:
+    def read_date(self, text: str) -> date:
         found = self._dates.get(text)
         if found is None:
             found = self._dates[text] = self._parse_date(text.strip())
@@ -149,7 +149,7 @@ class DateTimeParser:
             raise ValueProblem(found)
         return found
 
-    def time(self, text: str) -> time:
+    def read_time(self, text: str) -> time:
         found = self._times.get(text)
         if found is None:
             found = self._times[text] = self._parse_time(text.strip())
@@ -168,15 +168,15 @@ class DateTimeParser:
     def day_of(self, text: str) -> date:
         """The date of a date-time value; a time part, if present, must be valid."""
         head, tail = self.split(text)
-        day = self.date(head)
+        day = self.read_date(head)
         if tail:
-            self.time(tail)
+            self.read_time(tail)
         return day
 
-    def datetime(self, text: str) -> datetime:
+    def read_datetime(self, text: str) -> datetime:
         head, tail = self.split(text)
-        day = self.date(head)
-        moment = self.time(tail) if tail else time(0, 0)
+        day = self.read_date(head)
+        moment = self.read_time(tail) if tail else time(0, 0)
         return datetime.combine(day, moment.replace(tzinfo=None))
 
     def _parse_date(self, text: str) -> date | str:

@@ -14,6 +14,7 @@ import csv
 import hashlib
 import re
 import warnings
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -146,9 +147,10 @@ def _detect_encoding(path: Path, encoding: str | None) -> tuple[str, str, int]:
     with path.open("rb") as handle:
         handle.seek(bad)
         byte = handle.read(1)
-    tried = " nor ".join("Windows-1252" if c == "cp1252" else c.upper() for c in candidates)
+    names = ["Windows-1252" if c == "cp1252" else c.upper() for c in candidates]
+    valid = f"neither valid {' nor '.join(names)}" if len(names) > 1 else f"not valid {names[0]}"
     raise UnreadableFile(
-        f"{path.name}: line {line} contains a byte (0x{byte.hex()}) that is not valid {tried} "
+        f"{path.name}: line {line} contains a byte (0x{byte.hex()}) that is {valid} "
         "text. Save the export as 'CSV UTF-8' (in Excel: Save As, 'CSV UTF-8 (comma "
         "delimited)') and import that file, or set the encoding in the profile."
     )
@@ -167,11 +169,9 @@ def _detect_delimiter(line: str, file_name: str) -> str:
     return best
 
 
-def _open_csv(
-    path: Path, *, delimiter: str | None, encoding: str | None, skip_rows: int
-) -> Table:
+def _open_csv(path: Path, *, delimiter: str | None, encoding: str | None, skip_rows: int) -> Table:
     codec, sha256, newlines = _detect_encoding(path, encoding)
-    handle = path.open("r", encoding=codec, newline="")
+    handle = path.open("r", encoding=codec, newline="", buffering=BLOCK)
     try:
         header_line = ""
         for number, text in enumerate(handle):
@@ -222,7 +222,7 @@ def _csv_rows(reader: Any, file_name: str) -> Iterator[tuple[int, Sequence[str]]
             yield line, record
     except csv.Error as exc:
         raise UnreadableFile(
-            f"{file_name}: line {previous + 1}: {exc}. A value probably opens a quote (\") "
+            f'{file_name}: line {previous + 1}: {exc}. A value probably opens a quote (") '
             "that is never closed."
         ) from None
 
@@ -281,7 +281,7 @@ def _open_xlsx(path: Path, *, decimal: str, sheet: str | None, skip_rows: int) -
                 f"{path.name}: the workbook has no sheet called {sheet!r}; "
                 f"its sheets are {', '.join(map(repr, workbook.sheetnames))}"
             )
-        rows = _xlsx_rows(worksheet, decimal)
+        rows = _xlsx_rows(worksheet, decimal, path.name)
         header: list[str] = []
         header_row = 0
         for number, values in rows:
@@ -315,6 +315,13 @@ def _open_xlsx(path: Path, *, decimal: str, sheet: str | None, skip_rows: int) -
     )
 
 
-def _xlsx_rows(worksheet: Any, decimal: str) -> Iterator[tuple[int, list[str]]]:
-    for number, values in enumerate(worksheet.iter_rows(values_only=True), start=1):
-        yield number, [cell_text(v, decimal) for v in values]
+def _xlsx_rows(worksheet: Any, decimal: str, file_name: str) -> Iterator[tuple[int, list[str]]]:
+    number = 0
+    try:
+        for number, values in enumerate(worksheet.iter_rows(values_only=True), start=1):
+            yield number, [cell_text(v, decimal) for v in values]
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise UnreadableFile(
+            f"{file_name}: the workbook is damaged after row {number} ({exc}); open it in Excel "
+            "and save it again, or export the data as CSV"
+        ) from None

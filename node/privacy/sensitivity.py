@@ -3,8 +3,8 @@
 Pure functions; the proofs are in docs/explanation/privacy.md. Neighbouring datasets differ in all
 rows of one person (the privacy unit: one person at one institution). After bounding, a person keeps
 at most ``c = max_visits_per_person`` admissions in at most
-``g = min(max_cells_per_person, c, number of cells in the query)`` cells, and each revenue value lies
-in ``[lo, hi]``.
+``g = min(max_cells_per_person, c, number of cells in the query)`` cells, and each revenue value
+lies in ``[lo, hi]``.
 
 * visits: the person's vector v has v ≥ 0 and Σv ≤ c, so ‖v‖₁ ≤ c and ‖v‖₂ ≤ ‖v‖₁ ≤ c.
 * persons: v ∈ {0, 1} with at most g ones, so ‖v‖₁ ≤ g and ‖v‖₂ ≤ √g.

@@ -4,15 +4,18 @@ Nothing from the input ever becomes SQL text: dimension names select prebuilt co
 and every value is a bound parameter. The statement is, in outline::
 
     base   admissions in the period with status 'sold', joined to person (and the PC4 table),
-           filtered; each row gets a pseudo-random key r (a bijection of its id, salted per query)
-    lvl1   ROW_NUMBER() OVER (PARTITION BY person ORDER BY r)        -- keep rows with rn ≤ c
-    lvl2   MIN(r) OVER (PARTITION BY person, cell)                     -- only if g < c
-    lvl3   DENSE_RANK() OVER (PARTITION BY person ORDER BY cell key)   -- keep cells ranked ≤ g
+           filtered; each row gets a pseudo-random key r = (sample_key·A + salt) mod P, where
+           sample_key is 31 bits of the row's own keyed ticket reference and salt comes from
+           the public query id
+    lvl1   rn = ROW_NUMBER() OVER (PARTITION BY person ORDER BY r, ticket_ref, source)
+                                                                    -- keep rows with rn ≤ c
+    lvl2   ck = MIN(rn) OVER (PARTITION BY person, cell)            -- only if needed
+    lvl3   DENSE_RANK() OVER (PARTITION BY person ORDER BY ck)      -- keep cells ranked ≤ g
     final  GROUP BY cell: COUNT(*), COUNT(DISTINCT person), SUM(clamped price)
 
 So every person contributes at most c rows in at most g cells, whatever the data (the bounds of
 docs/explanation/privacy.md). Which rows and cells are kept depends only on that person's own rows
-and the public query id, never on other people.
+and the public query id — never on other people, nor on row ids, which depend on import order.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from sqlalchemy import (
     func,
     literal,
     select,
+    text,
 )
 from sqlalchemy.orm import Session
 
@@ -36,7 +40,8 @@ from node.storage.models import Admission, GeoPc4, Person
 from protocol.catalogue import FREQUENCY_BANDS, UNKNOWN
 from protocol.query import Measure, QuerySpec
 
-# r = (id · A + salt) mod P with prime P > any id: a bijection on ids, so no ties.
+# r = (sample_key · A + salt) mod P with prime P > 2^31 > any sample key: a bijection on sample
+# keys; sample_key · A < 2^63, so the arithmetic fits a signed 64-bit integer on every engine.
 _HASH_MULT = 2_654_435_761
 _HASH_PRIME = 4_294_967_291
 
@@ -88,8 +93,15 @@ def _frequency_band(count: ColumnElement[int]) -> ColumnElement[str]:
     return case(*whens, else_=literal(UNKNOWN))
 
 
-def build_statement(spec: QuerySpec) -> Select[Any]:
-    """The bounded aggregate for ``spec``: one row per non-empty cell, columns d0…dk, measures."""
+def build_statement(spec: QuerySpec, dialect: str | None = None) -> Select[Any]:
+    """The bounded aggregate for ``spec``: one row per non-empty cell, columns d0…dk, measures.
+
+    ``dialect`` only chooses between equivalent forms. On PostgreSQL, ``persons`` is the number
+    of kept rows that hold their person's smallest rank in the cell (one per person and cell):
+    COUNT(DISTINCT) would force a sort of all kept rows by the cell's text columns, whereas this
+    lets the final GROUP BY hash into the few cells. SQLite has no hash aggregate and no
+    incremental sort, so there COUNT(DISTINCT) is the cheaper form.
+    """
     dims = list(spec.group_by)
     used = set(dims) | set(spec.filters)
     bounds = spec.bounds
@@ -143,35 +155,42 @@ def build_statement(spec: QuerySpec) -> Select[Any]:
     lvl1 = lvl1_query.subquery("lvl1")
     dim_cols = [lvl1.c[f"d{i}"] for i in range(len(dims))]
 
-    final_source: Any
-    if dims and g < c:
-        cell_min = func.min(lvl1.c.rk).over(partition_by=[lvl1.c.pid, *dim_cols]).label("ck")
-        lvl2 = (select(lvl1.c.pid, lvl1.c.rev, *dim_cols, cell_min).where(lvl1.c.rn <= c)).subquery(
-            "lvl2"
-        )
-        cell_rank = func.dense_rank().over(partition_by=lvl2.c.pid, order_by=lvl2.c.ck)
-        lvl3 = select(
-            lvl2.c.pid,
-            lvl2.c.rev,
-            *[lvl2.c[f"d{i}"] for i in range(len(dims))],
-            cell_rank.label("cr"),
-        ).subquery("lvl3")
-        final_source = lvl3
-        keep = lvl3.c.cr <= g
-    else:
-        final_source = lvl1
-        keep = lvl1.c.rn <= c
+    flag_persons = dialect == "postgresql" and Measure.PERSONS in spec.measures
+    final_source: Any = lvl1
+    keep: ColumnElement[bool] | None = lvl1.c.rn <= c
+    if (dims and g < c) or flag_persons:
+        cell_min = func.min(lvl1.c.rn).over(partition_by=[lvl1.c.pid, *dim_cols]).label("ck")
+        carried = [lvl1.c.rn] if flag_persons else []
+        lvl2 = (
+            select(lvl1.c.pid, *carried, lvl1.c.rev, *dim_cols, cell_min).where(lvl1.c.rn <= c)
+        ).subquery("lvl2")
+        final_source, keep = lvl2, None
+        if dims and g < c:
+            cell_rank = func.dense_rank().over(partition_by=lvl2.c.pid, order_by=lvl2.c.ck)
+            lvl3 = select(
+                lvl2.c.pid,
+                lvl2.c.rev,
+                *[lvl2.c[f"d{i}"] for i in range(len(dims))],
+                *([lvl2.c.rn, lvl2.c.ck] if flag_persons else []),
+                cell_rank.label("cr"),
+            ).subquery("lvl3")
+            final_source, keep = lvl3, lvl3.c.cr <= g
 
     group_cols = [final_source.c[f"d{i}"] for i in range(len(dims))]
     aggregates: list[ColumnElement[Any]] = []
     for measure in spec.measures:
         if measure is Measure.VISITS:
             aggregates.append(func.count().label("visits"))
+        elif measure is Measure.PERSONS and flag_persons:
+            first = case((final_source.c.rn == final_source.c.ck, 1), else_=0)
+            aggregates.append(func.coalesce(func.sum(first), 0).label("persons"))
         elif measure is Measure.PERSONS:
             aggregates.append(func.count(final_source.c.pid.distinct()).label("persons"))
         else:
             aggregates.append(func.coalesce(func.sum(final_source.c.rev), 0).label("revenue"))
-    statement = select(*group_cols, *aggregates).where(keep)
+    statement = select(*group_cols, *aggregates)
+    if keep is not None:
+        statement = statement.where(keep)
     if group_cols:
         statement = statement.group_by(*group_cols)
     return statement
@@ -196,7 +215,18 @@ def run_aggregate(session: Session, spec: QuerySpec) -> dict[Measure, list[int]]
     index = {cell: i for i, cell in enumerate(spec.cells())}
     values = {m: [0] * len(index) for m in spec.measures}
     width = len(spec.group_by)
-    for row in session.execute(build_statement(spec)):
+    dialect = session.get_bind().dialect.name
+    postgres = dialect == "postgresql"
+    if postgres:
+        # PARTITION BY person_id tempts the planner into a full index scan of
+        # ix_admission_person_id: one random heap access per row, several times slower on 1M-10M
+        # rows than a sequential scan and sort (bench/RESULTS.md). Bitmap scans stay allowed, so
+        # a short period still uses the date index. Only for this statement and transaction.
+        session.execute(text("SET LOCAL enable_indexscan = off"))
+    rows = session.execute(build_statement(spec, dialect)).all()
+    if postgres:
+        session.execute(text("SET LOCAL enable_indexscan = DEFAULT"))
+    for row in rows:
         position = index.get(tuple(str(v) for v in row[:width]))
         if position is None:
             continue

@@ -125,7 +125,7 @@ class GeoPc4(Base):
 
 
 class BudgetPeriod(Base):
-    """Spent budget per period, in integer nano-units of ρ (10⁻⁹ ρ) (see node/services/ledger.py)."""
+    """Spent budget per period, in integer nano-units of ρ (10⁻⁹ ρ); see node/services/ledger.py."""
 
     __tablename__ = "budget_period"
 

@@ -454,6 +454,32 @@ def table(results: dict[tuple[str, int], dict[str, list[dict[str, Any]]]]) -> li
     return lines
 
 
+def alternatives_table(
+    results: dict[tuple[str, int], dict[str, list[dict[str, Any]]]],
+    alt_results: dict[tuple[str, str, int], list[dict[str, Any]]],
+) -> list[str]:
+    """Before/after: 'ours' with other versions of aggregate.py, against the plain GROUP BY."""
+    if not alt_results:
+        return []
+    lines = [
+        "",
+        "Other versions of `aggregate.py` (`--alternative`), interleaved with the runs above:",
+        "",
+        "| version | engine | rows | median s | / plain | current / this |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for (variant, engine, rows), runs in alt_results.items():
+        alt = _median(runs, "seconds")
+        ours = _median(results[(engine, rows)]["ours"], "seconds")
+        plain_runs = results[(engine, rows)]["plain"]
+        plain = f"{alt / _median(plain_runs, 'seconds'):.2f}" if plain_runs else "–"
+        lines.append(
+            f"| {variant.partition('@')[2]} | {engine} | {rows:,} | {alt:.2f} | {plain} | "
+            f"{ours / alt:.2f} |"
+        )
+    return lines
+
+
 def write_results(lines: list[str], path: Path = RESULTS) -> None:
     section = "\n".join([BEGIN, *lines, END])
     if path.exists():
@@ -608,7 +634,7 @@ def main() -> None:
         *(f"* {n}" for n in notes),
         "",
     ]
-    write_results(header + lines)
+    write_results(header + lines + alternatives_table(results, alt_results))
     print(f"wrote {RESULTS}")
 
 

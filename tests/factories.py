@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import Engine, insert
 
+from node.identity import sample_key
 from node.storage.models import Admission, Event, GeoPc4, ImportBatch, Person
 from protocol.catalogue import WEEKDAY_CODES
 
@@ -27,6 +29,11 @@ class Row:
     pc4: str | None = "3511"
     segment: str = "unknown"
     first_seen: date | None = None
+
+
+def factory_ref(i: int) -> str:
+    """A ticket reference that looks like the HMAC the importer stores (pseudo-random hex)."""
+    return hashlib.sha256(f"ticket-{i}".encode()).hexdigest()[:32]
 
 
 def write_rows(
@@ -92,7 +99,8 @@ def write_rows(
                 [
                     {
                         "source": "test",
-                        "ticket_ref": f"{i:032x}",
+                        "ticket_ref": factory_ref(i),
+                        "sample_key": sample_key(factory_ref(i)),
                         "person_id": r.person,
                         "event_id": event_ids[(r.event_date, r.artform)],
                         "batch_id": 1,

@@ -23,6 +23,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Index, Table, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from node.identity import sample_key
 from node.ingest.bulk import IdAllocator, check_dialect, chunks, insert_sql, marker
 from node.ingest.errors import IngestError
 from node.ingest.events import DETAIL_COLUMNS, EventInfo
@@ -39,10 +40,11 @@ EVENT = cast(Table, Event.__table__)
 ADMISSION_COLUMNS = (
     "source", "ticket_ref", "person_id", "event_id", "batch_id", "event_date", "event_month",
     "event_quarter", "event_year", "weekday", "artform", "ordered_date", "lead_time",
-    "price_cents", "price_type", "channel", "status", "attended", "age_band",
+    "price_cents", "price_type", "channel", "status", "attended", "age_band", "sample_key",
 )  # fmt: skip
-# The columns compared to decide whether a known ticket changed (all but the keys and batch).
-COMPARED = ADMISSION_COLUMNS[2:4] + ADMISSION_COLUMNS[5:]
+# The columns compared to decide whether a known ticket changed: all but the keys, the batch and
+# the sample key (a function of ticket_ref, so it never changes).
+COMPARED = ADMISSION_COLUMNS[2:4] + ADMISSION_COLUMNS[5:-1]
 _STATUS = COMPARED.index("status")
 _compared = itemgetter(*(ADMISSION_COLUMNS.index(name) for name in COMPARED))
 
@@ -217,14 +219,15 @@ class AdmissionWriter:
         person_id, events, source = self.persons.id_of, self.events, self.source
         if self.sqlite:  # the row's ISO order date is already what SQLite stores
             values = [
-                (source, row[1], person_id[row[2]], *events[row[3]].columns, *row[4:12])
+                (source, row[1], person_id[row[2]], *events[row[3]].columns, *row[4:12],
+                 sample_key(row[1]))
                 for row in rows
-            ]
+            ]  # fmt: skip
         else:
             bind = self._bind_iso
             values = [
                 (source, row[1], person_id[row[2]], *events[row[3]].columns,
-                 None if row[4] is None else bind(row[4]), *row[5:12])
+                 None if row[4] is None else bind(row[4]), *row[5:12], sample_key(row[1]))
                 for row in rows
             ]  # fmt: skip
         if self._fresh:

@@ -128,11 +128,15 @@ def build_statement(spec: QuerySpec, dialect: str | None = None) -> Select[Any]:
     revenue = case(
         (_A.price_cents < lo, literal(lo)), (_A.price_cents > hi, literal(hi)), else_=_A.price_cents
     )
-    rkey = (_A.id * literal(_HASH_MULT) + literal(query_salt(spec.query_id))) % literal(_HASH_PRIME)
+    rkey = (_A.sample_key * literal(_HASH_MULT) + literal(query_salt(spec.query_id))) % literal(
+        _HASH_PRIME
+    )
 
     columns: list[ColumnElement[Any]] = [
         _A.person_id.label("pid"),
         rkey.label("rk"),
+        _A.ticket_ref.label("tr"),
+        _A.source.label("src"),
         revenue.label("rev"),
     ]
     for i, name in enumerate(dims):
@@ -146,9 +150,15 @@ def build_statement(spec: QuerySpec, dialect: str | None = None) -> Select[Any]:
     def dim_col(sub: Any, i: int, name: str) -> Any:
         return sub.c.freq if name == FREQUENCY else sub.c[f"d{i}"]
 
-    lvl1_cols = [base.c.pid, base.c.rk, base.c.rev]
+    lvl1_cols = [base.c.pid, base.c.rev]
     lvl1_cols += [dim_col(base, i, n).label(f"d{i}") for i, n in enumerate(dims)]
-    rn = func.row_number().over(partition_by=base.c.pid, order_by=base.c.rk).label("rn")
+    # Ties in r (two of one person's rows with the same sample key) are broken by the row's own
+    # unique (ticket_ref, source), so the order never depends on anything but the person's rows.
+    rn = (
+        func.row_number()
+        .over(partition_by=base.c.pid, order_by=[base.c.rk, base.c.tr, base.c.src])
+        .label("rn")
+    )
     lvl1_query = select(*lvl1_cols, rn)
     if FREQUENCY in restrictions:
         lvl1_query = lvl1_query.where(base.c.freq.in_(restrictions[FREQUENCY]))

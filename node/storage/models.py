@@ -95,6 +95,8 @@ class Admission(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     source: Mapped[str] = mapped_column(String(64))
     ticket_ref: Mapped[str] = mapped_column(String(32))
+    # 31 bits of ticket_ref: the row's own pseudo-random sampling key (node/services/aggregate.py).
+    sample_key: Mapped[int] = mapped_column(Integer)
     person_id: Mapped[int] = mapped_column(ForeignKey("person.id", ondelete="CASCADE"))
     event_id: Mapped[int] = mapped_column(ForeignKey("event.id"))
     batch_id: Mapped[int] = mapped_column(ForeignKey("import_batch.id"))

@@ -29,7 +29,7 @@ from node.services.aggregate import build_statement, query_salt, run_aggregate
 from node.storage.models import Admission, Event, GeoPc4, ImportBatch, Person
 from protocol.catalogue import DIMENSIONS, UNKNOWN
 from protocol.query import Measure, QuerySpec
-from tests.factories import Row, write_rows
+from tests.factories import Row, factory_ref, write_rows
 
 V, P, R = Measure.VISITS, Measure.PERSONS, Measure.REVENUE
 ALL = (V, P, R)
@@ -68,11 +68,23 @@ def _reset(engine: Engine) -> None:
             conn.execute(delete(table))
 
 
-def _admission_ids(engine: Engine) -> dict[int, int]:
-    """Row index (as written by the factory) → admission id."""
+RowKey = tuple[int, str, str]  # (sample_key, ticket_ref, source) as stored
+
+
+def _admission_ids(engine: Engine) -> dict[int, RowKey]:
+    """Row index (as written by the factory) → the row's stored sampling key and tie-breakers."""
     with engine.connect() as conn:
-        rows = conn.execute(select(Admission.id, Admission.ticket_ref)).all()
-    return {int(ref, 16): int(aid) for aid, ref in rows}
+        stored = conn.execute(
+            select(Admission.ticket_ref, Admission.sample_key, Admission.source)
+        ).all()
+    by_ref = {ref: (int(key), ref, source) for ref, key, source in stored}
+    keys: dict[int, RowKey] = {}
+    i = 0
+    while factory_ref(i) in by_ref:
+        keys[i] = by_ref[factory_ref(i)]
+        i += 1
+    assert len(keys) == len(by_ref)
+    return keys
 
 
 # -- an independent pure-Python reference -------------------------------------------------
@@ -88,9 +100,11 @@ def _frequency_band(count: int) -> str:
     return str(count)  # "1" or "2"
 
 
-def _rank_key(admission_id: int, query_id: str) -> int:
+def _rank_key(key: RowKey, query_id: str) -> tuple[int, str, str]:
+    """r = (sample_key·A + salt) mod P, ties broken by the row's own (ticket_ref, source)."""
     salt = int.from_bytes(hashlib.sha256(query_id.encode()).digest()[:4], "big") % 4294967291
-    return (admission_id * 2654435761 + salt) % 4294967291
+    sample, ref, source = key
+    return ((sample * 2654435761 + salt) % 4294967291, ref, source)
 
 
 def _value(name: str, row: Row, geo: dict[str, tuple[str, str]], freq: Counter[int]) -> str:
@@ -122,7 +136,7 @@ def _value(name: str, row: Row, geo: dict[str, tuple[str, str]], freq: Counter[i
 def reference(
     spec: QuerySpec,
     rows: list[Row],
-    ids: dict[int, int],
+    ids: dict[int, RowKey],
     geo: dict[str, tuple[str, str]],
 ) -> tuple[dict[Measure, list[int]], dict[int, list[tuple[tuple[str, ...], int]]]]:
     """The documented computation, straight from the raw rows.
@@ -156,14 +170,14 @@ def reference(
     def cell(row: Row) -> tuple[str, ...]:
         return tuple(_value(n, row, geo, freq) for n in spec.group_by)
 
-    per_person: dict[int, list[tuple[int, Row]]] = defaultdict(list)
+    per_person: dict[int, list[tuple[tuple[int, str, str], Row]]] = defaultdict(list)
     for i, r in eligible:
         per_person[r.person].append((_rank_key(ids[i], spec.query_id), r))
     kept: dict[int, list[tuple[tuple[str, ...], int]]] = {}
     for person, items in per_person.items():
         items = sorted(items, key=lambda item: item[0])[:c]
         if spec.group_by and g < c:
-            first_rank: dict[tuple[str, ...], int] = {}
+            first_rank: dict[tuple[str, ...], tuple[int, str, str]] = {}
             for rank, r in items:
                 key = cell(r)
                 first_rank[key] = min(first_rank.get(key, rank), rank)
@@ -698,11 +712,11 @@ def test_statement_is_one_select_per_spec_and_deterministic() -> None:
 def test_reference_truncation_helper_is_sane() -> None:
     """The reference itself: with c = 1, exactly the smallest rank key survives."""
     rows = [Row(1, date(2024, m, 1)) for m in (1, 2, 3)]
-    ids = {0: 10, 1: 11, 2: 12}
+    ids = {0: (10, "a", "test"), 1: (11, "b", "test"), 2: (12, "c", "test")}
     spec = _spec(group_by=["month"], bounds={"max_visits_per_person": 1, "max_cells_per_person": 1})
     _, kept = reference(spec, rows, ids, {})
     best = min(range(3), key=lambda i: _rank_key(ids[i], spec.query_id))
     assert kept[1] == [((f"2024-0{best + 1}",), 2500)]
     loose = replace(rows[0], status="refunded")
-    _, none_kept = reference(spec, [loose], {0: 1}, {})
+    _, none_kept = reference(spec, [loose], {0: (1, "a", "test")}, {})
     assert none_kept == {}

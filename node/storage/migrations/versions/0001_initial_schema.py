@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 02:26:04.117535
+Create Date: 2026-11-22 04:34:20.372975
 """
 
 from __future__ import annotations
@@ -167,6 +167,7 @@ def upgrade() -> None:
         ),
         sa.Column("source", sa.String(length=64), nullable=False),
         sa.Column("ticket_ref", sa.String(length=32), nullable=False),
+        sa.Column("sample_key", sa.Integer(), nullable=False),
         sa.Column(
             "person_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),

@@ -61,6 +61,14 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def _signature_bytes(text: str) -> bytes:
+    """Decode a signature, accepting only the canonical encoding (no malleable padding bits)."""
+    raw = _unb64(text)
+    if _b64(raw) != text:
+        raise ValueError("non-canonical base64")
+    return raw
+
+
 def raw_public_bytes(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
@@ -233,7 +241,7 @@ class Verifier:
             envelope.type, envelope.payload, envelope.key_id, envelope.created_at, envelope.nonce
         )
         try:
-            public.verify(_unb64(envelope.signature), data)
+            public.verify(_signature_bytes(envelope.signature), data)
         except (InvalidSignature, ValueError):
             raise BadSignature("the signature does not match the message") from None
         current = (now or datetime.now(UTC)).astimezone(UTC)
@@ -260,7 +268,7 @@ def verify_once(envelope: Envelope, expected_type: str, key: Ed25519PublicKey) -
         envelope.type, envelope.payload, envelope.key_id, envelope.created_at, envelope.nonce
     )
     try:
-        key.verify(_unb64(envelope.signature), data)
+        key.verify(_signature_bytes(envelope.signature), data)
     except (InvalidSignature, ValueError):
         raise BadSignature("the signature does not match the message") from None
     return dict(envelope.payload)

@@ -443,3 +443,22 @@ def test_rfc8785_number_vectors(ieee_hex: str, text: str) -> None:
 
 def test_canonical_unicode_is_raw_utf8_and_controls_escaped() -> None:
     assert canonical_bytes("é\u2028\t\x1f") == b'"\xc3\xa9\xe2\x80\xa8\\t\\u001f"'
+
+
+def test_non_canonical_signature_encoding_is_rejected(key: SigningKey) -> None:
+    """The last base64url character of a 64-byte signature carries 2 unused bits; variants that
+    decode to the same bytes must not verify (no malleable signatures)."""
+    envelope = sign("query", PAYLOAD, key, now=T0)
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    same_bytes = [
+        envelope.signature[:-1] + ch
+        for ch in alphabet
+        if ch != envelope.signature[-1]
+        and base64.urlsafe_b64decode(envelope.signature[:-1] + ch + "==")
+        == base64.urlsafe_b64decode(envelope.signature + "==")
+    ]
+    assert len(same_bytes) == 3
+    for text in same_bytes:
+        forged = envelope.model_copy(update={"signature": text})
+        with pytest.raises(BadSignature):
+            verify_once(forged, "query", key.public)

@@ -50,7 +50,7 @@ from protocol.catalogue import (
     WEEKDAY_CODES,
 )
 
-GENERATOR_VERSION = 2  # bump whenever generate() changes, so cached datasets are rebuilt
+GENERATOR_VERSION = 3  # bump whenever generate() changes, so cached datasets are rebuilt
 DATA_DIR = Path(__file__).resolve().parent / ".data"
 PG_SERVER = os.environ.get("BENCH_POSTGRES_SERVER", "postgresql+psycopg://postgres@127.0.0.1:5432")
 PG_DATABASE = os.environ.get("BENCH_POSTGRES_DATABASE", "bench")

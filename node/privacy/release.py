@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from node.privacy.noise import Calibration, add_noise, calibrate_gaussian, calibrate_laplace
-from node.privacy.noise import zcdp_to_epsilon as zcdp_to_epsilon
+from node.privacy.noise import (
+    Calibration,
+    add_noise,
+    calibrate_gaussian,
+    calibrate_laplace,
+    zcdp_to_epsilon,
+)
 from node.privacy.sensitivity import sensitivity
 from protocol.messages import MeasureResult, PrivacySpent
 from protocol.query import Measure, Mechanism, QuerySpec

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -15,13 +18,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from node.api.routes import router
+from node.connector import Connector
 from node.deps import NodeState
 from node.errors import ErrorCode, NodeError, problem
 from node.identity import load_signing_key
+from node.link import load_link
+from node.services import ledger
 from node.services.answering import Answerer
 from node.services.trust import DatabaseKeyRing, DatabaseNonceStore
 from node.settings import NodeSettings
 from node.storage.db import make_engine, make_sessionmaker, require_current_schema
+from protocol.messages import BudgetStatus
 from protocol.signing import Verifier
 
 log = logging.getLogger("publieksdata.node")
@@ -62,7 +69,47 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
-def create_app(settings: NodeSettings) -> FastAPI:
+def _budget_reader(state: NodeState) -> Callable[[], BudgetStatus]:
+    def read() -> BudgetStatus:
+        with state.reader() as session:
+            period = state.answerer.budget_period()
+            return ledger.status(session, period, state.settings.budget_rho)
+
+    return read
+
+
+@asynccontextmanager
+async def _connection(state: NodeState, client: httpx.AsyncClient | None) -> AsyncIterator[None]:
+    """Hold the outbound connection to the aggregator while the app runs (after 'join')."""
+    link = load_link(state.settings.home)
+    if link is None or not state.settings.connect:
+        yield
+        return
+    own_client = client is None
+    http = client or httpx.AsyncClient()
+    connector = Connector(
+        state.settings, link, state.key, state.answerer, state.verifier, _budget_reader(state), http
+    )
+    state.connector = connector
+    runner = asyncio.create_task(connector.run(), name="aggregator-connector")
+    log.info("connecting out to the aggregator at %s", link.base)
+    try:
+        yield
+    finally:
+        runner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        await connector.close()
+        if own_client:
+            await http.aclose()
+
+
+def create_app(
+    settings: NodeSettings, aggregator_client: httpx.AsyncClient | None = None
+) -> FastAPI:
+    """The node app. ``aggregator_client`` replaces the HTTP client of the outbound connection
+    (tests wire it to an in-process aggregator)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         write_engine = make_engine(settings.database_url, write=True)
@@ -78,7 +125,7 @@ def create_app(settings: NodeSettings) -> FastAPI:
                 DatabaseNonceStore(writer, retention=max_age * 2 + timedelta(minutes=1)),
                 max_age=max_age,
             )
-            app.state.node = NodeState(
+            state = NodeState(
                 settings=settings,
                 writer=writer,
                 reader=reader,
@@ -86,7 +133,9 @@ def create_app(settings: NodeSettings) -> FastAPI:
                 verifier=verifier,
                 answerer=Answerer(settings, writer, reader, key),
             )
-            yield
+            app.state.node = state
+            async with _connection(state, aggregator_client):
+                yield
         finally:
             write_engine.dispose()
             read_engine.dispose()

@@ -540,6 +540,78 @@ def keys_remove(
     console.print(f"[green]✓[/] Key {key_id} is no longer trusted.")
 
 
+@keys_app.command("rotate")
+def keys_rotate(home: HomeOption = DEFAULT_HOME) -> None:
+    """Make a new signing key; the old one is kept as signing.key.old-<time>.
+
+    After rotating, ask the aggregator operator for a re-key invite and run 'node join' with it.
+    """
+    from datetime import UTC, datetime
+
+    from node.identity import create_signing_key
+
+    settings = load_settings(home)
+    old = load_signing_key(settings.signing_key_path)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    backup = settings.signing_key_path.with_name(f"{settings.signing_key_path.name}.old-{stamp}")
+    settings.signing_key_path.rename(backup)
+    key = create_signing_key(settings.signing_key_path)
+    console.print(f"[green]✓[/] New signing key (old key {old.key_id} kept in {backup.name}).")
+    console.print(f"  Key id:      {key.key_id}")
+    console.print(f"  Fingerprint: {fingerprint(key.public)}")
+    console.print(
+        "  Ask the aggregator operator for a re-key invite "
+        "('publieksdata aggregator rekey-node NODE_ID') and run 'publieksdata node join' with it."
+    )
+
+
+@app.command()
+def join(
+    url: Annotated[
+        str, typer.Argument(help="The aggregator's address, e.g. https://agg.example.nl")
+    ],
+    invite: Annotated[
+        str, typer.Option("--invite", help="The one-time invite code you were given.")
+    ],
+    home: HomeOption = DEFAULT_HOME,
+) -> None:
+    """Join an aggregator with a one-time invite code.
+
+    Your node connects out to the aggregator; nothing needs to connect in, so no firewall port has
+    to be opened. Compare both fingerprints with the aggregator operator (by phone, say).
+    """
+    import asyncio
+
+    import httpx
+
+    from node.services.joining import JoinError
+    from node.services.joining import join as join_aggregator
+
+    settings = load_settings(home)
+    key = load_signing_key(settings.signing_key_path)
+
+    async def run(factory: sessionmaker[Session]) -> Any:
+        async with httpx.AsyncClient(timeout=30) as client:
+            return await join_aggregator(settings, factory, key, url, invite, client)
+
+    with open_db(settings) as (_, factory):
+        try:
+            link = asyncio.run(run(factory))
+        except JoinError as exc:
+            raise fail(str(exc)) from None
+    console.print(
+        f"[green]✓[/] Joined {link.base} as [bold]{link.institution}[/] ({link.node_id})."
+    )
+    console.print(f"  Your node's fingerprint:       {fingerprint(key.public)}")
+    console.print(
+        f"  The aggregator's fingerprint:  {fingerprint(public_key_from_text(link.aggregator_key))}"
+    )
+    console.print(
+        "  Compare both with the aggregator operator before you rely on the link. "
+        "Then run 'publieksdata node serve': it connects out and answers the aggregator."
+    )
+
+
 @app.command()
 def profiles() -> None:
     """List the built-in import profiles."""
@@ -580,11 +652,17 @@ def serve(
         )
     with open_db(settings):
         pass  # fail early with a clear message when the schema is out of date
+    from node.link import load_link
+
     console.print(f"Node API on http://{settings.host}:{settings.port} (docs at /docs)")
+    link = load_link(settings.home)
+    if link is not None and settings.connect:
+        console.print(f"Connecting out to the aggregator at {link.base}")
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=os.environ.get("PUBLIEKSDATA_LOG_LEVEL", "info"),
         access_log=False,
+        timeout_graceful_shutdown=5,
     )

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
+from node.connector import Connector
 from node.services.answering import Answerer
 from node.settings import NodeSettings
 from protocol.signing import SigningKey, Verifier
@@ -21,6 +22,7 @@ class NodeState:
     key: SigningKey
     verifier: Verifier
     answerer: Answerer
+    connector: Connector | None = None
 
 
 def _state(request: Request) -> NodeState:

@@ -46,6 +46,10 @@ class NodeSettings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     message_max_age_seconds: int = Field(default=300, ge=10, le=3600)
 
+    # The outbound connection to the aggregator (after 'node join').
+    connect: bool = True
+    poll_wait_seconds: float = Field(default=25.0, ge=0.5, le=120)
+
     # Testing only: answers carry exact values. Refused unless PUBLIEKSDATA_TESTING=1.
     unsafe_disable_noise: bool = False
 

@@ -90,3 +90,66 @@ class Refusal(_Frozen):
     query_id: str
     reason: RefusalReason
     message: str
+
+
+# --- Federation: enrolment, polling and tasks (design §8) -------------------------------------
+
+JOIN = "join"
+POLL = "poll"
+TASK = "task"
+
+InstitutionName = Annotated[str, Field(min_length=1, max_length=120)]
+KeyId = Annotated[str, Field(min_length=16, max_length=16, pattern=r"^[0-9a-f]{16}$")]
+InviteCode = Annotated[str, Field(min_length=8, max_length=64)]
+
+
+class JoinRequest(_Frozen):
+    """Signed by the joining node's own key, which proves it holds the key it enrols."""
+
+    invite: InviteCode
+    institution: InstitutionName
+    public_key: Annotated[str, Field(min_length=40, max_length=64)]
+
+
+class JoinResponse(_Frozen):
+    node_id: str
+    institution: str
+    aggregator_key: str  # base64url raw Ed25519 public key
+    aggregator_key_id: KeyId
+
+
+class PolicySummary(_Frozen):
+    """What a node tells the aggregator of its policy, so that it can refuse early."""
+
+    max_cells: int
+    max_rho_per_query: float
+    allowed_dimensions: tuple[str, ...] | None = None
+
+
+class NodeReport(_Frozen):
+    """Signed with every poll: the node's budget and policy as it stands now."""
+
+    institution: InstitutionName
+    catalogue_version: str
+    budget: BudgetStatus
+    policy: PolicySummary
+    software: Annotated[str, Field(max_length=40)] = ""
+
+
+class Poll(_Frozen):
+    """A node asking for work. ``in_flight`` lists tasks it is answering now."""
+
+    aggregator_key_id: KeyId
+    report: NodeReport
+    wait_seconds: Annotated[float, Field(ge=0, le=120)] = 25.0
+    in_flight: Annotated[tuple[str, ...], Field(max_length=1000)] = ()
+
+
+class Task(_Frozen):
+    """One node's share of a round, signed by the aggregator when it is handed over."""
+
+    task_id: Annotated[str, Field(min_length=8, max_length=80)]
+    round_id: Annotated[str, Field(min_length=8, max_length=80)]
+    node_key_id: KeyId  # the one node this task is for
+    deadline: datetime
+    request: QueryRequest

@@ -1,9 +1,11 @@
-"""The `publieksdata` command: `node …` for institutions, and `demo`."""
+"""The `publieksdata` command: `node …` for institutions, `aggregator …` for the sector body,
+`ask` for analysts, and `demo`."""
 
 from __future__ import annotations
 
 import typer
 
+from aggregator.cli import app as aggregator_app
 from node.cli import app as node_app
 from publieksdata.demo import demo
 
@@ -13,6 +15,7 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(node_app, name="node")
+app.add_typer(aggregator_app, name="aggregator")
 app.command()(demo)
 
 

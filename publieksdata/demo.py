@@ -1,99 +1,305 @@
-"""`publieksdata demo`: a whole node round trip on synthetic data, in a throwaway directory."""
+"""`publieksdata demo`: a whole federation on this machine, on synthetic data.
+
+It starts an aggregator and N nodes as real uvicorn processes on loopback, each node with its own
+SQLite database and a generated ticket export of a different kind of institution. The nodes join
+through the real invite flow and connect out to the aggregator; the analyst then asks the
+standard sector report and gets sector totals with 95% intervals and coverage.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import shutil
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from node import cli as node_cli
-from node.home import init_home
-from node.identity import load_secret
-from node.view import answer_table, margin_table
-from protocol.messages import Refusal
+from aggregator.home import init_home as init_aggregator
+from aggregator.services.tokens import Role, create_token
+from aggregator.storage.db import make_async_engine, make_async_sessionmaker
+from node.home import init_home as init_node
+from node.identity import load_secret, load_signing_key
+from node.services.joining import join
+from node.storage.db import make_engine, make_sessionmaker
 from protocol.reports import report, year_period
+from protocol.results import RoundResult, RoundState
+from publieksdata.processes import Service, ServiceFailed, Supervisor, free_port, start
+from publieksdata.render import coverage_table, margin_table
 
 console = Console()
 MARKER = ".publieksdata-demo"
+YEAR = 2025
+INSTITUTIONS = (
+    ("theatre", "Stadsschouwburg Noord"),
+    ("museum", "Museum aan de Rivier"),
+    ("cinema", "Filmhuis De Lichtbak"),
+    ("festival", "Zomerfestival Oost"),
+    ("library", "Openbare Bibliotheek Zuid"),
+)
+CHILD_ENV = {"PUBLIEKSDATA_LOG_LEVEL": "warning"}
 
 
-def demo(
-    home: Annotated[
-        Path, typer.Option(help="Directory for the demo node; it is recreated on every run.")
-    ] = Path("publieksdata-demo"),
-    rows: Annotated[int, typer.Option(min=1_000, help="Ticket rows to generate.")] = 60_000,
-    lang: Annotated[str, typer.Option(help="Labels in nl or en.")] = "nl",
-) -> None:
-    """Generate a theatre's ticket export, import it into a fresh node and ask it questions."""
+@dataclass
+class DemoNode:
+    name: str
+    kind: str
+    home: Path
+    port: int
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _institution(i: int) -> tuple[str, str]:
+    kind, name = INSTITUTIONS[i % len(INSTITUTIONS)]
+    return kind, name if i < len(INSTITUTIONS) else f"{name} {i // len(INSTITUTIONS) + 1}"
+
+
+async def _tokens(database_url: str) -> tuple[str, str]:
+    engine = make_async_engine(database_url)
+    try:
+        async with make_async_sessionmaker(engine)() as session, session.begin():
+            admin, _ = await create_token(session, "demo-beheerder", Role.ADMIN)
+            analyst, _ = await create_token(session, "demo-analist", Role.ANALYST)
+    finally:
+        await engine.dispose()
+    return admin, analyst
+
+
+def _prepare_nodes(home: Path, count: int, rows: int) -> list[DemoNode]:
     from node.ingest.generate import generate_export
     from node.ingest.importer import import_file
     from node.ingest.profile import load_profile
 
+    nodes = []
+    with _progress() as bar:
+        task = bar.add_task("2. Kassa-exports maken en importeren", total=count)
+        for i in range(count):
+            kind, name = _institution(i)
+            node_home = home / f"node-{i + 1}-{kind}"
+            settings = init_node(node_home, f"{name} (synthetisch)")
+            export = node_home / f"export-{YEAR}.csv"
+            generate_export(export, kind=kind, rows=rows, seed=YEAR + i, year=YEAR)  # type: ignore[arg-type]
+            engine = make_engine(settings.database_url)
+            try:
+                import_file(
+                    make_sessionmaker(engine),
+                    load_secret(settings.secret_path),
+                    export,
+                    load_profile("generic"),
+                )
+            finally:
+                engine.dispose()
+            export.unlink()  # the raw export is not needed once imported
+            nodes.append(DemoNode(f"{name} (synthetisch)", kind, node_home, free_port()))
+            bar.advance(task)
+    return nodes
+
+
+async def _join_all(url: str, admin: str, nodes: list[DemoNode]) -> None:
+    from node.settings import NodeSettings
+
+    headers = {"authorization": f"Bearer {admin}"}
+    async with httpx.AsyncClient(timeout=30) as client:
+        for node in nodes:
+            response = await client.post(
+                f"{url}/v1/admin/invites", json={"institution": node.name}, headers=headers
+            )
+            response.raise_for_status()
+            code = response.json()["code"]
+            settings = NodeSettings.load(node.home)
+            engine = make_engine(settings.database_url)
+            try:
+                key = load_signing_key(settings.signing_key_path)
+                await join(settings, make_sessionmaker(engine), key, url, code, client)
+            finally:
+                engine.dispose()
+
+
+def _wait_connected(url: str, analyst: str, count: int, timeout: float = 40) -> None:
+    headers = {"authorization": f"Bearer {analyst}"}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        nodes = httpx.get(f"{url}/v1/nodes", headers=headers, timeout=5).json()
+        if sum(1 for n in nodes if n["connected"] and n["budget"]) >= count:
+            return
+        time.sleep(0.1)
+    raise ServiceFailed(f"not all {count} nodes connected within {timeout:g} s")
+
+
+def _ask(url: str, analyst: str, rho: float) -> RoundResult:
+    headers = {"authorization": f"Bearer {analyst}"}
+    spec = report("standard").build(period=year_period(YEAR), rho=rho)
+    body = {"spec": spec.model_dump(mode="json"), "deadline_seconds": 60}
+    with httpx.Client(base_url=url, headers=headers, timeout=70) as client, _progress() as bar:
+        response = client.post("/v1/rounds", json=body)
+        if response.status_code != 201:
+            raise ServiceFailed(f"the aggregator refused the round: {response.text}")
+        result = RoundResult.model_validate(response.json())
+        task = bar.add_task("5. Wachten op de antwoorden", total=result.coverage.total)
+        while result.state is RoundState.OPEN:
+            settled = result.coverage.total - result.coverage.pending
+            bar.update(task, completed=settled)
+            response = client.get(
+                f"/v1/rounds/{result.round_id}", params={"wait": 30, "seen": settled}
+            )
+            response.raise_for_status()
+            result = RoundResult.model_validate(response.json())
+        bar.update(task, completed=result.coverage.total - result.coverage.pending)
+    return result
+
+
+@contextlib.contextmanager
+def _terminate_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt, so the processes are stopped on either."""
+
+    def raise_interrupt(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def demo(
+    nodes: Annotated[int, typer.Option("--nodes", min=1, max=20, help="Number of nodes.")] = 5,
+    rows: Annotated[int, typer.Option(min=500, help="Ticket rows per institution.")] = 40_000,
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="Leave the federation up until Ctrl-C.")
+    ] = False,
+    home: Annotated[
+        Path, typer.Option(help="Directory for the demo; it is recreated on every run.")
+    ] = Path("publieksdata-demo"),
+    rho: Annotated[float, typer.Option(min=0.01, max=0.5, help="Privacy cost of the report.")] = (
+        0.25
+    ),
+    lang: Annotated[str, typer.Option(help="Labels in nl or en.")] = "nl",
+) -> None:
+    """Run a whole federation on this machine: an aggregator and N institutions' nodes as real
+    processes, joined with invite codes, answering the standard sector report."""
+    started = time.monotonic()
     if home.exists():
         if not (home / MARKER).exists():
-            raise node_cli.fail(f"{home} exists and is not a demo directory; choose another --home")
+            console.print(f"[bold red]Error:[/] {home} exists and is not a demo directory")
+            raise typer.Exit(1)
         shutil.rmtree(home)
-    console.print(Panel.fit("publieksdata demo: one institution's node, on synthetic data"))
-    settings = init_home(home, "Demotheater (synthetisch)")
+    home.mkdir(parents=True)
     (home / MARKER).write_text("This directory is recreated by 'publieksdata demo'.\n")
-    console.print(f"[green]✓[/] 1. Created a node in {settings.home}")
-
-    export = home / "kassa-export-2025.csv"
-    with node_cli.progress_bar() as bar:
-        task = bar.add_task("2. Generating a ticket export", total=rows)
-        generate_export(
-            export,
-            kind="theatre",
-            rows=rows,
-            seed=2025,
-            year=2025,
-            dirty_rows=3,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+    home = home.resolve()
+    console.print(
+        Panel.fit(
+            f"publieksdata demo: een sector van {nodes} instellingen op deze computer\n"
+            "(synthetische gegevens; elke instelling houdt haar eigen data)"
         )
-    rejects = home / "kassa-export-2025.rejects.csv"
-    with node_cli.open_db(settings) as (_, factory):
-        with node_cli.progress_bar() as bar:
-            task = bar.add_task("3. Importing it", total=None)
-            result = import_file(
-                factory,
-                load_secret(settings.secret_path),
-                export,
-                load_profile("generic"),
-                skip_invalid=True,
-                rejects_path=rejects,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
+    )
+    aggregator = init_aggregator(home / "aggregator", "Demo-sectoraggregator")
+    admin, analyst = asyncio.run(_tokens(aggregator.database_url))
+    console.print(f"[green]✓[/] 1. Aggregator aangemaakt in {aggregator.home}")
+    members = _prepare_nodes(home, nodes, rows)
+    with _terminate_on_sigterm(), Supervisor() as supervisor:
+        try:
+            url = _run(supervisor, home, aggregator.home, members, admin, analyst, rho, lang)
+            console.print(f"\nKlaar in {time.monotonic() - started:.0f} s.")
+            if keep_running:
+                _print_urls(url, members, analyst, home)
+                while all(s.alive() for s in supervisor.services):
+                    time.sleep(0.5)
+                console.print("[red]A process stopped; shutting the federation down.[/]")
+        except ServiceFailed as exc:
+            console.print(f"[bold red]Error:[/] {exc}")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            console.print("\nStopping every process …")
+    console.print("All demo processes have stopped.")
+
+
+def _run(
+    supervisor: Supervisor,
+    home: Path,
+    aggregator_home: Path,
+    members: list[DemoNode],
+    admin: str,
+    analyst: str,
+    rho: float,
+    lang: str,
+) -> str:
+    agg_port = free_port()
+    aggregator = supervisor.add(
+        start(
+            "aggregator",
+            ["aggregator", "serve", "--home", str(aggregator_home), "--port", str(agg_port)],
+            agg_port,
+            home / "logs" / "aggregator.log",
+            CHILD_ENV,
+        )
+    )
+    aggregator.wait_healthy(30)
+    console.print(f"[green]✓[/] 3. Aggregator draait op {aggregator.url}")
+    asyncio.run(_join_all(aggregator.url, admin, members))
+    services: list[Service] = []
+    for i, node in enumerate(members):
+        services.append(
+            supervisor.add(
+                start(
+                    node.name,
+                    ["node", "serve", "--home", str(node.home), "--port", str(node.port)],
+                    node.port,
+                    home / "logs" / f"node-{i + 1}.log",
+                    CHILD_ENV,
+                )
             )
-        console.print(
-            f"   {result.inserted} tickets imported; {result.rejected} broken rows skipped "
-            f"(reasons in {rejects.name}). Names, e-mail addresses and full postcodes were "
-            "dropped; people are kept only as keyed pseudonyms."
         )
-
-        console.print("\n4. The standard report, answered with differential privacy:")
-        spec = report("standard").build(period=year_period(2025), rho=0.25)
-        answer = node_cli.ask_locally(settings, factory, spec, "demo")
-        if isinstance(answer, Refusal):  # pragma: no cover - a fresh node has its whole budget
-            raise node_cli.fail(answer.message, node_cli.EXIT_REFUSED)
-        console.print(margin_table(answer, "month", lang=lang))
-        console.print(margin_table(answer, "artform", lang=lang))
-
-        console.print("\n5. Reach: how many different people, per age band:")
-        reach = report("reach_age").build(period=year_period(2025), rho=0.1)
-        reach_answer = node_cli.ask_locally(settings, factory, reach, "demo")
-        if isinstance(reach_answer, Refusal):  # pragma: no cover
-            raise node_cli.fail(reach_answer.message, node_cli.EXIT_REFUSED)
-        console.print(answer_table(reach_answer, lang=lang))
-
-    spent = reach_answer.budget
+    for service in services:
+        service.wait_healthy(30)
+    _wait_connected(aggregator.url, analyst, len(members))
     console.print(
-        f"\n[bold]Privacy budget {spent.period}:[/] ρ {spent.spent_rho:g} of {spent.cap_rho:g} "
-        f"spent ({spent.spent_rho / spent.cap_rho:.0%}), {spent.remaining_rho:g} left. "
-        "Each ± is a 95% margin from the added noise."
+        f"[green]✓[/] 4. {len(members)} instellingen aangemeld met een eenmalige code; hun "
+        "nodes maken zelf verbinding met de aggregator (er hoeft geen poort open)."
     )
+    result = _ask(aggregator.url, analyst, rho)
+    console.print()
+    console.print(coverage_table(result, lang=lang))
+    if not result.measures:
+        raise ServiceFailed("the quorum was not met; there is no sector result")
+    console.print(margin_table(result, "month", lang=lang))
+    console.print(margin_table(result, "artform", lang=lang))
     console.print(
-        f"Try more: publieksdata node ask --home {home} --report frequency --year 2025 --rho 0.05"
+        f"Elke instelling gaf ρ = {rho:g} van haar privacybudget uit. De marges (95%) komen "
+        "van de ruis die elke instelling zelf toevoegde; bij een sectortotaal tellen die op."
     )
+    return aggregator.url
+
+
+def _print_urls(url: str, members: list[DemoNode], analyst: str, home: Path) -> None:
+    console.print("\n[bold]De federatie blijft draaien[/] (Ctrl-C stopt alles):")
+    console.print(f"  aggregator   {url}/docs")
+    for node in members:
+        console.print(f"  {node.name:<40} http://127.0.0.1:{node.port}/docs")
+    console.print(f"  logs         {home / 'logs'}")
+    console.print("\nProbeer als analist:")
+    console.print(f"  export PUBLIEKSDATA_AGGREGATOR_URL={url}")
+    console.print(f"  export PUBLIEKSDATA_TOKEN={analyst}")
+    console.print(f"  publieksdata ask --report reach_age --year {YEAR} --rho 0.05")
+    if os.environ.get("PUBLIEKSDATA_DEMO_READY_FILE"):
+        Path(os.environ["PUBLIEKSDATA_DEMO_READY_FILE"]).write_text(url, encoding="utf-8")

@@ -40,12 +40,21 @@ _SIGNATURE_CODES: dict[type[SignatureError], ErrorCode] = {
 
 @router.get("/health", summary="Liveness and identity of this node")
 def health(state: StateDep) -> dict[str, Any]:
-    return {
+    body: dict[str, Any] = {
         "status": "ok",
         "institution": state.settings.institution,
         "key_id": state.key.key_id,
         "catalogue_version": catalogue.CATALOGUE_VERSION,
     }
+    if state.connector is not None:
+        status = state.connector.status
+        body["aggregator"] = {
+            "url": state.connector.link.base,
+            "connected": status.connected,
+            "last_contact": status.last_contact.isoformat() if status.last_contact else None,
+            "tasks_answered": status.tasks_answered,
+        }
+    return body
 
 
 @router.get("/catalogue", summary="The public catalogue of dimensions and values")

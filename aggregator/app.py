@@ -1,0 +1,112 @@
+"""The aggregator's app factory. No import-time state: the lifespan owns the engine, the group
+writer, the deadline timers and the signing key."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from aggregator.api.routes import router
+from aggregator.deps import AggregatorState
+from aggregator.errors import AggregatorError, ErrorCode, problem
+from aggregator.home import load_signing_key
+from aggregator.services.notify import Notifier
+from aggregator.services.registry import NodeKeys
+from aggregator.services.rounds import Rounds
+from aggregator.services.writer import Writer
+from aggregator.settings import AggregatorSettings
+from aggregator.storage.db import make_async_engine, make_async_sessionmaker, require_current_schema
+from protocol.http import PROBLEM_JSON, BodyLimit
+from protocol.signing import MemoryNonceStore, Verifier
+
+log = logging.getLogger("publieksdata.aggregator")
+
+
+def _problem_response(code: ErrorCode, detail: str | None = None, **extra: Any) -> JSONResponse:
+    body = problem(code, detail, **extra)
+    headers = {}
+    if code is ErrorCode.ENROL_LOCKED and "retry_after_seconds" in extra:
+        headers["Retry-After"] = str(extra["retry_after_seconds"])
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
+
+
+def create_app(settings: AggregatorSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        require_current_schema(settings.database_url)
+        key = load_signing_key(settings.signing_key_path)
+        engine = make_async_engine(settings.database_url)
+        factory = make_async_sessionmaker(engine)
+        writer = Writer(factory)
+        writer.start()
+        notifier = Notifier()
+        node_keys = NodeKeys(factory)
+        rounds = Rounds(settings, factory, writer, notifier, key)
+        try:
+            await node_keys.load()
+            max_age = timedelta(seconds=settings.message_max_age_seconds)
+            retention = max_age * 2 + timedelta(minutes=1)
+            app.state.aggregator = AggregatorState(
+                settings=settings,
+                factory=factory,
+                writer=writer,
+                notifier=notifier,
+                key=key,
+                node_keys=node_keys,
+                poll_verifier=Verifier(node_keys, MemoryNonceStore(retention), max_age=max_age),
+                join_nonces=MemoryNonceStore(retention),
+                rounds=rounds,
+            )
+            resumed = await rounds.resume()
+            if resumed:
+                log.info("resumed %d open rounds", resumed)
+            yield
+        finally:
+            rounds.stop()
+            await writer.stop()
+            await engine.dispose()
+
+    app = FastAPI(
+        title="publieksdata aggregator",
+        version="1",
+        summary="Asks every institution's node the same question and merges the private answers.",
+        lifespan=lifespan,
+    )
+    app.include_router(router)
+
+    @app.exception_handler(AggregatorError)
+    async def _error(_request: Request, exc: AggregatorError) -> JSONResponse:
+        return _problem_response(exc.code, exc.detail, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
+        return _problem_response(ErrorCode.INVALID_REQUEST, errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
+            exc.status_code, ErrorCode.INVALID_REQUEST
+        )
+        return _problem_response(code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        log.error("unhandled error: %s", type(exc).__name__)
+        return _problem_response(ErrorCode.INTERNAL)
+
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        too_large=problem(ErrorCode.BODY_TOO_LARGE),
+        exceeded=lambda: AggregatorError(ErrorCode.BODY_TOO_LARGE),
+    )
+    return app

@@ -1,0 +1,246 @@
+"""Merging node answers into sector figures: totals, standard errors, 95% intervals, means, shares.
+
+Pure functions; no I/O. In independent mode node i releases, per cell k, ``y_ik = x_ik + Z_ik``,
+with its exact (bounded) aggregate x_ik and integer noise Z_ik of mean 0 and standard deviation
+σ_i, independent over nodes, cells and measures. The sector total of the N answering nodes is
+
+    T_k = Σ_i y_ik,   E[T_k] = Σ_i x_ik,   Var(T_k) = Σ_i σ_i²,
+
+and its 95% interval is T_k ± z·√Var(T_k), z = Φ⁻¹(0.975), by the normal approximation to a sum
+of independent noise terms. Means and shares are ratios of such totals; their variances come from
+the delta method (first-order Taylor expansion around the estimates). See
+docs/explanation/merging.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from protocol.messages import QueryAnswer
+from protocol.query import Measure, QuerySpec
+from protocol.results import Z95, MeasureEstimate, RatioEstimate
+
+MEAN_PRICE = "mean_price"
+
+
+def _check(spec: QuerySpec, cells: tuple[tuple[str, ...], ...], index: int, a: QueryAnswer) -> None:
+    """Raise ValueError unless answer ``a`` has exactly the spec's cells and measures."""
+    where = f"answer {index} (query {a.query_id!r})"
+    if a.group_by != spec.group_by:
+        raise ValueError(f"{where} groups by {a.group_by}, the spec by {spec.group_by}")
+    if a.cells != cells:
+        raise ValueError(f"{where} does not list the spec's cells in canonical order")
+    got = [r.measure for r in a.measures]
+    if len(got) != len(set(got)) or set(got) != set(spec.measures):
+        names = ", ".join(m.value for m in got)
+        want = ", ".join(m.value for m in spec.measures)
+        raise ValueError(f"{where} has measures [{names}], the spec asks for [{want}]")
+    for r in a.measures:
+        if len(r.values) != len(cells):
+            raise ValueError(
+                f"{where} has {len(r.values)} {r.measure.value} values for {len(cells)} cells"
+            )
+        if not (math.isfinite(r.noise_sd) and r.noise_sd >= 0):
+            raise ValueError(f"{where} reports noise_sd={r.noise_sd} for {r.measure.value}")
+
+
+def merge_measures(spec: QuerySpec, answers: Sequence[QueryAnswer]) -> tuple[MeasureEstimate, ...]:
+    """Sum the answers cell by cell, per measure, in the spec's order of measures.
+
+    Estimates are exact integer sums (Python ints never overflow or round). A node's noise has
+    the same standard deviation σ_i in every cell of a measure, so the variance Σ_i σ_i² (by
+    ``math.fsum``, whose result does not depend on the order of the answers) is too.
+    """
+    if not answers:
+        raise ValueError("cannot merge zero answers; a round needs at least one answer")
+    cells = tuple(spec.cells())
+    for index, answer in enumerate(answers):
+        _check(spec, cells, index, answer)
+    merged = []
+    for measure in spec.measures:
+        results = [answer.measure(measure) for answer in answers]
+        totals = tuple(map(sum, zip(*(r.values for r in results), strict=True)))
+        se = math.sqrt(math.fsum(r.noise_sd**2 for r in results))
+        half = Z95 * se
+        merged.append(
+            MeasureEstimate(
+                measure=measure,
+                estimates=totals,
+                standard_errors=(se,) * len(totals),
+                lower=tuple(t - half for t in totals),
+                upper=tuple(t + half for t in totals),
+            )
+        )
+    return tuple(merged)
+
+
+def ratio(
+    numerator: float, num_var: float, denominator: float, den_var: float
+) -> tuple[float, float] | None:
+    """R = A/B and its delta-method standard error, for independent noise on A and B.
+
+    With ∂R/∂A = 1/B and ∂R/∂B = −A/B² = −R/B:  Var(R) ≈ (Var A + R²·Var B) / B².
+    None when B ≤ 0: the ratio is then undefined or meaningless.
+    """
+    if denominator <= 0:
+        return None
+    r = numerator / denominator
+    return r, math.sqrt(num_var + r * r * den_var) / denominator
+
+
+def _ratio_estimate(
+    name: str, numerator: str, denominator: str, pairs: Sequence[tuple[float, float] | None]
+) -> RatioEstimate:
+    return RatioEstimate(
+        name=name,
+        numerator=numerator,
+        denominator=denominator,
+        estimates=tuple(None if p is None else p[0] for p in pairs),
+        standard_errors=tuple(None if p is None else p[1] for p in pairs),
+        lower=tuple(None if p is None else p[0] - Z95 * p[1] for p in pairs),
+        upper=tuple(None if p is None else p[0] + Z95 * p[1] for p in pairs),
+    )
+
+
+def _find(estimates: Sequence[MeasureEstimate], measure: Measure) -> MeasureEstimate:
+    for estimate in estimates:
+        if estimate.measure is measure:
+            return estimate
+    raise ValueError(f"no estimate for {measure.value!r}; the query must include that measure")
+
+
+def _check_length(spec: QuerySpec, estimate: MeasureEstimate) -> None:
+    if len(estimate.estimates) != spec.cell_count:
+        raise ValueError(
+            f"the {estimate.measure.value} estimate has {len(estimate.estimates)} cells, "
+            f"the spec {spec.cell_count}"
+        )
+
+
+def mean_per(
+    spec: QuerySpec,
+    estimates: Sequence[MeasureEstimate],
+    num: Measure,
+    den: Measure,
+    name: str,
+) -> RatioEstimate:
+    """Per cell, ``num`` per unit of ``den`` (e.g. revenue per visit) with a delta-method interval.
+
+    Different measures get independent noise, so ``ratio`` applies cell by cell.
+    """
+    a, b = _find(estimates, num), _find(estimates, den)
+    _check_length(spec, a)
+    _check_length(spec, b)
+    pairs = [
+        ratio(x, sx * sx, y, sy * sy)
+        for x, sx, y, sy in zip(
+            a.estimates, a.standard_errors, b.estimates, b.standard_errors, strict=True
+        )
+    ]
+    return _ratio_estimate(name, num.value, den.value, pairs)
+
+
+def _groups(spec: QuerySpec, along: str) -> list[range]:
+    """Cell indices of each group of cells that differ only in ``along``.
+
+    Cells are in row-major order (the last dimension varies fastest), so with n codes along the
+    dimension and stride s (the number of cells of the dimensions after it), the group of base
+    cell b is b, b+s, …, b+(n−1)s, and the bases are o·n·s + i for o over the earlier dimensions
+    and i < s.
+    """
+    if along not in spec.group_by:
+        raise ValueError(f"cannot take shares along {along!r}: the query does not group by it")
+    sizes = [len(spec.domain(name)) for name in spec.group_by]
+    position = spec.group_by.index(along)
+    n = sizes[position]
+    stride = math.prod(sizes[position + 1 :])
+    outer = math.prod(sizes[:position])
+    return [
+        range(o * n * stride + i, (o + 1) * n * stride, stride)
+        for o in range(outer)
+        for i in range(stride)
+    ]
+
+
+def _shares_of(x: Sequence[float], v: Sequence[float]) -> list[tuple[float, float] | None]:
+    """p_k = x_k/S with S = Σ_j x_j; by the delta method with independent cells,
+
+    Var p_k = Σ_j (∂p_k/∂x_j)² v_j,  ∂p_k/∂x_j = (δ_jk·S − x_k)/S²,
+            = ((S − x_k)²·v_k + x_k²·(V − v_k)) / S⁴,  V = Σ_j v_j.
+    """
+    s = math.fsum(x)
+    if s <= 0:
+        return [None] * len(x)
+    total_var = math.fsum(v)
+    return [
+        (xk / s, math.sqrt(max(0.0, (s - xk) ** 2 * vk + xk * xk * (total_var - vk))) / (s * s))
+        for xk, vk in zip(x, v, strict=True)
+    ]
+
+
+def shares(
+    spec: QuerySpec, estimate: MeasureEstimate, along: str, name: str | None = None
+) -> RatioEstimate:
+    """Each cell's share of its group: the cells that differ only in the dimension ``along``.
+
+    For example, persons grouped by (age_band, first_visit) with along="first_visit" gives, per
+    age band, the share of first-time and returning visitors. (``persons`` counts a person once
+    per cell, so these are shares of person-cell pairs unless each person is in one cell of the
+    group.) Groups whose total is not positive give None. Shares of noisy cells may fall outside
+    [0, 1]; no post-processing is applied.
+    """
+    _check_length(spec, estimate)
+    pairs: list[tuple[float, float] | None] = [None] * spec.cell_count
+    for group in _groups(spec, along):
+        x = [float(estimate.estimates[k]) for k in group]
+        v = [estimate.standard_errors[k] ** 2 for k in group]
+        for k, pair in zip(group, _shares_of(x, v), strict=True):
+            pairs[k] = pair
+    measure = estimate.measure.value
+    return _ratio_estimate(
+        name or f"{measure}_share_{along}", measure, f"{measure} summed over {along}", pairs
+    )
+
+
+def derived(spec: QuerySpec, measures: Sequence[MeasureEstimate]) -> tuple[RatioEstimate, ...]:
+    """The derived quantities every result carries: ``mean_price`` (revenue per visit, in cents)
+    when the query has both revenue and visits."""
+    present = {estimate.measure for estimate in measures}
+    if {Measure.REVENUE, Measure.VISITS} <= present:
+        return (mean_per(spec, measures, Measure.REVENUE, Measure.VISITS, MEAN_PRICE),)
+    return ()
+
+
+def margin(
+    spec: QuerySpec, estimate: MeasureEstimate, keep: str
+) -> tuple[tuple[str, ...], MeasureEstimate]:
+    """Totals over every dimension but ``keep``: the values of ``keep`` and, per value, the sum of
+    its cells with variance the sum of theirs (the cells' noise is independent).
+
+    Not for ``persons``: a person counted in several cells would be counted several times.
+    """
+    if estimate.measure is Measure.PERSONS:
+        raise ValueError("persons cannot be summed over cells: a person may be in several")
+    if keep not in spec.group_by:
+        raise ValueError(f"{keep!r} is not one of the query's group_by dimensions")
+    _check_length(spec, estimate)
+    position = spec.group_by.index(keep)
+    domain = spec.domain(keep)
+    index = {value: i for i, value in enumerate(domain)}
+    sums = [0] * len(domain)
+    variances: list[list[float]] = [[] for _ in domain]
+    for cell, value, se in zip(
+        spec.cells(), estimate.estimates, estimate.standard_errors, strict=True
+    ):
+        i = index[cell[position]]
+        sums[i] += value
+        variances[i].append(se * se)
+    errors = [math.sqrt(math.fsum(v)) for v in variances]
+    return domain, MeasureEstimate(
+        measure=estimate.measure,
+        estimates=tuple(sums),
+        standard_errors=tuple(errors),
+        lower=tuple(s - Z95 * e for s, e in zip(sums, errors, strict=True)),
+        upper=tuple(s + Z95 * e for s, e in zip(sums, errors, strict=True)),
+    )

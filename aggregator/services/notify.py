@@ -1,0 +1,52 @@
+"""In-process wake-ups: a node's long-poll wakes when a task for it is committed, and an
+analyst waiting on a round wakes when an answer arrives or the round closes.
+
+This is only a latency shortcut. The database stays the truth: a waiter that is woken (or times
+out) reads its state from the database, so a lost or spurious wake-up costs time, never
+correctness. With several aggregator replicas, a wake-up reaches the replica that committed; a
+node polling another replica sees its task when its poll next reads the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._nodes: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self._rounds: defaultdict[str, asyncio.Condition] = defaultdict(asyncio.Condition)
+        self._round_versions: defaultdict[str, int] = defaultdict(int)
+
+    def node_event(self, node_id: str) -> asyncio.Event:
+        return self._nodes[node_id]
+
+    def wake_nodes(self, node_ids: list[str]) -> None:
+        for node_id in node_ids:
+            self._nodes[node_id].set()
+
+    def forget_node(self, node_id: str) -> None:
+        event = self._nodes.pop(node_id, None)
+        if event is not None:
+            event.set()  # let a hanging poll return and find itself removed
+
+    def round_version(self, round_id: str) -> int:
+        return self._round_versions[round_id]
+
+    async def round_changed(self, round_id: str) -> None:
+        self._round_versions[round_id] += 1
+        condition = self._rounds[round_id]
+        async with condition:
+            condition.notify_all()
+
+    async def wait_round(self, round_id: str, version: int, timeout: float) -> None:
+        """Return once the round's version differs from ``version``, or after ``timeout``."""
+        condition = self._rounds[round_id]
+        async with condition:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    condition.wait_for(lambda: self._round_versions[round_id] != version),
+                    timeout,
+                )

@@ -1,0 +1,121 @@
+"""The node registry: enrolled nodes, their keys, and what they last reported (signed).
+
+Poll verification needs a node's key on every request, so the active keys are cached in memory
+and reloaded from the database on every change this process makes and every ``refresh`` seconds
+(for changes made by another replica or by the CLI).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from aggregator.storage.models import Node, Round, Task
+from protocol.messages import BudgetStatus, NodeReport
+from protocol.results import NodeStatus
+from protocol.signing import public_key_from_text
+
+
+@dataclass(frozen=True, slots=True)
+class NodeKey:
+    node_id: str
+    institution: str
+    key: Ed25519PublicKey
+
+
+class NodeKeys:
+    """The active nodes' public keys by key id; a KeyRing for protocol.signing.Verifier."""
+
+    def __init__(self, factory: async_sessionmaker[AsyncSession], refresh: float = 30.0) -> None:
+        self.factory = factory
+        self.refresh = refresh
+        self._by_key_id: dict[str, NodeKey] = {}
+        self._loaded_at = 0.0
+
+    async def load(self) -> None:
+        async with self.factory() as session:
+            rows = await session.scalars(select(Node).where(Node.status == "active"))
+            self._by_key_id = {
+                row.key_id: NodeKey(row.id, row.institution, public_key_from_text(row.public_key))
+                for row in rows
+            }
+        self._loaded_at = time.monotonic()
+
+    async def fresh(self) -> None:
+        if time.monotonic() - self._loaded_at > self.refresh:
+            await self.load()
+
+    def get(self, key_id: str) -> NodeKey | None:
+        return self._by_key_id.get(key_id)
+
+    def public_key(self, key_id: str) -> Ed25519PublicKey | None:
+        entry = self._by_key_id.get(key_id)
+        return None if entry is None else entry.key
+
+
+async def record_report(
+    session: AsyncSession, node_id: str, report: NodeReport, at: datetime
+) -> None:
+    await session.execute(
+        update(Node)
+        .where(Node.id == node_id)
+        .values(report=report.model_dump_json(), report_at=at, last_seen_at=at)
+    )
+
+
+async def record_budget(
+    session: AsyncSession, node_id: str, budget: BudgetStatus, at: datetime
+) -> None:
+    """Update the budget part of a node's report from a signed answer."""
+    node = await session.get(Node, node_id)
+    if node is None or node.report is None:
+        return
+    if node.report_at is not None and node.report_at > at:
+        return
+    report = NodeReport.model_validate_json(node.report).model_copy(update={"budget": budget})
+    node.report = report.model_dump_json()
+    node.report_at = at
+
+
+async def remove_node(session: AsyncSession, node_id: str) -> bool:
+    result = await session.execute(
+        update(Node)
+        .where(Node.id == node_id, Node.status == "active")
+        .values(status="removed", removed_at=datetime.now(UTC))
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def active_nodes(session: AsyncSession, ids: list[str] | None = None) -> list[Node]:
+    query = select(Node).where(Node.status == "active")
+    if ids is not None:
+        query = query.where(Node.id.in_(ids))
+    return list(await session.scalars(query.order_by(Node.joined_at, Node.id)))
+
+
+async def committed_since_report(session: AsyncSession) -> dict[str, float]:
+    """ρ per node in tasks sent after the node's last report that it has not settled yet: the
+    aggregator's own estimate of spending the node has not reported back."""
+    rows = await session.execute(
+        select(Task.node_id, Task.cost_rho, Task.created_at, Node.report_at)
+        .join(Node, Node.id == Task.node_id)
+        .join(Round, Round.id == Task.round_id)
+        .where(Task.status == NodeStatus.PENDING.value, Round.state == "open")
+    )
+    pending: dict[str, float] = {}
+    for node_id, cost, created_at, report_at in rows:
+        if report_at is None or created_at >= report_at:
+            pending[node_id] = pending.get(node_id, 0.0) + cost
+    return pending
+
+
+def remaining_estimate(node: Node, pending: dict[str, float]) -> float | None:
+    if node.report is None:
+        return None
+    report = NodeReport.model_validate_json(node.report)
+    return max(0.0, report.budget.remaining_rho - pending.get(node.id, 0.0))

@@ -1,0 +1,74 @@
+"""Aggregator settings: one pydantic-settings class, built by the CLI from
+``<home>/aggregator.env`` and the environment (prefix ``PUBLIEKSDATA_AGGREGATOR_``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_FILE = "aggregator.env"
+SIGNING_KEY_FILE = "signing.key"
+DEFAULT_HOME = Path("publieksdata-aggregator")
+TESTING_ENV = "PUBLIEKSDATA_TESTING"
+
+
+class AggregatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PUBLIEKSDATA_AGGREGATOR_", extra="ignore", env_file_encoding="utf-8"
+    )
+
+    home: Path = DEFAULT_HOME
+    name: str = Field(default="publieksdata aggregator", max_length=120)
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = Field(default=8480, ge=1, le=65535)
+
+    # Rounds.
+    default_deadline_seconds: int = Field(default=300, ge=1, le=7 * 86400)
+    max_deadline_seconds: int = Field(default=7 * 86400, ge=1, le=30 * 86400)
+    max_nodes_per_round: int = Field(default=5_000, ge=1)
+
+    # Nodes connecting out: how long one long-poll may hang, and how old a signed poll may be.
+    max_poll_wait_seconds: float = Field(default=30.0, ge=0.5, le=120)
+    message_max_age_seconds: int = Field(default=300, ge=10, le=3600)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+
+    # Enrolment.
+    invite_valid_hours: float = Field(default=72, gt=0, le=24 * 30)
+    enrol_max_failures: int = Field(default=5, ge=1, le=1000)  # per source address
+    enrol_max_failures_total: int = Field(default=50, ge=1, le=100_000)  # all sources
+    enrol_lockout_minutes: float = Field(default=15, gt=0, le=24 * 60)
+
+    # Testing only: accept answers without noise (exact figures). Refused unless
+    # PUBLIEKSDATA_TESTING=1, like the node's own switch.
+    unsafe_accept_exact_answers: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.home / 'aggregator.db').resolve()}"
+        if self.unsafe_accept_exact_answers and os.environ.get(TESTING_ENV) != "1":
+            raise ValueError(
+                "unsafe_accept_exact_answers lets exact figures through and is only for tests; "
+                f"it needs {TESTING_ENV}=1"
+            )
+        if self.default_deadline_seconds > self.max_deadline_seconds:
+            raise ValueError("default_deadline_seconds is larger than max_deadline_seconds")
+        return self
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.home / SIGNING_KEY_FILE
+
+    @classmethod
+    def load(cls, home: Path, **overrides: object) -> AggregatorSettings:
+        env_file = home / ENV_FILE
+        return cls(
+            _env_file=env_file if env_file.exists() else None,
+            home=home,
+            **overrides,  # type: ignore[arg-type]
+        )

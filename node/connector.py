@@ -1,0 +1,254 @@
+"""The node's outbound connection to its aggregator.
+
+Nothing connects in: the node holds a long-poll open to the aggregator, which answers it as soon
+as there is a task. For each task the node checks the aggregator's signature, the task's
+freshness and that the task is addressed to this node, then answers it exactly as a directly
+signed query (policy, budget, ledger debit before release) and posts its signed answer or
+refusal back. Network failures are retried with jittered exponential backoff ("full jitter"),
+so that a thousand nodes coming back after an outage do not all knock at the same moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from anyio import to_thread
+from pydantic import ValidationError
+
+from node.link import AggregatorLink
+from node.services.answering import Answered, Answerer
+from node.settings import NodeSettings
+from protocol import catalogue
+from protocol.messages import (
+    POLL,
+    REFUSAL,
+    TASK,
+    BudgetStatus,
+    NodeReport,
+    PolicySummary,
+    Poll,
+    Task,
+)
+from protocol.signing import Envelope, SignatureError, SigningKey, Verifier, sign
+
+log = logging.getLogger("publieksdata.node.connector")
+SOFTWARE = "publieksdata-node/1"
+_random = secrets.SystemRandom()
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Full-jitter exponential backoff: wait uniform(0, min(cap, base·2^attempt)) seconds."""
+
+    base: float = 0.5
+    cap: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        return _random.uniform(0, min(self.cap, self.base * 2 ** min(attempt, 30)))
+
+
+@dataclass
+class ConnectorStatus:
+    connected: bool = False
+    last_contact: datetime | None = None
+    last_error: str | None = None
+    tasks_answered: int = 0
+    tasks_rejected: int = 0
+
+
+@dataclass
+class _Rejected:
+    until: dict[str, float] = field(default_factory=dict)
+
+    def add(self, task_id: str, seconds: float = 60.0) -> None:
+        self.until[task_id] = time.monotonic() + seconds
+
+    def active(self) -> list[str]:
+        now = time.monotonic()
+        self.until = {t: u for t, u in self.until.items() if u > now}
+        return list(self.until)
+
+
+class Connector:
+    def __init__(
+        self,
+        settings: NodeSettings,
+        link: AggregatorLink,
+        key: SigningKey,
+        answerer: Answerer,
+        verifier: Verifier,
+        budget: Callable[[], BudgetStatus],
+        client: httpx.AsyncClient,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.settings = settings
+        self.link = link
+        self.key = key
+        self.answerer = answerer
+        self.verifier = verifier
+        self.budget = budget
+        self.client = client
+        self.backoff = backoff or Backoff()
+        self.status = ConnectorStatus()
+        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._rejected = _Rejected()
+
+    # --- polling ----------------------------------------------------------------------------
+
+    async def _report(self) -> NodeReport:
+        budget = await to_thread.run_sync(self.budget)
+        allowed = self.settings.allowed_dimensions
+        return NodeReport(
+            institution=self.settings.institution,
+            catalogue_version=catalogue.CATALOGUE_VERSION,
+            budget=budget,
+            policy=PolicySummary(
+                max_cells=self.settings.max_cells,
+                max_rho_per_query=self.settings.max_rho_per_query,
+                allowed_dimensions=tuple(allowed) if allowed is not None else None,
+            ),
+            software=SOFTWARE,
+        )
+
+    async def poll_once(self) -> int:
+        """One long-poll. Starts a handler per new task and returns how many it started."""
+        wait = self.settings.poll_wait_seconds
+        message = Poll(
+            aggregator_key_id=self.link.aggregator_key_id,
+            report=await self._report(),
+            wait_seconds=wait,
+            in_flight=tuple(self._in_flight) + tuple(self._rejected.active()),
+        )
+        envelope = sign(POLL, message.model_dump(mode="json"), self.key)
+        response = await self.client.post(
+            f"{self.link.base}/v1/node/poll",
+            content=envelope.model_dump_json(),
+            headers={"content-type": "application/json"},
+            timeout=httpx.Timeout(10.0, read=wait + 15.0),
+        )
+        if response.status_code != 200:
+            raise PollRefused(response.status_code, _code(response))
+        self.status.connected = True
+        self.status.last_contact = datetime.now(UTC)
+        self.status.last_error = None
+        tasks = response.json().get("tasks", [])
+        started = 0
+        for document in tasks:
+            task_id = str(document.get("payload", {}).get("task_id", ""))
+            if task_id and task_id not in self._in_flight:
+                handler = asyncio.create_task(self.handle(document))
+                self._in_flight[task_id] = handler
+                handler.add_done_callback(self._done(task_id))
+                started += 1
+        return started
+
+    def _done(self, task_id: str) -> Callable[[asyncio.Task[None]], None]:
+        def forget(_handler: asyncio.Task[None]) -> None:
+            self._in_flight.pop(task_id, None)
+
+        return forget
+
+    async def run(self) -> None:
+        """Poll until cancelled, backing off (with jitter) after every failure."""
+        attempt = 0
+        while True:
+            try:
+                await self.poll_once()
+                attempt = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.status.connected = False
+                self.status.last_error = _describe(exc)
+                delay = self.backoff.delay(attempt)
+                attempt += 1
+                log.warning(
+                    "aggregator unreachable (%s); retrying in %.1f s", self.status.last_error, delay
+                )
+                await asyncio.sleep(delay)
+
+    async def close(self) -> None:
+        for handler in list(self._in_flight.values()):
+            handler.cancel()
+        await asyncio.gather(*self._in_flight.values(), return_exceptions=True)
+
+    # --- answering --------------------------------------------------------------------------
+
+    def _check(self, document: dict[str, Any]) -> tuple[Envelope, Task]:
+        envelope = Envelope.model_validate(document)
+        payload = self.verifier.verify(envelope, TASK)
+        if envelope.key_id != self.link.aggregator_key_id:
+            raise SignatureError("the task is signed by a key that is not this node's aggregator")
+        task = Task.model_validate(payload)
+        if task.node_key_id != self.key.key_id:
+            raise SignatureError("the task is addressed to another node")
+        return envelope, task
+
+    async def handle(self, document: dict[str, Any]) -> None:
+        task_id = str(document.get("payload", {}).get("task_id", ""))[:80]
+        try:
+            envelope, task = await to_thread.run_sync(self._check, document)
+        except (ValidationError, SignatureError) as exc:
+            self.status.tasks_rejected += 1
+            self._rejected.add(task_id)
+            log.warning("rejected a task: %s", _describe(exc))
+            return
+        if task.deadline <= datetime.now(UTC):
+            self._rejected.add(task.task_id)
+            return
+        outcome = await to_thread.run_sync(self.answerer.answer, task.request, envelope.key_id)
+        if isinstance(outcome, Answered):
+            body = outcome.body
+        else:
+            refusal = sign(REFUSAL, outcome.model_dump(mode="json"), self.key)
+            body = refusal.model_dump_json().encode("utf-8")
+        await self._deliver(task, body)
+
+    async def _deliver(self, task: Task, body: bytes) -> None:
+        attempt = 0
+        url = f"{self.link.base}/v1/node/tasks/{task.task_id}/result"
+        while datetime.now(UTC) < task.deadline:
+            try:
+                response = await self.client.post(
+                    url, content=body, headers={"content-type": "application/json"}
+                )
+            except httpx.HTTPError as exc:
+                log.warning("could not deliver an answer (%s); retrying", _describe(exc))
+            else:
+                if response.status_code < 500:
+                    if response.status_code == 200:
+                        self.status.tasks_answered += 1
+                    else:
+                        log.warning("the aggregator did not take an answer: %s", _code(response))
+                        self._rejected.add(task.task_id)
+                    return
+            await asyncio.sleep(self.backoff.delay(attempt))
+            attempt += 1
+
+
+class PollRefused(Exception):
+    def __init__(self, status: int, code: str) -> None:
+        super().__init__(f"HTTP {status} {code}")
+        self.status = status
+        self.code = code
+
+
+def _code(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("code", response.status_code))
+    except ValueError:
+        return str(response.status_code)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, httpx.HTTPError):
+        return type(exc).__name__
+    return str(exc)[:200] or type(exc).__name__

@@ -1,0 +1,86 @@
+"""The aggregator's HTTP API models for analysts and admins, shared by the service and the
+Python client so that both sides parse exactly the same shapes."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from protocol.query import QuerySpec
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ReportRequest(_Model):
+    """A named report template with its parameters (see GET /v1/reports)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    year: Annotated[int, Field(ge=1900, le=2200)] | None = None
+    start: date | None = None  # with ``end``, instead of ``year``
+    end: date | None = None
+    rho: Annotated[float, Field(gt=0, le=10)] | None = None
+    epsilon: Annotated[float, Field(gt=0, le=20)] | None = None
+    codes: Annotated[tuple[str, ...], Field(max_length=5000)] | None = None
+
+
+class RoundRequest(_Model):
+    """Ask the federation one question: a full spec, or a report template."""
+
+    spec: QuerySpec | None = None
+    report: ReportRequest | None = None
+    nodes: Annotated[tuple[str, ...], Field(min_length=1, max_length=5000)] | None = None
+    deadline_seconds: Annotated[int, Field(ge=1)] | None = None
+    quorum: Annotated[int, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _one_question(self) -> Self:
+        if (self.spec is None) == (self.report is None):
+            raise ValueError("give exactly one of 'spec' or 'report'")
+        return self
+
+
+class RoundSummary(_Model):
+    round_id: str
+    title: str
+    analyst: str
+    state: str
+    created_at: datetime
+    deadline: datetime
+    closed_at: datetime | None
+
+
+class NodeBudget(_Model):
+    period: str
+    cap_rho: float
+    spent_rho: float
+    remaining_rho: float  # as last reported, less what open rounds will spend
+    reported_at: datetime
+
+
+class NodeInfo(_Model):
+    node_id: str
+    institution: str
+    status: str
+    key_id: str
+    fingerprint: str
+    joined_at: datetime
+    last_seen_at: datetime | None
+    connected: bool  # polled within the last minute
+    budget: NodeBudget | None
+
+
+class InviteRequest(_Model):
+    institution: Annotated[str, Field(min_length=1, max_length=120)]
+    valid_hours: Annotated[float, Field(gt=0, le=24 * 30)] | None = None
+
+
+class InviteCreated(_Model):
+    code: str
+    institution: str
+    node_id: str | None  # set when the invite re-keys an enrolled node
+    expires_at: datetime
+    aggregator_fingerprint: str

@@ -7,6 +7,7 @@ import typer
 
 from aggregator.cli import app as aggregator_app
 from node.cli import app as node_app
+from publieksdata.ask import ask
 from publieksdata.demo import demo
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
 app.add_typer(node_app, name="node")
 app.add_typer(aggregator_app, name="aggregator")
 app.command()(demo)
+app.command()(ask)
 
 
 def main() -> None:

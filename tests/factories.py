@@ -37,8 +37,14 @@ def factory_ref(i: int) -> str:
 
 
 def write_rows(
-    engine: Engine, rows: list[Row], geo: dict[str, tuple[str, str]] | None = None
+    engine: Engine,
+    rows: list[Row],
+    geo: dict[str, tuple[str, str]] | None = None,
+    *,
+    ref_offset: int = 0,
 ) -> None:
+    """Row i gets the ticket reference factory_ref(ref_offset + i), so that rows written to
+    several databases can be pooled into one with the same references."""
     persons: dict[int, Row] = {}
     for row in rows:
         persons.setdefault(row.person, row)
@@ -99,8 +105,8 @@ def write_rows(
                 [
                     {
                         "source": "test",
-                        "ticket_ref": factory_ref(i),
-                        "sample_key": sample_key(factory_ref(i)),
+                        "ticket_ref": factory_ref(ref_offset + i),
+                        "sample_key": sample_key(factory_ref(ref_offset + i)),
                         "person_id": r.person,
                         "event_id": event_ids[(r.event_date, r.artform)],
                         "batch_id": 1,

@@ -134,14 +134,20 @@ async def join_node(fed: Federation, settings: NodeSettings) -> None:
 
 
 def node_with_rows(
-    tmp: Path, name: str, rows: list[Row], db_url: str | None = None, **settings: object
+    tmp: Path,
+    name: str,
+    rows: list[Row],
+    db_url: str | None = None,
+    *,
+    ref_offset: int = 0,
+    **settings: object,
 ) -> tuple[NodeSettings, Engine]:
     tmp.mkdir(parents=True, exist_ok=True)
     node_settings, _ = make_node(
         tmp, db_url or f"sqlite:///{tmp / 'node.db'}", institution=name, **settings
     )
     engine = make_engine(node_settings.database_url)
-    write_rows(engine, rows)
+    write_rows(engine, rows, ref_offset=ref_offset)
     return node_settings, engine
 
 
@@ -168,10 +174,16 @@ async def federation(
             httpx.AsyncClient(transport=RoutingTransport(app), base_url=AGG_URL)
         )
         fed = Federation(settings, app, client, admin, analyst)
+        offset = 0
         for i, rows in enumerate(node_rows):
             node, engine = node_with_rows(
-                tmp_path / f"node{i}", f"Instelling {i}", rows, **(node_settings or {})
+                tmp_path / f"node{i}",
+                f"Instelling {i}",
+                rows,
+                ref_offset=offset,
+                **(node_settings or {}),
             )
+            offset += len(rows)
             engines.append(engine)
             await join_node(fed, node)
             fed.nodes.append(node)
@@ -277,8 +289,8 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == PROBLEM_JSON
     body: dict[str, Any] = response.json()
+    assert body["code"] == code, body
     assert body["status"] == status
-    assert body["code"] == code
     assert body["type"] == PROBLEM_TYPE_BASE + code
     assert body["title"]
     return body

@@ -303,10 +303,13 @@ class Rounds:
             current = await session.get(Task, task_id)
             round_row = await session.get(Round, row.id)
             assert current is not None and round_row is not None
-            if current.status != NodeStatus.PENDING.value:
+            if current.body is not None:  # settled by the node itself
                 return "same" if current.body == raw else "answered"
-            if round_row.state != RoundState.OPEN.value:
-                return "closed"
+            if (
+                round_row.state != RoundState.OPEN.value
+                or current.status != NodeStatus.PENDING.value
+            ):
+                return "closed"  # timed out at the deadline: the answer came too late
             current.status = status.value
             current.reason = reason
             current.body = raw

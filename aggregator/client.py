@@ -1,0 +1,611 @@
+"""A Python client for the aggregator's analyst API, for notebooks and scripts.
+
+    from aggregator.client import Client
+
+    with Client("https://aggregator.example.nl", token) as client:
+        result = client.ask(report="revenue", year=2025, rho=0.25)
+        frame = result.to_polars()
+
+``Client`` is synchronous; ``AsyncClient`` has the same methods, to ``await``. Both share one
+sans-I/O core: each method is a *flow*, a generator that yields the HTTP calls it needs and is
+sent their responses. Building requests, long-polling a round and reading responses therefore
+exist once; the two classes differ only in how they send a call.
+
+Every error is a ``ClientError``: a problem document from the aggregator (with its ``code``,
+``status`` and ``detail``), no answer at all, or an answer this client cannot read.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self, TypedDict, TypeVar, Unpack
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+
+from aggregator.errors import ErrorCode
+from aggregator.merge import shares as merged_shares
+from protocol.api import NodeInfo, RoundRequest, RoundSummary
+from protocol.catalogue import DIMENSIONS
+from protocol.query import Measure, QuerySpec
+from protocol.results import Coverage, MeasureEstimate, RatioEstimate, RoundResult, RoundState
+
+if TYPE_CHECKING:
+    import pandas  # type: ignore[import-not-found, import-untyped, unused-ignore]
+    import polars
+
+URL_ENV = "PUBLIEKSDATA_AGGREGATOR_URL"
+TOKEN_ENV = "PUBLIEKSDATA_TOKEN"  # noqa: S105 - a variable name, not a secret
+DEFAULT_TIMEOUT = 30.0
+POLL_SECONDS = 30.0  # how long the aggregator may hold one GET /v1/rounds/{id} (it allows 60)
+
+T = TypeVar("T")
+Progress = Callable[[int, int], None]  # (nodes settled, nodes asked)
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+
+class ClientError(Exception):
+    """Anything the client raises on purpose. ``status`` is the HTTP status, or None when there
+    was no HTTP answer; ``problem`` is the aggregator's whole problem document, if any."""
+
+    def __init__(
+        self,
+        code: str,
+        detail: str = "",
+        *,
+        status: int | None = None,
+        title: str = "",
+        problem: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.code = code
+        self.detail = detail
+        self.status = status
+        self.title = title
+        self.problem: Mapping[str, Any] = problem or {}
+        text = " ".join(part for part in (title, detail) if part) or code
+        errors = "; ".join(
+            f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}"
+            for e in self.problem.get("errors", ())
+            if isinstance(e, dict)
+        )
+        where = f"{code}, HTTP {status}" if status is not None else code
+        super().__init__(f"{text}{' ' + errors if errors else ''} ({where})")
+
+
+class NotConfigured(ClientError):
+    """No aggregator URL or token: give them, or set PUBLIEKSDATA_AGGREGATOR_URL and
+    PUBLIEKSDATA_TOKEN."""
+
+
+class Unreachable(ClientError):
+    """No HTTP answer: the aggregator could not be reached, or it did not answer in time."""
+
+
+class UnexpectedResponse(ClientError):
+    """An answer this client cannot read (another API version, or not the aggregator)."""
+
+
+class NotAuthenticated(ClientError):
+    """The token is missing, unknown or revoked (401)."""
+
+
+class Forbidden(ClientError):
+    """The token's role may not do this (403)."""
+
+
+class NotFound(ClientError):
+    """No such round, node or address (404)."""
+
+
+class InvalidQuery(ClientError):
+    """The question is not valid (422, or found before sending). ``errors`` lists the fields."""
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return [e for e in self.problem.get("errors", ()) if isinstance(e, dict)]
+
+
+@dataclass(frozen=True, slots=True)
+class RefusingNode:
+    node_id: str
+    institution: str
+    reason: str  # a refusal reason code, such as budget_exhausted
+
+
+class WouldBeRefused(ClientError):
+    """Some nodes would refuse, judged from their last reports; nothing was sent (409)."""
+
+    @property
+    def nodes(self) -> tuple[RefusingNode, ...]:
+        return tuple(
+            RefusingNode(str(n.get("node_id", "")), str(n.get("institution", "")), str(n["reason"]))
+            for n in self.problem.get("nodes", ())
+            if isinstance(n, dict) and "reason" in n
+        )
+
+
+class NoEstimates(ClientError):
+    """The result has no estimates: the round is still open, or its quorum was not met."""
+
+
+_ERRORS: dict[str, type[ClientError]] = {
+    code.value: kind
+    for codes, kind in (
+        ((ErrorCode.NOT_AUTHENTICATED,), NotAuthenticated),
+        ((ErrorCode.FORBIDDEN,), Forbidden),
+        ((ErrorCode.NOT_FOUND, ErrorCode.ROUND_NOT_FOUND, ErrorCode.UNKNOWN_NODE), NotFound),
+        ((ErrorCode.INVALID_QUERY, ErrorCode.INVALID_REQUEST), InvalidQuery),
+        ((ErrorCode.WOULD_BE_REFUSED,), WouldBeRefused),
+    )
+    for code in codes
+}
+
+
+def _error(response: httpx.Response) -> ClientError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("code"), str):
+        return UnexpectedResponse(
+            f"http_{response.status_code}",
+            f"the server answered {response.status_code} {response.reason_phrase} "
+            "without a problem document",
+            status=response.status_code,
+        )
+    return _ERRORS.get(body["code"], ClientError)(
+        body["code"],
+        str(body.get("detail") or ""),
+        status=response.status_code,
+        title=str(body.get("title") or ""),
+        problem=body,
+    )
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+class ReportInfo(BaseModel):
+    """A standard report template, as GET /v1/reports describes it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    name: str
+    title: dict[str, str]
+    group_by: tuple[str, ...]
+    measures: tuple[str, ...]
+    bounds: dict[str, int]
+    needs_domain: str | None = None
+
+
+Estimate = MeasureEstimate | RatioEstimate
+
+
+def _optional(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(
+            f"Result.to_{module}() needs {module}, which is not installed; "
+            f"install it with: pip install {module}"
+        ) from None
+
+
+@dataclass(frozen=True, repr=False)
+class Result:
+    """A round's result (``raw``, the aggregator's RoundResult) with typed accessors.
+
+    Cells follow the spec's canonical order. Revenue and ``mean_price`` are in cents."""
+
+    raw: RoundResult
+
+    def __repr__(self) -> str:
+        c = self.coverage
+        return (
+            f"<Result {self.round_id} {self.raw.state.value}: {c.answered} of {c.total} nodes "
+            f"answered, {len(self.raw.cells)} cells, measures "
+            f"{[m.measure.value for m in self.raw.measures]}>"
+        )
+
+    @property
+    def round_id(self) -> str:
+        return self.raw.round_id
+
+    @property
+    def spec(self) -> QuerySpec:
+        return self.raw.spec
+
+    @property
+    def closed(self) -> bool:
+        return self.raw.state is RoundState.CLOSED
+
+    @property
+    def coverage(self) -> Coverage:
+        return self.raw.coverage
+
+    @property
+    def partial(self) -> bool:
+        """Closed with at least one node missing, refused or invalid."""
+        return self.raw.partial
+
+    @property
+    def quorum_met(self) -> bool:
+        return self.raw.quorum_met
+
+    @property
+    def has_estimates(self) -> bool:
+        return bool(self.raw.measures)
+
+    def _require(self) -> None:
+        if self.has_estimates:
+            return
+        c = self.coverage
+        if not self.closed:
+            detail = (
+                f"round {self.round_id} is still open ({c.total - c.pending} of {c.total} nodes "
+                "settled); wait for it with client.wait()"
+            )
+            raise NoEstimates("round_open", detail)
+        detail = (
+            f"the quorum was not met: {c.answered} of {c.total} nodes answered and "
+            f"{self.raw.quorum} were needed, so there are no estimates"
+        )
+        raise NoEstimates("quorum_not_met", detail)
+
+    def measure(self, measure: Measure | str) -> MeasureEstimate:
+        self._require()
+        return self.raw.measure(measure)
+
+    def ratio(self, name: str) -> RatioEstimate:
+        """A derived quantity, such as ``mean_price`` (revenue per visit)."""
+        self._require()
+        for estimate in self.raw.ratios:
+            if estimate.name == name:
+                return estimate
+        raise KeyError(name)
+
+    def shares(self, measure: Measure | str, along: str) -> RatioEstimate:
+        """Each cell's share of the cells that differ from it only in ``along``."""
+        return merged_shares(self.raw.spec, self.measure(measure), along)
+
+    def columns(self, lang: str = "nl", *, shares_along: str | None = None) -> dict[str, list[Any]]:
+        """The table by column: per dimension its code and ``<dimension>_label``; per measure,
+        ratio and (with ``shares_along``) share the estimate and ``_se``, ``_lower``, ``_upper``."""
+        self._require()
+        columns: dict[str, list[Any]] = {}
+        for position, name in enumerate(self.raw.group_by):
+            codes = [cell[position] for cell in self.raw.cells]
+            columns[name] = codes
+            columns[f"{name}_label"] = [DIMENSIONS[name].label(code, lang) for code in codes]
+        series: list[tuple[str, Estimate]] = [(m.measure.value, m) for m in self.raw.measures]
+        series += [(r.name, r) for r in self.raw.ratios]
+        if shares_along is not None:
+            for m in self.raw.measures:
+                share = self.shares(m.measure, shares_along)
+                series.append((share.name, share))
+        for name, estimate in series:
+            columns[name] = list(estimate.estimates)
+            columns[f"{name}_se"] = list(estimate.standard_errors)
+            columns[f"{name}_lower"] = list(estimate.lower)
+            columns[f"{name}_upper"] = list(estimate.upper)
+        return columns
+
+    def rows(self, lang: str = "nl", *, shares_along: str | None = None) -> list[dict[str, Any]]:
+        """One dict per cell, with the keys of ``columns()``."""
+        columns = self.columns(lang, shares_along=shares_along)
+        return [
+            dict(zip(columns, values, strict=True))
+            for values in zip(*columns.values(), strict=True)
+        ]
+
+    def to_pandas(self, lang: str = "nl", *, shares_along: str | None = None) -> pandas.DataFrame:
+        frame: pandas.DataFrame = _optional("pandas").DataFrame(
+            self.columns(lang, shares_along=shares_along)
+        )
+        return frame
+
+    def to_polars(self, lang: str = "nl", *, shares_along: str | None = None) -> polars.DataFrame:
+        frame: polars.DataFrame = _optional("polars").DataFrame(
+            self.columns(lang, shares_along=shares_along)
+        )
+        return frame
+
+    def to_json(self) -> str:
+        """The RoundResult as the aggregator sent it (``RoundResult.model_validate_json`` reads
+        it back)."""
+        return self.raw.model_dump_json(indent=2)
+
+
+# --- flows: what each method asks of the aggregator, without I/O -------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    method: str
+    path: str
+    params: dict[str, float] | None = None
+    body: dict[str, Any] | None = None
+    hold: float = 0.0  # seconds the aggregator may hold the response
+
+
+Flow = Generator[_Call, httpx.Response, T]
+
+_RESULT = TypeAdapter(RoundResult)
+_NODES = TypeAdapter(list[NodeInfo])
+_ROUNDS = TypeAdapter(list[RoundSummary])
+_REPORTS = TypeAdapter(list[ReportInfo])
+
+
+class AskOptions(TypedDict, total=False):
+    """The keyword arguments of ``ask``. A report template takes ``report`` with ``year`` (or
+    ``start`` and ``end``), ``rho`` or ``epsilon`` and, for some, ``codes``; a spec states all of
+    that itself. ``nodes`` restricts the round to these node ids; ``deadline_seconds`` and
+    ``quorum`` default to the aggregator's settings. With ``wait`` (the default) ``ask`` returns
+    once the round has closed, calling ``progress(settled, total)`` whenever more nodes settle."""
+
+    report: str | None
+    year: int | None
+    start: date | None
+    end: date | None
+    rho: float | None
+    epsilon: float | None
+    codes: Sequence[str] | None
+    nodes: Sequence[str] | None
+    deadline_seconds: int | None
+    quorum: int | None
+    wait: bool
+    progress: Progress | None
+
+
+_REPORT_KEYS = ("year", "start", "end", "rho", "epsilon", "codes")
+_ASK_KEYS = frozenset(AskOptions.__optional_keys__)
+
+
+def _parse(response: httpx.Response, adapter: TypeAdapter[T]) -> T:
+    if response.is_error:
+        raise _error(response)
+    try:
+        return adapter.validate_json(response.content)
+    except ValidationError as exc:
+        raise UnexpectedResponse(
+            "unexpected_response",
+            f"{response.request.method} {response.request.url.path} answered something this "
+            f"client cannot read ({exc.error_count()} problems); is the aggregator another "
+            "version?",
+            status=response.status_code,
+        ) from None
+
+
+def _get(path: str, adapter: TypeAdapter[T]) -> Flow[T]:
+    return _parse((yield _Call("GET", path)), adapter)
+
+
+def _round_path(round_id: str) -> str:
+    return f"/v1/rounds/{quote(round_id, safe='')}"
+
+
+def _round_request(spec: QuerySpec | Mapping[str, Any] | None, options: AskOptions) -> RoundRequest:
+    unknown = sorted(set(options) - _ASK_KEYS)
+    if unknown:
+        raise TypeError(f"ask() got an unexpected keyword argument {unknown[0]!r}")
+    report = options.get("report")
+    if spec is not None and any(options.get(key) is not None for key in _REPORT_KEYS):
+        raise InvalidQuery(
+            "invalid_request", f"{', '.join(_REPORT_KEYS)} go with report=…; a spec states its own"
+        )
+    question: dict[str, Any] = {
+        "spec": spec,
+        "report": None
+        if report is None
+        else {"name": report, **{key: options.get(key) for key in _REPORT_KEYS}},
+        **{key: options.get(key) for key in ("nodes", "deadline_seconds", "quorum")},
+    }
+    try:
+        return RoundRequest.model_validate(question)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        raise InvalidQuery(
+            "invalid_request",
+            "the question is not valid:",
+            problem={"errors": [{"loc": e["loc"], "msg": e["msg"]} for e in errors]},
+        ) from None
+
+
+def _wait(result: RoundResult, progress: Progress | None) -> Flow[Result]:
+    while True:
+        settled = result.coverage.total - result.coverage.pending
+        if progress is not None:
+            progress(settled, result.coverage.total)
+        if result.state is RoundState.CLOSED:
+            return Result(result)
+        params = {"wait": POLL_SECONDS, "seen": settled}
+        call = _Call("GET", _round_path(result.round_id), params, hold=POLL_SECONDS)
+        result = _parse((yield call), _RESULT)
+
+
+def _ask(spec: QuerySpec | Mapping[str, Any] | None, options: AskOptions) -> Flow[Result]:
+    request = _round_request(spec, options).model_dump(mode="json")
+    body = {key: value for key, value in request.items() if value is not None}
+    created = _parse((yield _Call("POST", "/v1/rounds", body=body)), _RESULT)
+    if not options.get("wait", True):
+        return Result(created)
+    return (yield from _wait(created, options.get("progress")))
+
+
+def _wait_for(round_id: str, progress: Progress | None) -> Flow[Result]:
+    first = _parse((yield _Call("GET", _round_path(round_id))), _RESULT)
+    return (yield from _wait(first, progress))
+
+
+def _round(round_id: str) -> Flow[Result]:
+    return Result((yield from _get(_round_path(round_id), _RESULT)))
+
+
+# --- the two clients ---------------------------------------------------------------------------
+
+
+def _connection(url: str | None, token: str | None) -> tuple[str, dict[str, str]]:
+    url = url or os.environ.get(URL_ENV)
+    token = token or os.environ.get(TOKEN_ENV)
+    if not url:
+        raise NotConfigured("no_url", f"give the aggregator's URL, or set {URL_ENV}")
+    if not url.startswith(("http://", "https://")):
+        raise NotConfigured("bad_url", f"the aggregator URL must start with https://: {url!r}")
+    if not token:
+        raise NotConfigured("no_token", f"give an analyst API token, or set {TOKEN_ENV}")
+    if not token.isprintable() or token.strip() != token or " " in token:
+        raise NotConfigured("bad_token", "the API token contains spaces or control characters")
+    return url.rstrip("/"), {"authorization": f"Bearer {token}", "accept": "application/json"}
+
+
+def _build(http: httpx.Client | httpx.AsyncClient, call: _Call, timeout: float) -> httpx.Request:
+    return http.build_request(
+        call.method,
+        call.path,
+        params=call.params,
+        json=call.body,
+        timeout=httpx.Timeout(timeout, read=timeout + call.hold),
+    )
+
+
+def _unreachable(url: str, exc: httpx.TransportError) -> Unreachable:
+    reason = str(exc) or type(exc).__name__
+    return Unreachable("unreachable", f"no answer from the aggregator at {url}: {reason}")
+
+
+class Client:
+    """The synchronous client. ``url`` and ``token`` default to the environment variables
+    PUBLIEKSDATA_AGGREGATOR_URL and PUBLIEKSDATA_TOKEN; ``transport`` replaces the network
+    (for tests). Use it as a context manager, or call ``close()``."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.url, headers = _connection(url, token)
+        self.timeout = timeout
+        self._http = httpx.Client(base_url=self.url, headers=headers, transport=transport)
+
+    def _run(self, flow: Flow[T]) -> T:
+        try:
+            call = next(flow)
+            while True:
+                try:
+                    response = self._http.send(_build(self._http, call, self.timeout))
+                except httpx.TransportError as exc:
+                    raise _unreachable(self.url, exc) from exc
+                call = flow.send(response)
+        except StopIteration as done:
+            value: T = done.value
+            return value
+
+    def reports(self) -> list[ReportInfo]:
+        return self._run(_get("/v1/reports", _REPORTS))
+
+    def nodes(self) -> list[NodeInfo]:
+        return self._run(_get("/v1/nodes", _NODES))
+
+    def rounds(self) -> list[RoundSummary]:
+        """Recent rounds, newest first."""
+        return self._run(_get("/v1/rounds", _ROUNDS))
+
+    def round(self, round_id: str) -> Result:
+        """A round as it stands now."""
+        return self._run(_round(round_id))
+
+    def wait(self, round_id: str, *, progress: Progress | None = None) -> Result:
+        """A round once it has closed."""
+        return self._run(_wait_for(round_id, progress))
+
+    def ask(
+        self, spec: QuerySpec | Mapping[str, Any] | None = None, **options: Unpack[AskOptions]
+    ) -> Result:
+        """Ask the federation one question: a spec, or ``report=`` with its parameters."""
+        return self._run(_ask(spec, options))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncClient:
+    """``Client`` for asyncio: the same methods, to ``await``."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self.url, headers = _connection(url, token)
+        self.timeout = timeout
+        self._http = httpx.AsyncClient(base_url=self.url, headers=headers, transport=transport)
+
+    async def _run(self, flow: Flow[T]) -> T:
+        try:
+            call = next(flow)
+            while True:
+                try:
+                    response = await self._http.send(_build(self._http, call, self.timeout))
+                except httpx.TransportError as exc:
+                    raise _unreachable(self.url, exc) from exc
+                call = flow.send(response)
+        except StopIteration as done:
+            value: T = done.value
+            return value
+
+    async def reports(self) -> list[ReportInfo]:
+        return await self._run(_get("/v1/reports", _REPORTS))
+
+    async def nodes(self) -> list[NodeInfo]:
+        return await self._run(_get("/v1/nodes", _NODES))
+
+    async def rounds(self) -> list[RoundSummary]:
+        """Recent rounds, newest first."""
+        return await self._run(_get("/v1/rounds", _ROUNDS))
+
+    async def round(self, round_id: str) -> Result:
+        """A round as it stands now."""
+        return await self._run(_round(round_id))
+
+    async def wait(self, round_id: str, *, progress: Progress | None = None) -> Result:
+        """A round once it has closed."""
+        return await self._run(_wait_for(round_id, progress))
+
+    async def ask(
+        self, spec: QuerySpec | Mapping[str, Any] | None = None, **options: Unpack[AskOptions]
+    ) -> Result:
+        """Ask the federation one question: a spec, or ``report=`` with its parameters."""
+        return await self._run(_ask(spec, options))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,326 @@
+"""`publieksdata ask`: ask the federation a question through the aggregator, and show the answer.
+
+Exit codes: 0 success; 1 error; 2 usage error (also: no aggregator URL or token); 3 refused:
+nodes would refuse the question (nothing was sent), or the round closed without its quorum.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from aggregator.client import (
+    TOKEN_ENV,
+    URL_ENV,
+    AskOptions,
+    Client,
+    ClientError,
+    Estimate,
+    NotConfigured,
+    Result,
+    WouldBeRefused,
+)
+from node.cli import fail
+from protocol.catalogue import DIMENSIONS
+from protocol.query import QuerySpec
+from protocol.reports import REPORTS
+
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+ROW_LIMIT = 40
+
+console = Console()
+err = Console(stderr=True)
+
+_HEADERS = {
+    "visits": ("bezoeken", "visits"),
+    "persons": ("personen", "persons"),
+    "revenue": ("omzet (€)", "revenue (€)"),
+    "mean_price": ("gemiddelde prijs (€)", "mean price (€)"),
+}
+_REASONS = {
+    "budget_exhausted": "its privacy budget for this period would run out",
+    "analyst_budget_exhausted": "your share of its privacy budget would run out",
+    "policy_cost_too_high": "the privacy cost is above its limit per query",
+    "policy_too_many_cells": "the query has more cells than it allows",
+    "policy_dimension_not_allowed": "it does not allow one of the dimensions",
+    "not_delivered": "it did not collect the question before the deadline",
+}
+
+
+def open_client(url: str | None, token: str | None) -> Client:
+    """The client the command uses (tests replace this to talk to an in-process aggregator)."""
+    return Client(url, token)
+
+
+def _t(lang: str, nl: str, en: str) -> str:
+    return nl if lang == "nl" else en
+
+
+def _question(
+    spec: Path | None,
+    report: str | None,
+    year: int | None,
+    start: datetime | None,
+    end: datetime | None,
+    rho: float | None,
+    epsilon: float | None,
+    codes: str | None,
+) -> tuple[QuerySpec | None, AskOptions, tuple[str, ...]]:
+    """The spec or report options to send, and the dimensions the answer will be grouped by."""
+    if (spec is None) == (report is None):
+        raise click.UsageError("give a SPEC file or --report NAME (one of the two)")
+    if spec is not None:
+        if any(v is not None for v in (year, start, end, rho, epsilon, codes)):
+            raise click.UsageError(
+                "--year, --start, --end, --rho, --epsilon and --codes go with --report; "
+                "a spec file states its own period, privacy cost and codes"
+            )
+        try:
+            query = QuerySpec.model_validate_json(spec.read_text("utf-8"))
+        except OSError as exc:
+            raise fail(f"cannot read {spec}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise fail(f"{spec} is not a valid query spec:\n{exc}") from None
+        return query, {}, query.group_by
+    assert report is not None
+    if report not in REPORTS:
+        raise click.UsageError(f"unknown report {report!r}; choose one of: {', '.join(REPORTS)}")
+    if year is not None and (start is not None or end is not None):
+        raise click.UsageError("give --year, or --start and --end, not both")
+    if (start is None) != (end is None):
+        raise click.UsageError("give both --start and --end")
+    if rho is not None and epsilon is not None:
+        raise click.UsageError("give --rho or --epsilon, not both")
+    options: AskOptions = {
+        "report": report,
+        "year": year,
+        "start": start.date() if start else None,
+        "end": end.date() if end else None,
+        "rho": rho,
+        "epsilon": epsilon,
+        "codes": tuple(c.strip() for c in codes.split(",") if c.strip()) if codes else None,
+    }
+    return None, options, REPORTS[report].group_by
+
+
+# How each kind of series is shown: divided by scale, in this format.
+_FORMATS = {
+    "count": (1, ",.0f"),
+    "money": (100, ",.0f"),  # cents, shown in euros
+    "price": (100, ",.2f"),
+    "ratio": (1, ",.2f"),
+    "share": (0.01, ".1f"),  # shown in percent
+}
+Series = tuple[str, Estimate, str]  # header, estimate, kind
+
+
+def _interval(estimate: Estimate, i: int, kind: str) -> str:
+    scale, fmt = _FORMATS[kind]
+    value, lower, upper = estimate.estimates[i], estimate.lower[i], estimate.upper[i]
+    if value is None or lower is None or upper is None:
+        return "–"
+    return f"{value / scale:{fmt}} ({lower / scale:{fmt}} – {upper / scale:{fmt}})"
+
+
+def _table(title: str, result: Result, lang: str, series: Sequence[Series]) -> Table:
+    """One row per cell (the first ROW_LIMIT), each series as estimate (95% interval)."""
+    raw = result.raw
+    table = Table(title=title)
+    for name in raw.group_by:
+        table.add_column(_t(lang, DIMENSIONS[name].nl, DIMENSIONS[name].en))
+    for header, _, _ in series:
+        table.add_column(header, justify="right")
+    for i, cell in enumerate(raw.cells[:ROW_LIMIT]):
+        labels = [DIMENSIONS[n].label(c, lang) for n, c in zip(raw.group_by, cell, strict=True)]
+        table.add_row(*labels, *(_interval(e, i, kind) for _, e, kind in series))
+    if len(raw.cells) > ROW_LIMIT:
+        more = len(raw.cells) - ROW_LIMIT
+        table.caption = _t(
+            lang, f"… nog {more} cellen (--csv voor alles)", f"… {more} more cells (--csv for all)"
+        )
+    return table
+
+
+def _header(name: str, lang: str) -> str:
+    nl, en = _HEADERS.get(name, (name, name))
+    return _t(lang, nl, en)
+
+
+def _print_result(result: Result, lang: str, shares_along: str | None) -> None:
+    interval = _t(lang, "met 95%-interval", "with 95% interval")
+    measures: list[Series] = [
+        (_header(m.measure.value, lang), m, "money" if m.measure.value == "revenue" else "count")
+        for m in result.raw.measures
+    ]
+    console.print(_table(f"{result.spec.title} ({interval})", result, lang, measures))
+    ratios: list[Series] = [
+        (_header(r.name, lang), r, "price" if r.numerator == "revenue" else "ratio")
+        for r in result.raw.ratios
+    ]
+    if ratios:
+        console.print(
+            _table(_t(lang, "Gemiddelden", "Means") + f" ({interval})", result, lang, ratios)
+        )
+    if shares_along is not None:
+        dim = DIMENSIONS[shares_along]
+        shares: list[Series] = [
+            (
+                _t(lang, "aandeel ", "share of ") + _header(m.measure.value, lang) + " (%)",
+                result.shares(m.measure, shares_along),
+                "share",
+            )
+            for m in result.raw.measures
+        ]
+        title = _t(lang, f"Aandelen binnen elke {dim.nl}", f"Shares within each {dim.en}")
+        console.print(_table(f"{title} ({interval})", result, lang, shares))
+
+
+def _print_coverage(result: Result, lang: str) -> None:
+    c = result.coverage
+    table = Table(title=_t(lang, "Dekking", "Coverage"))
+    for header in (_t(lang, "instelling", "institution"), "status", _t(lang, "reden", "reason")):
+        table.add_column(header)
+    colours = {"answered": "green", "pending": "yellow"}
+    for node in c.nodes:
+        status = node.status.value
+        reason = node.reason or ""
+        if reason in _REASONS:
+            reason = f"{reason}: {_REASONS[reason]}"
+        table.add_row(node.institution, f"[{colours.get(status, 'red')}]{status}[/]", reason)
+    table.caption = (
+        f"{c.answered} of {c.total} nodes answered (quorum {result.raw.quorum}); "
+        f"{c.refused} refused, {c.timed_out} timed out, {c.invalid} invalid"
+    )
+    console.print(table)
+
+
+def _print_refusals(exc: WouldBeRefused) -> None:
+    table = Table(title="Nodes that would refuse")
+    for header in ("institution", "node id", "reason"):
+        table.add_column(header)
+    for node in exc.nodes:
+        explained = _REASONS.get(node.reason)
+        table.add_row(
+            node.institution, node.node_id, node.reason + (f": {explained}" if explained else "")
+        )
+    err.print(table)
+
+
+def _write_csv(path: Path, result: Result, lang: str, shares_along: str | None) -> None:
+    rows = result.rows(lang, shares_along=shares_along)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def ask(
+    spec: Annotated[
+        Path | None, typer.Argument(help="A query spec as a JSON file (or use --report).")
+    ] = None,
+    report: Annotated[
+        str | None, typer.Option("--report", help=f"One of: {', '.join(REPORTS)}.")
+    ] = None,
+    year: Annotated[int | None, typer.Option(help="Year to report on; default last year.")] = None,
+    start: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="First day (with --end).")
+    ] = None,
+    end: Annotated[
+        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day (with --start).")
+    ] = None,
+    rho: Annotated[float | None, typer.Option(help="Privacy cost (zCDP ρ); default 0.1.")] = None,
+    epsilon: Annotated[
+        float | None, typer.Option(help="Pure-DP cost ε (discrete Laplace) instead of ρ.")
+    ] = None,
+    codes: Annotated[
+        str | None, typer.Option(help="Comma-separated codes for reports that need them.")
+    ] = None,
+    node: Annotated[
+        list[str] | None, typer.Option("--node", help="Ask only this node id (repeat).")
+    ] = None,
+    deadline: Annotated[
+        int | None, typer.Option(min=1, help="Seconds the nodes get to answer.")
+    ] = None,
+    quorum: Annotated[int | None, typer.Option(min=1, help="Answers needed for a result.")] = None,
+    shares: Annotated[
+        str | None, typer.Option("--shares", help="Also show shares within this dimension.")
+    ] = None,
+    lang: Annotated[str, typer.Option(help="Labels in nl or en.")] = "nl",
+    csv_file: Annotated[
+        Path | None, typer.Option("--csv", help="Write one row per cell to this CSV file.")
+    ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the whole result to this JSON file.")
+    ] = None,
+    url: Annotated[str | None, typer.Option(envvar=URL_ENV, help="The aggregator's URL.")] = None,
+    token: Annotated[
+        str | None, typer.Option(envvar=TOKEN_ENV, help="Your analyst API token.")
+    ] = None,
+) -> None:
+    """Ask every institution's node a question through the aggregator; show the merged answer."""
+    if lang not in ("nl", "en"):
+        raise click.BadParameter("choose nl or en", param_hint="--lang")
+    query, options, group_by = _question(spec, report, year, start, end, rho, epsilon, codes)
+    if shares is not None and shares not in group_by:
+        raise click.BadParameter(
+            f"the answer is grouped by {', '.join(group_by) or 'nothing'}", param_hint="--shares"
+        )
+    nodes = [n.strip() for item in node or () for n in item.split(",") if n.strip()]
+    try:
+        client = open_client(url, token)
+    except NotConfigured as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    progress = Progress(
+        TextColumn("Nodes answered"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    )
+    with client, progress:
+        task = progress.add_task("nodes", total=None)
+        options["nodes"] = nodes or None
+        options["deadline_seconds"] = deadline
+        options["quorum"] = quorum
+        options["progress"] = lambda done, total: progress.update(task, completed=done, total=total)
+        try:
+            result = client.ask(query, **options)
+        except WouldBeRefused as exc:
+            progress.stop()
+            _print_refusals(exc)
+            raise fail(f"nothing was sent: {exc.detail}", EXIT_REFUSED) from None
+        except ClientError as exc:
+            raise fail(str(exc)) from None
+    if json_file is not None:
+        json_file.write_text(result.to_json(), encoding="utf-8")
+    if result.has_estimates:
+        _print_result(result, lang, shares)
+        if csv_file is not None:
+            _write_csv(csv_file, result, lang, shares)
+    _print_coverage(result, lang)
+    if not result.raw.noise:
+        console.print("[bold red]Exact figures:[/] noise was switched off (testing only).")
+    if not result.quorum_met:
+        c = result.coverage
+        raise fail(
+            f"the quorum was not met: {c.answered} of {c.total} nodes answered and "
+            f"{result.raw.quorum} were needed, so there is no result"
+            + (f"; {csv_file} was not written" if csv_file is not None else ""),
+            EXIT_REFUSED,
+        )
+    if result.partial:
+        c = result.coverage
+        console.print(
+            f"[bold yellow]Partial result:[/] {c.answered} of {c.total} nodes answered. The "
+            "figures cover only the institutions that answered (see the coverage table)."
+        )

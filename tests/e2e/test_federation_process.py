@@ -1,0 +1,213 @@
+"""A real federation: the aggregator and nodes as separate uvicorn processes on loopback.
+
+* An aggregator crash (SIGKILL) in the middle of a round loses nothing: the answer it already
+  had is kept, the round completes once the other node answers the restarted aggregator, and a
+  round whose deadline passed while the aggregator was down is closed when it comes back.
+* ``publieksdata demo --keep-running`` brings a federation up and Ctrl-C takes every one of its
+  processes down again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+
+from aggregator.services.tokens import Role
+from node.identity import load_signing_key
+from node.services.joining import join
+from node.settings import NodeSettings
+from node.storage.db import make_engine, make_sessionmaker
+from protocol.results import NodeStatus, RoundResult, RoundState
+from publieksdata.processes import Service, Supervisor, free_port, start
+from tests.factories import Row
+from tests.fedkit import make_aggregator, make_token, node_with_rows
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
+CHILD_ENV = {"PUBLIEKSDATA_LOG_LEVEL": "warning", "PUBLIEKSDATA_TESTING": "1"}
+
+
+def _aggregator(home: Path, port: int, log: Path) -> Service:
+    return start(
+        "aggregator",
+        ["aggregator", "serve", "--home", str(home), "--port", str(port)],
+        port,
+        log,
+        CHILD_ENV,
+    )
+
+
+def _node(settings: NodeSettings, log: Path) -> Service:
+    port = free_port()
+    return start(
+        settings.institution,
+        ["node", "serve", "--home", str(settings.home), "--port", str(port)],
+        port,
+        log,
+        CHILD_ENV,
+    )
+
+
+async def _join(url: str, admin: str, settings: NodeSettings) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(
+            f"{url}/v1/admin/invites",
+            json={"institution": settings.institution},
+            headers={"authorization": f"Bearer {admin}"},
+        )
+        assert response.status_code == 201, response.text
+        engine = make_engine(settings.database_url)
+        try:
+            key = load_signing_key(settings.signing_key_path)
+            await join(
+                settings, make_sessionmaker(engine), key, url, response.json()["code"], client
+            )
+        finally:
+            engine.dispose()
+
+
+def _get_round(url: str, token: str, round_id: str, **params: float) -> RoundResult:
+    response = httpx.get(
+        f"{url}/v1/rounds/{round_id}",
+        params=params,
+        headers={"authorization": f"Bearer {token}"},
+        timeout=70,
+    )
+    assert response.status_code == 200, response.text
+    return RoundResult.model_validate(response.json())
+
+
+def _until(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_an_aggregator_crash_mid_round_loses_no_answer(tmp_path: Path) -> None:
+    agg = make_aggregator(tmp_path / "agg")
+    admin = asyncio.run(make_token(agg, Role.ADMIN, "admin"))
+    analyst = asyncio.run(make_token(agg, Role.ANALYST, "analist"))
+    rows = [Row(person=p, event_date=date(2025, 5, 1 + p % 20)) for p in range(1, 40)]
+    first, e1 = node_with_rows(tmp_path / "n1", "Eerste", rows)
+    second, e2 = node_with_rows(tmp_path / "n2", "Tweede", rows)
+    e1.dispose()
+    e2.dispose()
+    port = free_port()
+    logs = tmp_path / "logs"
+    headers = {"authorization": f"Bearer {analyst}"}
+    with Supervisor() as supervisor:
+        aggregator = supervisor.add(_aggregator(agg.home, port, logs / "agg.log"))
+        aggregator.wait_healthy(30)
+        for node in (first, second):
+            asyncio.run(_join(aggregator.url, admin, node))
+        node_one = supervisor.add(_node(first, logs / "n1.log"))
+        node_one.wait_healthy(30)
+
+        ask = {"report": {"name": "volume", "year": 2025, "rho": 0.05}, "quorum": 2}
+        long_round = httpx.post(
+            f"{aggregator.url}/v1/rounds", json={**ask, "deadline_seconds": 120}, headers=headers
+        )
+        short_round = httpx.post(
+            f"{aggregator.url}/v1/rounds", json={**ask, "deadline_seconds": 4}, headers=headers
+        )
+        assert long_round.status_code == short_round.status_code == 201, long_round.text
+        long_id, short_id = long_round.json()["round_id"], short_round.json()["round_id"]
+        _until(
+            lambda: _get_round(aggregator.url, analyst, long_id).coverage.answered == 1,
+            30,
+            "the first node's answer",
+        )
+
+        aggregator.kill()  # a crash: no shutdown handlers run
+        time.sleep(4.5)  # the short round's deadline passes while the aggregator is down
+        aggregator = supervisor.add(_aggregator(agg.home, port, logs / "agg2.log"))
+        aggregator.wait_healthy(30)
+
+        short = _get_round(aggregator.url, analyst, short_id)
+        assert short.state is RoundState.CLOSED  # closed at start-up, its deadline had passed
+        assert short.coverage.answered == 1  # the first node's answer survived the crash
+        assert short.quorum_met is False and short.measures == ()
+
+        node_two = supervisor.add(_node(second, logs / "n2.log"))
+        node_two.wait_healthy(30)
+        result = _get_round(aggregator.url, analyst, long_id, wait=30, seen=1)
+        _until(
+            lambda: _get_round(aggregator.url, analyst, long_id).state is RoundState.CLOSED,
+            40,
+            "the long round to close",
+        )
+        result = _get_round(aggregator.url, analyst, long_id)
+        assert [n.status for n in result.coverage.nodes] == [NodeStatus.ANSWERED] * 2
+        assert result.quorum_met and not result.partial and result.measures
+
+
+def _descendants_alive(marker: str) -> list[int]:
+    """Processes whose command line mentions ``marker`` (the demo's own directory)."""
+    alive = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (entry / "stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if marker in cmdline and state != "Z":
+            alive.append(int(entry.name))
+    return alive
+
+
+def test_demo_keeps_running_until_ctrl_c_and_leaves_no_process(tmp_path: Path) -> None:
+    home = tmp_path / "demo"
+    ready = tmp_path / "ready"
+    log = (tmp_path / "demo.log").open("wb")
+    demo = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "publieksdata",
+            "demo",
+            "--nodes",
+            "3",
+            "--rows",
+            "3000",
+            "--home",
+            str(home),
+            "--keep-running",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, PUBLIEKSDATA_DEMO_READY_FILE=str(ready), COLUMNS="120"),
+    )
+    try:
+        _until(lambda: ready.exists() or demo.poll() is not None, 120, "the demo to come up")
+        output = (tmp_path / "demo.log").read_text("utf-8")
+        assert demo.poll() is None, output
+        assert "3 van 3 instellingen beantwoordden" in output
+        url = ready.read_text("utf-8")
+        assert httpx.get(f"{url}/v1/health", timeout=5).status_code == 200
+        children = [pid for pid in _descendants_alive(str(home)) if pid != demo.pid]
+        assert len(children) == 4, children  # the aggregator and three nodes
+        demo.send_signal(signal.SIGINT)  # Ctrl-C
+        assert demo.wait(timeout=60) == 0, (tmp_path / "demo.log").read_text("utf-8")
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        log.close()
+    output = (tmp_path / "demo.log").read_text("utf-8")
+    assert "All demo processes have stopped." in output
+    assert _descendants_alive(str(home)) == []
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{url}/v1/health", timeout=2)

@@ -15,7 +15,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from node.api.routes import router
 from node.connector import Connector
@@ -28,45 +27,16 @@ from node.services.answering import Answerer
 from node.services.trust import DatabaseKeyRing, DatabaseNonceStore
 from node.settings import NodeSettings
 from node.storage.db import make_engine, make_sessionmaker, require_current_schema
+from protocol.http import PROBLEM_JSON, BodyLimit
 from protocol.messages import BudgetStatus
 from protocol.signing import Verifier
 
 log = logging.getLogger("publieksdata.node")
-PROBLEM_JSON = "application/problem+json"
 
 
 def _problem_response(code: ErrorCode, detail: str | None = None, **extra: Any) -> JSONResponse:
     body = problem(code, detail, **extra)
     return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON)
-
-
-class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes, by header or while streaming (413)."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await _problem_response(ErrorCode.BODY_TOO_LARGE)(scope, receive, send)
-                return
-        received = 0
-
-        async def limited() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise NodeError(ErrorCode.BODY_TOO_LARGE)
-            return message
-
-        await self.app(scope, limited, send)
 
 
 def _budget_reader(state: NodeState) -> Callable[[], BudgetStatus]:
@@ -169,5 +139,10 @@ def create_app(
         log.error("unhandled error: %s", type(exc).__name__)
         return _problem_response(ErrorCode.INTERNAL)
 
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        too_large=problem(ErrorCode.BODY_TOO_LARGE),
+        exceeded=lambda: NodeError(ErrorCode.BODY_TOO_LARGE),
+    )
     return app

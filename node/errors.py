@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from protocol.http import problem_body
+
 
 class ErrorCode(StrEnum):
     BODY_TOO_LARGE = "body_too_large"
@@ -53,8 +55,6 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
     ErrorCode.INTERNAL: ErrorInfo(500, "The node could not handle the request."),
 }
 
-PROBLEM_TYPE_BASE = "https://publieksdata.nl/problems/"
-
 
 class NodeError(Exception):
     """An error with a catalogue code; ``detail`` must be safe to show to the caller."""
@@ -68,13 +68,4 @@ class NodeError(Exception):
 
 def problem(code: ErrorCode, detail: str | None = None, **extra: Any) -> dict[str, Any]:
     info = CATALOGUE[code]
-    body: dict[str, Any] = {
-        "type": PROBLEM_TYPE_BASE + code.value,
-        "title": info.title,
-        "status": info.status,
-        "code": code.value,
-    }
-    if detail:
-        body["detail"] = detail
-    body.update(extra)
-    return body
+    return problem_body(code.value, info.status, info.title, detail, **extra)

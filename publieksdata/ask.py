@@ -37,6 +37,7 @@ from protocol.reports import REPORTS
 EXIT_USAGE = 2
 EXIT_REFUSED = 3
 ROW_LIMIT = 40
+DAY = "%Y-%m-%d"
 
 console = Console()
 err = Console(stderr=True)
@@ -185,35 +186,40 @@ def _print_result(result: Result, lang: str, shares_along: str | None) -> None:
         console.print(_table(f"{title} ({interval})", result, lang, shares))
 
 
+def _reason(code: str | None) -> str:
+    explained = _REASONS.get(code or "")
+    return f"{code}: {explained}" if explained else code or ""
+
+
+def _nodes_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
+    table = Table(title=title)
+    for header in headers:
+        table.add_column(header)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
 def _print_coverage(result: Result, lang: str) -> None:
     c = result.coverage
-    table = Table(title=_t(lang, "Dekking", "Coverage"))
-    for header in (_t(lang, "instelling", "institution"), "status", _t(lang, "reden", "reason")):
-        table.add_column(header)
     colours = {"answered": "green", "pending": "yellow"}
-    for node in c.nodes:
-        status = node.status.value
-        reason = node.reason or ""
-        if reason in _REASONS:
-            reason = f"{reason}: {_REASONS[reason]}"
-        table.add_row(node.institution, f"[{colours.get(status, 'red')}]{status}[/]", reason)
+    table = _nodes_table(
+        _t(lang, "Dekking van ronde ", "Coverage of round ") + result.round_id,
+        (_t(lang, "instelling", "institution"), "status", _t(lang, "reden", "reason")),
+        [
+            (
+                n.institution,
+                f"[{colours.get(n.status, 'red')}]{n.status.value}[/]",
+                _reason(n.reason),
+            )
+            for n in c.nodes
+        ],
+    )
     table.caption = (
         f"{c.answered} of {c.total} nodes answered (quorum {result.raw.quorum}); "
         f"{c.refused} refused, {c.timed_out} timed out, {c.invalid} invalid"
     )
     console.print(table)
-
-
-def _print_refusals(exc: WouldBeRefused) -> None:
-    table = Table(title="Nodes that would refuse")
-    for header in ("institution", "node id", "reason"):
-        table.add_column(header)
-    for node in exc.nodes:
-        explained = _REASONS.get(node.reason)
-        table.add_row(
-            node.institution, node.node_id, node.reason + (f": {explained}" if explained else "")
-        )
-    err.print(table)
 
 
 def _write_csv(path: Path, result: Result, lang: str, shares_along: str | None) -> None:
@@ -226,46 +232,24 @@ def _write_csv(path: Path, result: Result, lang: str, shares_along: str | None) 
 
 def ask(
     spec: Annotated[
-        Path | None, typer.Argument(help="A query spec as a JSON file (or use --report).")
+        Path | None, typer.Argument(metavar="SPEC", help="A query spec (JSON).")
     ] = None,
-    report: Annotated[
-        str | None, typer.Option("--report", help=f"One of: {', '.join(REPORTS)}.")
-    ] = None,
+    report: Annotated[str | None, typer.Option(help=f"One of: {', '.join(REPORTS)}.")] = None,
     year: Annotated[int | None, typer.Option(help="Year to report on; default last year.")] = None,
-    start: Annotated[
-        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="First day (with --end).")
-    ] = None,
-    end: Annotated[
-        datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day (with --start).")
-    ] = None,
+    start: Annotated[datetime | None, typer.Option(formats=[DAY], help="First day.")] = None,
+    end: Annotated[datetime | None, typer.Option(formats=[DAY], help="Last day.")] = None,
     rho: Annotated[float | None, typer.Option(help="Privacy cost (zCDP ρ); default 0.1.")] = None,
-    epsilon: Annotated[
-        float | None, typer.Option(help="Pure-DP cost ε (discrete Laplace) instead of ρ.")
-    ] = None,
-    codes: Annotated[
-        str | None, typer.Option(help="Comma-separated codes for reports that need them.")
-    ] = None,
-    node: Annotated[
-        list[str] | None, typer.Option("--node", help="Ask only this node id (repeat).")
-    ] = None,
-    deadline: Annotated[
-        int | None, typer.Option(min=1, help="Seconds the nodes get to answer.")
-    ] = None,
+    epsilon: Annotated[float | None, typer.Option(help="Pure-DP cost ε instead of ρ.")] = None,
+    codes: Annotated[str | None, typer.Option(help="Codes for reports that need them.")] = None,
+    node: Annotated[list[str] | None, typer.Option(help="Ask only this node id (repeat).")] = None,
+    deadline: Annotated[int | None, typer.Option(min=1, help="Seconds to answer.")] = None,
     quorum: Annotated[int | None, typer.Option(min=1, help="Answers needed for a result.")] = None,
-    shares: Annotated[
-        str | None, typer.Option("--shares", help="Also show shares within this dimension.")
-    ] = None,
+    shares: Annotated[str | None, typer.Option(help="Show shares along this dimension.")] = None,
     lang: Annotated[str, typer.Option(help="Labels in nl or en.")] = "nl",
-    csv_file: Annotated[
-        Path | None, typer.Option("--csv", help="Write one row per cell to this CSV file.")
-    ] = None,
-    json_file: Annotated[
-        Path | None, typer.Option("--json", help="Write the whole result to this JSON file.")
-    ] = None,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Write the cells as CSV.")] = None,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the result.")] = None,
     url: Annotated[str | None, typer.Option(envvar=URL_ENV, help="The aggregator's URL.")] = None,
-    token: Annotated[
-        str | None, typer.Option(envvar=TOKEN_ENV, help="Your analyst API token.")
-    ] = None,
+    token: Annotated[str | None, typer.Option(envvar=TOKEN_ENV, help="Analyst API token.")] = None,
 ) -> None:
     """Ask every institution's node a question through the aggregator; show the merged answer."""
     if lang not in ("nl", "en"):
@@ -280,13 +264,8 @@ def ask(
         client = open_client(url, token)
     except NotConfigured as exc:
         raise fail(str(exc), EXIT_USAGE) from None
-    progress = Progress(
-        TextColumn("Nodes answered"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-    )
+    columns = (TextColumn("Nodes answered"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    progress = Progress(*columns, console=err)
     with client, progress:
         task = progress.add_task("nodes", total=None)
         options["nodes"] = nodes or None
@@ -297,7 +276,9 @@ def ask(
             result = client.ask(query, **options)
         except WouldBeRefused as exc:
             progress.stop()
-            _print_refusals(exc)
+            rows = [(n.institution, n.node_id, _reason(n.reason)) for n in exc.nodes]
+            headers = ("institution", "node id", "reason")
+            err.print(_nodes_table("Nodes that would refuse", headers, rows))
             raise fail(f"nothing was sent: {exc.detail}", EXIT_REFUSED) from None
         except ClientError as exc:
             raise fail(str(exc)) from None

@@ -4,12 +4,6 @@ of the budget tables, and a real ``publieksdata node serve`` process."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +11,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import Engine, select, update
 
 from node.home import init_home
@@ -30,6 +23,7 @@ from node.storage.models import AnalystBudget, BudgetPeriod, LedgerEntry, Person
 from protocol.messages import QUERY, QueryRequest
 from protocol.query import Measure, Period, Privacy, QuerySpec
 from protocol.signing import Envelope, SigningKey, sign
+from publieksdata.processes import Service, free_port, start
 
 YEAR_2025 = Period(start=date(2025, 1, 1), end=date(2025, 12, 31))
 
@@ -162,67 +156,19 @@ def budget_tables(engine: Engine) -> BudgetTables:
 # -- real processes -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@dataclass
-class Server:
-    process: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text("utf-8", errors="replace") if self.log.exists() else ""
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown handlers, no flush — the crash the ledger must survive."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
+Server = Service
 
 
 def start_server(home: Path, log: Path, *, port: int | None = None, timeout: float = 20) -> Server:
     """Run ``publieksdata node serve`` as a child process and wait until /v1/health answers."""
     port = port or free_port()
-    env = dict(os.environ, PUBLIEKSDATA_TESTING="1", PUBLIEKSDATA_LOG_LEVEL="warning")
-    env.pop("PUBLIEKSDATA_NODE_HOME", None)
-    handle = log.open("ab")
+    env = {"PUBLIEKSDATA_TESTING": "1", "PUBLIEKSDATA_LOG_LEVEL": "warning"}
+    server = start(
+        "node", ["node", "serve", "--home", str(home), "--port", str(port)], port, log, env
+    )
     try:
-        command = [sys.executable, "-m", "publieksdata", "node", "serve"]
-        process = subprocess.Popen(
-            [*command, "--home", str(home), "--port", str(port)],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    finally:
-        handle.close()
-    server = Server(process, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"the node exited with {process.returncode}:\n{server.output()}")
-            try:
-                if httpx.get(f"{server.url}/v1/health", timeout=1).status_code == 200:
-                    return server
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the node did not start in {timeout} s:\n{server.output()}")
-            time.sleep(0.1)
+        server.wait_healthy(timeout)
     except BaseException:
         server.kill()
         raise
+    return server

@@ -127,7 +127,11 @@ async def test_an_expired_invite_is_refused(tmp_path: Path) -> None:
 
 
 async def test_wrong_codes_lock_out_the_source(tmp_path: Path) -> None:
-    settings = {"enrol_max_failures": 3, "enrol_max_failures_total": 5, "enrol_lockout_minutes": 15}
+    settings: dict[str, object] = {
+        "enrol_max_failures": 3,
+        "enrol_max_failures_total": 5,
+        "enrol_lockout_minutes": 15,
+    }
     async with federation(tmp_path, [], agg_settings=settings) as fed:
         code = (await invite(fed))["code"]
         async with source(fed, "198.51.100.7") as guesser, source(fed, "203.0.113.9") as honest:

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from node.errors import CATALOGUE, PROBLEM_TYPE_BASE, ErrorCode, NodeError, problem
+from node.errors import CATALOGUE, ErrorCode, NodeError, problem
+from protocol.http import PROBLEM_TYPE_BASE
 from protocol.signing import (
     BadSignature,
     ReplayedMessage,

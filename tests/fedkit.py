@@ -137,10 +137,10 @@ def node_with_rows(
     tmp: Path,
     name: str,
     rows: list[Row],
-    db_url: str | None = None,
     *,
+    db_url: str | None = None,
     ref_offset: int = 0,
-    **settings: object,
+    **settings: Any,
 ) -> tuple[NodeSettings, Engine]:
     tmp.mkdir(parents=True, exist_ok=True)
     node_settings, _ = make_node(

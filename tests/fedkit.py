@@ -158,7 +158,7 @@ async def federation(
     *,
     agg_db_url: str | None = None,
     agg_settings: dict[str, object] | None = None,
-    node_settings: dict[str, object] | None = None,
+    node_settings: dict[str, Any] | None = None,
     start_nodes: Callable[[int], bool] = lambda _i: True,
 ) -> AsyncIterator[Federation]:
     """An aggregator and one node per entry of ``node_rows``, enrolled through the invite flow,

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from aggregator.api.routes import router
 from aggregator.deps import AggregatorState
 from aggregator.errors import AggregatorError, ErrorCode, problem
-from aggregator.home import load_signing_key
+from aggregator.home import load_rotations, load_signing_key
 from aggregator.services.notify import Notifier
 from aggregator.services.registry import NodeKeys
 from aggregator.services.rounds import Rounds
@@ -64,6 +64,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
                 poll_verifier=Verifier(node_keys, MemoryNonceStore(retention), max_age=max_age),
                 join_nonces=MemoryNonceStore(retention),
                 rounds=rounds,
+                rotations=load_rotations(settings),
             )
             resumed = await rounds.resume()
             if resumed:

@@ -17,7 +17,13 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aggregator.home import HomeExists, KeyFileError, init_home, load_signing_key
+from aggregator.home import (
+    HomeExists,
+    KeyFileError,
+    init_home,
+    load_signing_key,
+    rotate_signing_key,
+)
 from aggregator.services import enrolment, registry, tokens
 from aggregator.services.tokens import Role
 from aggregator.settings import DEFAULT_HOME, ENV_FILE, AggregatorSettings
@@ -44,7 +50,9 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 token_app = typer.Typer(help="API tokens for analysts and admins.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+keys_app = typer.Typer(help="The aggregator's signing key.", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+app.add_typer(keys_app, name="keys")
 
 console = Console()
 err = Console(stderr=True)
@@ -289,6 +297,33 @@ def token_revoke(
     if not in_transaction(settings, revoke):
         raise fail(f"no active token with id {token_id}")
     console.print(f"[green]✓[/] Token {token_id} revoked.")
+
+
+@keys_app.command("show")
+def keys_show(home: HomeOption = DEFAULT_HOME) -> None:
+    """Show the aggregator's key id and fingerprint."""
+    settings = load_settings(home, check_schema=False)
+    key = load_signing_key(settings.signing_key_path)
+    console.print(f"Key id:      {key.key_id}")
+    console.print(f"Fingerprint: {fingerprint(key.public)}")
+
+
+@keys_app.command("rotate")
+def keys_rotate(home: HomeOption = DEFAULT_HOME) -> None:
+    """Replace the aggregator's signing key, then restart the aggregator.
+
+    The old key signs a hand-over to the new key. Every node that trusts the old key receives
+    that hand-over with its next poll and moves to the new key by itself; no institution has to
+    do anything. The old key is kept as retired-<key id>.key.
+    """
+    settings = load_settings(home, check_schema=False)
+    try:
+        old, new = rotate_signing_key(settings)
+    except KeyFileError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"[green]✓[/] New signing key {new.key_id} (was {old.key_id}).")
+    console.print(f"  Fingerprint: {fingerprint(new.public)}")
+    console.print("  Restart the aggregator; nodes move to the new key at their next poll.")
 
 
 @app.command()

@@ -16,7 +16,7 @@ from aggregator.services.rounds import Rounds
 from aggregator.services.tokens import Principal, Role, authenticate
 from aggregator.services.writer import Writer
 from aggregator.settings import AggregatorSettings
-from protocol.signing import MemoryNonceStore, SigningKey, Verifier
+from protocol.signing import Envelope, MemoryNonceStore, SigningKey, Verifier
 
 
 @dataclass
@@ -30,6 +30,7 @@ class AggregatorState:
     poll_verifier: Verifier
     join_nonces: MemoryNonceStore
     rounds: Rounds
+    rotations: dict[str, Envelope]  # key-rotation messages by the old key id
 
 
 def _state(request: Request) -> AggregatorState:

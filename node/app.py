@@ -58,7 +58,14 @@ async def _connection(state: NodeState, client: httpx.AsyncClient | None) -> Asy
     own_client = client is None
     http = client or httpx.AsyncClient()
     connector = Connector(
-        state.settings, link, state.key, state.answerer, state.verifier, _budget_reader(state), http
+        state.settings,
+        link,
+        state.key,
+        state.answerer,
+        state.verifier,
+        _budget_reader(state),
+        http,
+        state.writer,
     )
     state.connector = connector
     runner = asyncio.create_task(connector.run(), name="aggregator-connector")

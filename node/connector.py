@@ -22,22 +22,36 @@ from typing import Any
 import httpx
 from anyio import to_thread
 from pydantic import ValidationError
+from sqlalchemy.orm import Session, sessionmaker
 
-from node.link import AggregatorLink
+from node.link import AggregatorLink, save_link
 from node.services.answering import Answered, Answerer
+from node.services.trust import trust_key, untrust_key
 from node.settings import NodeSettings
 from protocol import catalogue
 from protocol.messages import (
+    KEY_ROTATION,
     POLL,
     REFUSAL,
     TASK,
     BudgetStatus,
+    KeyRotation,
     NodeReport,
     PolicySummary,
     Poll,
     Task,
 )
-from protocol.signing import Envelope, SignatureError, SigningKey, Verifier, sign
+from protocol.signing import (
+    Envelope,
+    SignatureError,
+    SigningKey,
+    Verifier,
+    fingerprint,
+    key_id_of,
+    public_key_from_text,
+    sign,
+    verify_once,
+)
 
 log = logging.getLogger("publieksdata.node.connector")
 SOFTWARE = "publieksdata-node/1"
@@ -68,7 +82,7 @@ class ConnectorStatus:
 class _Rejected:
     until: dict[str, float] = field(default_factory=dict)
 
-    def add(self, task_id: str, seconds: float = 60.0) -> None:
+    def add(self, task_id: str, seconds: float = 5.0) -> None:
         self.until[task_id] = time.monotonic() + seconds
 
     def active(self) -> list[str]:
@@ -87,6 +101,7 @@ class Connector:
         verifier: Verifier,
         budget: Callable[[], BudgetStatus],
         client: httpx.AsyncClient,
+        factory: sessionmaker[Session],
         backoff: Backoff | None = None,
     ) -> None:
         self.settings = settings
@@ -96,6 +111,7 @@ class Connector:
         self.verifier = verifier
         self.budget = budget
         self.client = client
+        self.factory = factory
         self.backoff = backoff or Backoff()
         self.status = ConnectorStatus()
         self._in_flight: dict[str, asyncio.Task[None]] = {}
@@ -139,7 +155,10 @@ class Connector:
         self.status.connected = True
         self.status.last_contact = datetime.now(UTC)
         self.status.last_error = None
-        tasks = response.json().get("tasks", [])
+        body = response.json()
+        if body.get("key_rotation"):
+            await to_thread.run_sync(self._rotate, body["key_rotation"])
+        tasks = body.get("tasks", [])
         started = 0
         for document in tasks:
             task_id = str(document.get("payload", {}).get("task_id", ""))
@@ -149,6 +168,33 @@ class Connector:
                 handler.add_done_callback(self._done(task_id))
                 started += 1
         return started
+
+    def _rotate(self, chain: list[dict[str, Any]]) -> None:
+        """Follow the aggregator's key rotation: each message must be signed by the key this
+        node trusts now and name the next key; the node then trusts only the new key."""
+        for document in chain:
+            envelope = Envelope.model_validate(document)
+            current = public_key_from_text(self.link.aggregator_key)
+            rotation = KeyRotation.model_validate(verify_once(envelope, KEY_ROTATION, current))
+            new_key = public_key_from_text(rotation.new_key)
+            if rotation.old_key_id != self.link.aggregator_key_id or (
+                key_id_of(new_key) != rotation.new_key_id
+            ):
+                raise SignatureError("the key rotation does not continue from the trusted key")
+            trust_key(self.factory, new_key, f"aggregator {self.link.base}")
+            untrust_key(self.factory, rotation.old_key_id)
+            self.link = self.link.model_copy(
+                update={
+                    "aggregator_key": rotation.new_key,
+                    "aggregator_key_id": rotation.new_key_id,
+                }
+            )
+            save_link(self.settings.home, self.link)
+            log.warning(
+                "the aggregator rotated its key; now trusting %s (fingerprint %s)",
+                rotation.new_key_id,
+                fingerprint(new_key),
+            )
 
     def _done(self, task_id: str) -> Callable[[asyncio.Task[None]], None]:
         def forget(_handler: asyncio.Task[None]) -> None:

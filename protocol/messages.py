@@ -153,3 +153,14 @@ class Task(_Frozen):
     node_key_id: KeyId  # the one node this task is for
     deadline: datetime
     request: QueryRequest
+
+
+KEY_ROTATION = "key_rotation"
+
+
+class KeyRotation(_Frozen):
+    """The aggregator's old key vouching for its new one; nodes that trust the old key move on."""
+
+    old_key_id: KeyId
+    new_key_id: KeyId
+    new_key: Annotated[str, Field(min_length=40, max_length=64)]

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from aggregator.deps import AdminDep, AnalystDep, StateDep
 from aggregator.errors import AggregatorError, ErrorCode
+from aggregator.home import rotation_chain
 from aggregator.services import enrolment, registry
 from aggregator.services.enrolment import InviteRejected, KeyInUse, Lockout
 from aggregator.storage.models import Node
@@ -192,6 +193,9 @@ async def enrol(request: Request, state: StateDep) -> JoinResponse:
     openapi_extra={"requestBody": _SIGNED_BODY},
 )
 async def poll(request: Request, state: StateDep) -> dict[str, list[dict[str, Any]]]:
+    """The response is {"tasks": [...]} or, for a node that still trusts a retired aggregator
+    key, {"tasks": [], "key_rotation": [...]}: the chain of rotation messages, each signed by the
+    key before it, from the node's key to the current one."""
     _, envelope = await _envelope(request)
     await state.node_keys.fresh()
     payload = _verify(state.poll_verifier, envelope, POLL)
@@ -200,9 +204,12 @@ async def poll(request: Request, state: StateDep) -> dict[str, list[dict[str, An
     except ValidationError as exc:
         raise AggregatorError(ErrorCode.INVALID_REQUEST, errors=_errors(exc)) from None
     if message.aggregator_key_id != state.key.key_id:
-        raise AggregatorError(
-            ErrorCode.INVALID_REQUEST, "the node trusts another aggregator key; re-join"
-        )
+        chain = rotation_chain(state.rotations, message.aggregator_key_id, state.key.key_id)
+        if not chain:
+            raise AggregatorError(
+                ErrorCode.INVALID_REQUEST, "the node trusts another aggregator key; re-join"
+            )
+        return {"tasks": [], "key_rotation": [e.model_dump(mode="json") for e in chain]}
     node = state.node_keys.get(envelope.key_id)
     if node is None:  # removed between verification and now
         raise AggregatorError(ErrorCode.UNKNOWN_KEY)

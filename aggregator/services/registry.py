@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aggregator.storage.models import Node, Round, Task
@@ -99,19 +99,16 @@ async def active_nodes(session: AsyncSession, ids: list[str] | None = None) -> l
 
 
 async def committed_since_report(session: AsyncSession) -> dict[str, float]:
-    """ρ per node in tasks sent after the node's last report that it has not settled yet: the
-    aggregator's own estimate of spending the node has not reported back."""
+    """ρ per node in tasks of open rounds that it has not settled yet: spending the node may not
+    have reported back. Counting every unsettled task errs on the safe side (a task the node has
+    just answered, before its answer arrives, is counted twice for a moment)."""
     rows = await session.execute(
-        select(Task.node_id, Task.cost_rho, Task.created_at, Node.report_at)
-        .join(Node, Node.id == Task.node_id)
+        select(Task.node_id, func.sum(Task.cost_rho))
         .join(Round, Round.id == Task.round_id)
         .where(Task.status == NodeStatus.PENDING.value, Round.state == "open")
+        .group_by(Task.node_id)
     )
-    pending: dict[str, float] = {}
-    for node_id, cost, created_at, report_at in rows:
-        if report_at is None or created_at >= report_at:
-            pending[node_id] = pending.get(node_id, 0.0) + cost
-    return pending
+    return {node_id: float(total) for node_id, total in rows}
 
 
 def remaining_estimate(node: Node, pending: dict[str, float]) -> float | None:

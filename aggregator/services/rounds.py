@@ -14,10 +14,11 @@ import json
 import logging
 import math
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
@@ -58,6 +59,27 @@ from protocol.signing import (
 )
 
 log = logging.getLogger("publieksdata.aggregator")
+V = TypeVar("V")
+
+
+class LRU(Generic[V]):
+    """A small least-recently-used cache."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, V] = OrderedDict()
+
+    def get(self, key: str) -> V | None:
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: str, value: V) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +126,9 @@ class Rounds:
         self.key = key
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._closing: set[asyncio.Task[None]] = set()
-        self._requests: dict[str, dict[str, Any]] = {}  # round id -> QueryRequest as JSON
-        self._results: dict[str, RoundResult] = {}  # closed rounds, merged once
+        # Caches, bounded: the QueryRequest JSON of open rounds, and merged closed rounds.
+        self._requests: LRU[dict[str, Any]] = LRU(1024)
+        self._results: LRU[RoundResult] = LRU(64)
 
     # --- creating ---------------------------------------------------------------------------
 
@@ -206,7 +229,7 @@ class Rounds:
             cached = QueryRequest(
                 spec=QuerySpec.model_validate(spec), analyst=row.analyst
             ).model_dump(mode="json")
-            self._requests[row.id] = cached
+            self._requests.put(row.id, cached)
         return cached
 
     async def pending_for(
@@ -463,7 +486,7 @@ class Rounds:
             ).all()
         result = build_result(row, [(t, name) for t, name in tasks])
         if result.state is RoundState.CLOSED:
-            self._results[round_id] = result
+            self._results.put(round_id, result)
         return result
 
     async def wait(self, round_id: str, seen: int, timeout: float) -> RoundResult:

@@ -303,14 +303,15 @@ async def test_a_node_rejects_tampered_and_misaddressed_tasks(tmp_path: Path) ->
         assert state.connector is None  # connect=False: the test hands it its tasks
         link = load_link(state.settings.home)
         assert link is not None
-        connector = Connector(
-            state.settings,
-            link,
-            state.key,
-            state.answerer,
-            state.verifier,
-            lambda: BudgetStatus(period="2025", cap_rho=1.0, spent_rho=0.0),
-            fed.client,
+        connector = Connector(  # as node.app builds it, minus the polling loop
+            settings=state.settings,
+            link=link,
+            key=state.key,
+            answerer=state.answerer,
+            verifier=state.verifier,
+            budget=lambda: BudgetStatus(period="2025", cap_rho=1.0, spent_rho=0.0),
+            client=fed.client,
+            factory=state.writer,
         )
         me, other = hand_node(fed, 0), hand_node(fed, 1)
         assert me.key.key_id == state.key.key_id

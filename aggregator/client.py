@@ -397,6 +397,8 @@ def _round_request(spec: QuerySpec | Mapping[str, Any] | None, options: AskOptio
     if unknown:
         raise TypeError(f"ask() got an unexpected keyword argument {unknown[0]!r}")
     report = options.get("report")
+    if options.get("rho") is not None and options.get("epsilon") is not None:
+        raise InvalidQuery("invalid_request", "give rho or epsilon, not both")
     if spec is not None and any(options.get(key) is not None for key in _REPORT_KEYS):
         raise InvalidQuery(
             "invalid_request", f"{', '.join(_REPORT_KEYS)} go with report=…; a spec states its own"

@@ -31,6 +31,9 @@ class AggregatorSettings(BaseSettings):
     default_deadline_seconds: int = Field(default=300, ge=1, le=7 * 86400)
     max_deadline_seconds: int = Field(default=7 * 86400, ge=1, le=30 * 86400)
     max_nodes_per_round: int = Field(default=5_000, ge=1)
+    # No merged result from fewer answering institutions than this, so that a result never
+    # shows one institution's (noisy) figure to analysts. Every round's quorum is at least this.
+    min_quorum: int = Field(default=3, ge=1, le=1_000)
 
     # Nodes connecting out: how long one long-poll may hang, and how old a signed poll may be.
     max_poll_wait_seconds: float = Field(default=30.0, ge=0.5, le=120)

@@ -44,6 +44,8 @@ class ReportTemplate:
         codes: tuple[str, ...] | None = None,
         query_id: str | None = None,
     ) -> QuerySpec:
+        if rho is not None and epsilon is not None:
+            raise ValueError("give rho or epsilon, not both")
         privacy = (
             Privacy(mechanism=Mechanism.LAPLACE, epsilon=epsilon)
             if epsilon is not None

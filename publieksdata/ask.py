@@ -7,12 +7,11 @@ nodes would refuse the question (nothing was sent), or the round closed without 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TextIO
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -33,6 +32,7 @@ from node.cli import fail
 from protocol.catalogue import DIMENSIONS
 from protocol.query import QuerySpec
 from protocol.reports import REPORTS
+from publieksdata.render import coverage_table, reason_text
 
 EXIT_USAGE = 2
 EXIT_REFUSED = 3
@@ -47,14 +47,6 @@ _HEADERS = {
     "persons": ("personen", "persons"),
     "revenue": ("omzet (€)", "revenue (€)"),
     "mean_price": ("gemiddelde prijs (€)", "mean price (€)"),
-}
-_REASONS = {
-    "budget_exhausted": "its privacy budget for this period would run out",
-    "analyst_budget_exhausted": "your share of its privacy budget would run out",
-    "policy_cost_too_high": "the privacy cost is above its limit per query",
-    "policy_too_many_cells": "the query has more cells than it allows",
-    "policy_dimension_not_allowed": "it does not allow one of the dimensions",
-    "not_delivered": "it did not collect the question before the deadline",
 }
 
 
@@ -79,12 +71,12 @@ def _question(
 ) -> tuple[QuerySpec | None, AskOptions, tuple[str, ...]]:
     """The spec or report options to send, and the dimensions the answer will be grouped by."""
     if (spec is None) == (report is None):
-        raise click.UsageError("give a SPEC file or --report NAME (one of the two)")
+        raise typer.BadParameter("give a SPEC file or --report NAME", param_hint="SPEC / --report")
     if spec is not None:
         if any(v is not None for v in (year, start, end, rho, epsilon, codes)):
-            raise click.UsageError(
-                "--year, --start, --end, --rho, --epsilon and --codes go with --report; "
-                "a spec file states its own period, privacy cost and codes"
+            raise typer.BadParameter(
+                "these go with --report; a spec file states its own period, cost and codes",
+                param_hint="--year, --start, --end, --rho, --epsilon, --codes",
             )
         try:
             query = QuerySpec.model_validate_json(spec.read_text("utf-8"))
@@ -95,13 +87,15 @@ def _question(
         return query, {}, query.group_by
     assert report is not None
     if report not in REPORTS:
-        raise click.UsageError(f"unknown report {report!r}; choose one of: {', '.join(REPORTS)}")
+        raise typer.BadParameter(
+            f"unknown report {report!r}; choose one of: {', '.join(REPORTS)}", param_hint="--report"
+        )
     if year is not None and (start is not None or end is not None):
-        raise click.UsageError("give --year, or --start and --end, not both")
+        raise typer.BadParameter("give --year, or --start and --end, not both", param_hint="--year")
     if (start is None) != (end is None):
-        raise click.UsageError("give both --start and --end")
+        raise typer.BadParameter("give both --start and --end", param_hint="--start / --end")
     if rho is not None and epsilon is not None:
-        raise click.UsageError("give --rho or --epsilon, not both")
+        raise typer.BadParameter("give --rho or --epsilon, not both", param_hint="--epsilon")
     options: AskOptions = {
         "report": report,
         "year": year,
@@ -186,11 +180,6 @@ def _print_result(result: Result, lang: str, shares_along: str | None) -> None:
         console.print(_table(f"{title} ({interval})", result, lang, shares))
 
 
-def _reason(code: str | None) -> str:
-    explained = _REASONS.get(code or "")
-    return f"{code}: {explained}" if explained else code or ""
-
-
 def _nodes_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
     table = Table(title=title)
     for header in headers:
@@ -200,34 +189,18 @@ def _nodes_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str
     return table
 
 
-def _print_coverage(result: Result, lang: str) -> None:
-    c = result.coverage
-    colours = {"answered": "green", "pending": "yellow"}
-    table = _nodes_table(
-        _t(lang, "Dekking van ronde ", "Coverage of round ") + result.round_id,
-        (_t(lang, "instelling", "institution"), "status", _t(lang, "reden", "reason")),
-        [
-            (
-                n.institution,
-                f"[{colours.get(n.status, 'red')}]{n.status.value}[/]",
-                _reason(n.reason),
-            )
-            for n in c.nodes
-        ],
-    )
-    table.caption = (
-        f"{c.answered} of {c.total} nodes answered (quorum {result.raw.quorum}); "
-        f"{c.refused} refused, {c.timed_out} timed out, {c.invalid} invalid"
-    )
-    console.print(table)
+def _export(path: Path, write: Callable[[TextIO], object]) -> None:
+    try:
+        with path.open("w", newline="", encoding="utf-8") as handle:
+            write(handle)
+    except OSError as exc:
+        raise fail(f"cannot write {path}: {exc.strerror}") from None
 
 
-def _write_csv(path: Path, result: Result, lang: str, shares_along: str | None) -> None:
-    rows = result.rows(lang, shares_along=shares_along)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+def _write_csv(handle: TextIO, rows: list[dict[str, Any]]) -> None:
+    writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def ask(
@@ -253,12 +226,15 @@ def ask(
 ) -> None:
     """Ask every institution's node a question through the aggregator; show the merged answer."""
     if lang not in ("nl", "en"):
-        raise click.BadParameter("choose nl or en", param_hint="--lang")
+        raise typer.BadParameter("choose nl or en", param_hint="--lang")
     query, options, group_by = _question(spec, report, year, start, end, rho, epsilon, codes)
     if shares is not None and shares not in group_by:
-        raise click.BadParameter(
+        raise typer.BadParameter(
             f"the answer is grouped by {', '.join(group_by) or 'nothing'}", param_hint="--shares"
         )
+    for path, hint in ((csv_file, "--csv"), (json_file, "--json")):
+        if path is not None and not path.parent.is_dir():  # before any budget is spent
+            raise typer.BadParameter(f"there is no directory {path.parent}", param_hint=hint)
     nodes = [n.strip() for item in node or () for n in item.split(",") if n.strip()]
     try:
         client = open_client(url, token)
@@ -276,19 +252,20 @@ def ask(
             result = client.ask(query, **options)
         except WouldBeRefused as exc:
             progress.stop()
-            rows = [(n.institution, n.node_id, _reason(n.reason)) for n in exc.nodes]
+            rows = [(n.institution, n.node_id, reason_text(n.reason, lang)) for n in exc.nodes]
             headers = ("institution", "node id", "reason")
             err.print(_nodes_table("Nodes that would refuse", headers, rows))
             raise fail(f"nothing was sent: {exc.detail}", EXIT_REFUSED) from None
         except ClientError as exc:
             raise fail(str(exc)) from None
     if json_file is not None:
-        json_file.write_text(result.to_json(), encoding="utf-8")
+        _export(json_file, lambda handle: handle.write(result.to_json()))
     if result.has_estimates:
         _print_result(result, lang, shares)
         if csv_file is not None:
-            _write_csv(csv_file, result, lang, shares)
-    _print_coverage(result, lang)
+            cells = result.rows(lang, shares_along=shares)
+            _export(csv_file, lambda handle: _write_csv(handle, cells))
+    console.print(coverage_table(result.raw, lang=lang))
     if not result.raw.noise:
         console.print("[bold red]Exact figures:[/] noise was switched off (testing only).")
     if not result.quorum_met:

@@ -34,7 +34,7 @@ from node.identity import load_secret, load_signing_key
 from node.services.joining import join
 from node.storage.db import make_engine, make_sessionmaker
 from protocol.reports import report, year_period
-from protocol.results import RoundResult, RoundState
+from protocol.results import RoundResult
 from publieksdata.processes import Service, ServiceFailed, Supervisor, free_port, start
 from publieksdata.render import coverage_table, margin_table
 
@@ -147,25 +147,21 @@ def _wait_connected(url: str, analyst: str, count: int, timeout: float = 40) -> 
 
 
 def _ask(url: str, analyst: str, rho: float) -> RoundResult:
-    headers = {"authorization": f"Bearer {analyst}"}
+    """The standard report for the demo year, through the analysts' Python client."""
+    from aggregator.client import Client, ClientError
+
     spec = report("standard").build(period=year_period(YEAR), rho=rho)
-    body = {"spec": spec.model_dump(mode="json"), "deadline_seconds": 60}
-    with httpx.Client(base_url=url, headers=headers, timeout=70) as client, _progress() as bar:
-        response = client.post("/v1/rounds", json=body)
-        if response.status_code != 201:
-            raise ServiceFailed(f"the aggregator refused the round: {response.text}")
-        result = RoundResult.model_validate(response.json())
-        task = bar.add_task("5. Wachten op de antwoorden", total=result.coverage.total)
-        while result.state is RoundState.OPEN:
-            settled = result.coverage.total - result.coverage.pending
-            bar.update(task, completed=settled)
-            response = client.get(
-                f"/v1/rounds/{result.round_id}", params={"wait": 30, "seen": settled}
+    with Client(url, analyst, timeout=70) as client, _progress() as bar:
+        task = bar.add_task("5. Wachten op de antwoorden", total=None)
+        try:
+            result = client.ask(
+                spec,
+                deadline_seconds=60,
+                progress=lambda settled, total: bar.update(task, completed=settled, total=total),
             )
-            response.raise_for_status()
-            result = RoundResult.model_validate(response.json())
-        bar.update(task, completed=result.coverage.total - result.coverage.pending)
-    return result
+        except ClientError as exc:
+            raise ServiceFailed(f"the aggregator refused the round: {exc}") from None
+    return result.raw
 
 
 @contextlib.contextmanager
@@ -214,6 +210,9 @@ def demo(
         )
     )
     aggregator = init_aggregator(home / "aggregator", "Demo-sectoraggregator")
+    if nodes < aggregator.min_quorum:  # a demo with fewer nodes than a real sector allows
+        with (aggregator.home / "aggregator.env").open("a", encoding="utf-8") as env:
+            env.write(f"PUBLIEKSDATA_AGGREGATOR_MIN_QUORUM={nodes}\n")
     admin, analyst = asyncio.run(_tokens(aggregator.database_url))
     console.print(f"[green]✓[/] 1. Aggregator aangemaakt in {aggregator.home}")
     members = _prepare_nodes(home, nodes, rows)

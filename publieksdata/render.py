@@ -15,6 +15,40 @@ MEASURE_LABELS = {
     "revenue": {"nl": "omzet (€)", "en": "revenue (€)"},
     "mean_price": {"nl": "gem. prijs (€)", "en": "mean price (€)"},
 }
+REASONS = {
+    "budget_exhausted": (
+        "het privacybudget voor deze periode zou opraken",
+        "its privacy budget for this period would run out",
+    ),
+    "analyst_budget_exhausted": (
+        "uw deel van het privacybudget zou opraken",
+        "your share of its privacy budget would run out",
+    ),
+    "policy_cost_too_high": (
+        "de privacykosten liggen boven de grens per vraag",
+        "the privacy cost is above its limit per query",
+    ),
+    "policy_too_many_cells": (
+        "de vraag heeft meer cellen dan toegestaan",
+        "the query has more cells than it allows",
+    ),
+    "policy_dimension_not_allowed": (
+        "een van de dimensies is niet toegestaan",
+        "it does not allow one of the dimensions",
+    ),
+    "policy_bounds_not_allowed": (
+        "de bijdragegrenzen zijn ruimer dan toegestaan",
+        "the contribution bounds are wider than it allows",
+    ),
+    "policy_mode_not_supported": (
+        "deze manier van samenvoegen wordt niet ondersteund",
+        "it does not support this aggregation mode",
+    ),
+    "not_delivered": (
+        "de node haalde de vraag niet op voor de deadline",
+        "it did not collect the question before the deadline",
+    ),
+}
 STATUS_LABELS = {
     NodeStatus.ANSWERED: {"nl": "beantwoord", "en": "answered"},
     NodeStatus.REFUSED: {"nl": "geweigerd", "en": "refused"},
@@ -30,7 +64,16 @@ def interval(value: float, lower: float, upper: float, *, money: bool = False) -
     return f"{value / scale:,.0f} ({lower / scale:,.0f} – {upper / scale:,.0f})"
 
 
+def reason_text(code: str | None, lang: str = "nl") -> str:
+    """A reason code with its explanation, e.g. 'budget_exhausted: its privacy budget …'."""
+    explained = REASONS.get(code or "")
+    if explained is None:
+        return code or ""
+    return f"{code}: {explained[0] if lang == 'nl' else explained[1]}"
+
+
 def coverage_table(result: RoundResult, *, lang: str = "nl") -> Table:
+    """Which institutions answered, refused (with the reason code), timed out or were invalid."""
     nl = lang == "nl"
     c = result.coverage
     title = (
@@ -42,14 +85,22 @@ def coverage_table(result: RoundResult, *, lang: str = "nl") -> Table:
     table.add_column("instelling" if nl else "institution")
     table.add_column("status")
     table.add_column("reden" if nl else "reason")
+    colours = {NodeStatus.ANSWERED: "green", NodeStatus.PENDING: "yellow"}
     for node in c.nodes:
-        table.add_row(node.institution, STATUS_LABELS[node.status][lang], node.reason or "")
+        status = f"[{colours.get(node.status, 'red')}]{STATUS_LABELS[node.status][lang]}[/]"
+        table.add_row(node.institution, status, reason_text(node.reason, lang))
+    caption = (
+        f"ronde {result.round_id}, quorum {result.quorum}"
+        if nl
+        else f"round {result.round_id}, quorum {result.quorum}"
+    )
     if result.partial:
-        table.caption = (
-            "Gedeeltelijk resultaat: de totalen omvatten alleen de instellingen die antwoordden."
+        caption += (
+            ". Gedeeltelijk resultaat: de totalen omvatten alleen de instellingen die antwoordden."
             if nl
-            else "Partial result: the totals cover only the institutions that answered."
+            else ". Partial result: the totals cover only the institutions that answered."
         )
+    table.caption = caption
     return table
 
 

@@ -163,7 +163,9 @@ async def federation(
 ) -> AsyncIterator[Federation]:
     """An aggregator and one node per entry of ``node_rows``, enrolled through the invite flow,
     each node app running (and so connected out) when ``start_nodes(i)`` is true."""
-    settings = make_aggregator(tmp_path / "aggregator", agg_db_url, **(agg_settings or {}))
+    # Small test federations: allow rounds of one or two nodes unless a test says otherwise.
+    agg = {"min_quorum": 1, **(agg_settings or {})}
+    settings = make_aggregator(tmp_path / "aggregator", agg_db_url, **agg)
     admin = await make_token(settings, Role.ADMIN, "admin")
     analyst = await make_token(settings, Role.ANALYST, "analist")
     app = create_aggregator(settings)

@@ -87,10 +87,10 @@ def test_a_partial_result_shows_tables_coverage_and_a_warning(
     assert "revenue (€)" in printed and "music theatre, opera and musical" in printed
     assert "250 (250 – 250)" in printed and "10 (-10 – 30)" in printed
     assert "mean price (€)" in printed and "25.00 (" in printed
-    assert "Coverage of round round-1" in printed
+    assert "Coverage: 1 of 3 institutions answered" in printed
     assert "Instelling 1 refused budget_exhausted: its privacy budget" in printed
-    assert "Instelling 2 timed_out not_delivered" in printed
-    assert "Partial result: 1 of 3 nodes answered" in printed
+    assert "Instelling 2 timed out not_delivered: it did not collect" in printed
+    assert "round round-1, quorum 1. Partial result: the totals cover only" in printed
     rows = read_csv(out_csv)
     assert len(rows) == REVENUE.cell_count
     assert rows[1]["artform"] == "musical_opera"
@@ -108,7 +108,7 @@ def test_would_be_refused_lists_the_nodes_and_exits_3(monkeypatch: pytest.Monkey
     aggregator(monkeypatch, problem("would_be_refused", 409, nodes=nodes))
     printed = flat(run("--report", "volume", "--rho", "0.6", *AGG, expect=3))
     assert "Stadsschouwburg n-1 budget_exhausted" in printed
-    assert "Filmhuis n-2 policy_cost_too_high: the privacy cost is above its limit" in printed
+    assert "Filmhuis n-2 policy_cost_too_high: de privacykosten liggen boven de grens" in printed
     assert "nothing was sent: what went wrong" in printed
 
 
@@ -119,7 +119,7 @@ def test_quorum_not_met_exits_3_without_a_csv(
     out_csv, out_json = tmp_path / "out.csv", tmp_path / "out.json"
     args = ("--csv", str(out_csv), "--json", str(out_json))
     printed = flat(run("--report", "revenue", *args, *AGG, expect=3))
-    assert "Dekking van ronde round-1" in printed and "Instelling 2" in printed
+    assert "Dekking: 1 van 3 instellingen beantwoordden" in printed and "Instelling 2" in printed
     assert "the quorum was not met: 1 of 3 nodes answered and 2 were needed" in printed
     assert f"{out_csv} was not written" in printed
     assert not out_csv.exists()
@@ -162,6 +162,7 @@ def test_a_spec_file_is_sent_as_the_question(
         (("--report", "volume", "--shares", "age_band"), "grouped by month, artform"),
         (("--report", "volume", "--lang", "fr"), "choose nl or en"),
         (("--report", "volume", "--deadline", "0"), "--deadline"),
+        (("--report", "volume", "--csv", "no/such/dir/out.csv"), "no directory no/such/dir"),
     ],
 )
 def test_usage_errors_exit_2(
@@ -234,7 +235,7 @@ async def test_in_process_exact_figures_and_exports(
             result = await anyio.to_thread.run_sync(invoke)
     printed = flat(result)
     expected = exact_sums(rows, REVENUE)
-    assert "Coverage of round" in printed and "3 of 3 nodes answered" in printed
+    assert "Coverage: 3 of 3 institutions answered" in printed
     assert "Exact figures: noise was switched off" in printed
     assert "Partial" not in printed
     written = read_csv(out_csv)

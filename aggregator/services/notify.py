@@ -33,7 +33,13 @@ class Notifier:
             event.set()  # let a hanging poll return and find itself removed
 
     def round_version(self, round_id: str) -> int:
-        return self._round_versions[round_id]
+        return self._round_versions.get(round_id, 0)
+
+    def forget_round(self, round_id: str) -> None:
+        """A closed round changes no more: drop its condition (its waiters have been woken; a
+        later waiter sees the round closed, or its version changed). The version stays: a few
+        bytes per round."""
+        self._rounds.pop(round_id, None)
 
     async def round_changed(self, round_id: str) -> None:
         self._round_versions[round_id] += 1
@@ -47,6 +53,6 @@ class Notifier:
         async with condition:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    condition.wait_for(lambda: self._round_versions[round_id] != version),
+                    condition.wait_for(lambda: self._round_versions.get(round_id, 0) != version),
                     timeout,
                 )

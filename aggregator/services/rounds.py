@@ -167,10 +167,17 @@ class Rounds:
                 raise AggregatorError(ErrorCode.NO_NODES)
             if len(nodes) > self.settings.max_nodes_per_round:
                 raise AggregatorError(ErrorCode.INVALID_REQUEST, "too many nodes for one round")
-            need = quorum if quorum is not None else math.ceil(len(nodes) / 2)
-            if not 1 <= need <= len(nodes):
+            least = self.settings.min_quorum
+            if len(nodes) < least:
                 raise AggregatorError(
-                    ErrorCode.INVALID_REQUEST, f"quorum must be between 1 and {len(nodes)}"
+                    ErrorCode.INVALID_REQUEST,
+                    f"a round needs at least {least} institutions, so that no result shows one "
+                    "institution's figure",
+                )
+            need = quorum if quorum is not None else max(least, math.ceil(len(nodes) / 2))
+            if not least <= need <= len(nodes):
+                raise AggregatorError(
+                    ErrorCode.INVALID_REQUEST, f"quorum must be between {least} and {len(nodes)}"
                 )
             pending = await registry.committed_since_report(session)
             refusing = [
@@ -358,9 +365,10 @@ class Rounds:
             raise AggregatorError(ErrorCode.ALREADY_ANSWERED)
         if outcome == "closed":
             raise AggregatorError(ErrorCode.ROUND_CLOSED)
+        await self.notifier.round_changed(row.id)
         if outcome == "closed_now":
             self._cancel_timer(row.id)
-        await self.notifier.round_changed(row.id)
+            self.notifier.forget_round(row.id)
         if status is NodeStatus.INVALID:
             raise AggregatorError(ErrorCode.ANSWER_MISMATCH, f"recorded as invalid: {reason}")
 
@@ -446,6 +454,7 @@ class Rounds:
         try:
             if await self.writer.run(close_it):
                 await self.notifier.round_changed(round_id)
+                self.notifier.forget_round(round_id)
         except Exception as exc:  # retried at the next start; the round stays open meanwhile
             log.error("could not close round %s: %s", round_id, type(exc).__name__)
 

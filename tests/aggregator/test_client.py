@@ -444,6 +444,8 @@ def test_questions_are_checked_before_anything_is_sent() -> None:
             client.ask()
         with pytest.raises(InvalidQuery, match="go with report"):
             client.ask(REVENUE, year=2025)
+        with pytest.raises(InvalidQuery, match="not both"):  # the aggregator would drop rho
+            client.ask(report="volume", rho=0.05, epsilon=0.9)
         with pytest.raises(InvalidQuery, match="quorum"):
             client.ask(report="volume", quorum=0)
         with pytest.raises(TypeError, match="reprot"):

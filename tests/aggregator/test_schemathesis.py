@@ -3,7 +3,8 @@ own OpenAPI documents, valid and invalid, with and without a token.
 
 Whatever arrives, neither app answers 5xx, and every 4xx is an RFC 9457 problem document with
 type, title, status and code. The apps run in process with their lifespans (schemathesis's ASGI
-transport starts and ends them); the tests use schemathesis's Python API in plain functions.
+transport starts and ends them); the tests use schemathesis's Python API in plain functions. An
+unhandled exception inside an app fails the test too: that transport re-raises it.
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ def _until(predicate: object, timeout: float, what: str) -> None:
 
 
 def test_an_aggregator_crash_mid_round_loses_no_answer(tmp_path: Path) -> None:
-    agg = make_aggregator(tmp_path / "agg")
+    agg = make_aggregator(tmp_path / "agg", min_quorum=1)
     admin = asyncio.run(make_token(agg, Role.ADMIN, "admin"))
     analyst = asyncio.run(make_token(agg, Role.ANALYST, "analist"))
     rows = [Row(person=p, event_date=date(2025, 5, 1 + p % 20)) for p in range(1, 40)]

@@ -216,10 +216,10 @@ def remove_node(
     """Remove a node: its key stops working and it gets no new questions."""
     settings = load_settings(home)
 
-    async def remove(session: AsyncSession) -> bool:
+    async def remove(session: AsyncSession) -> list[str] | None:
         return await registry.remove_node(session, node_id)
 
-    if not in_transaction(settings, remove):
+    if in_transaction(settings, remove) is None:
         raise fail(f"no enrolled node with id {node_id}")
     console.print(f"[green]✓[/] Node {node_id} removed.")
 

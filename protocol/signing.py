@@ -272,3 +272,11 @@ def verify_once(envelope: Envelope, expected_type: str, key: Ed25519PublicKey) -
     except (InvalidSignature, ValueError):
         raise BadSignature("the signature does not match the message") from None
     return dict(envelope.payload)
+
+
+def envelope_request_body() -> dict[str, Any]:
+    """An OpenAPI requestBody for endpoints that take a signed envelope as their raw body."""
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": Envelope.model_json_schema()}},
+    }

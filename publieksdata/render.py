@@ -44,6 +44,10 @@ REASONS = {
         "deze manier van samenvoegen wordt niet ondersteund",
         "it does not support this aggregation mode",
     ),
+    "node_removed": (
+        "de instelling is uit de federatie verwijderd",
+        "the institution was removed from the federation",
+    ),
     "not_delivered": (
         "de node haalde de vraag niet op voor de deadline",
         "it did not collect the question before the deadline",

@@ -47,6 +47,7 @@ from protocol.signing import (
     UnknownKey,
     Verifier,
     WrongMessageType,
+    envelope_request_body,
     fingerprint,
     key_id_of,
     public_key_from_text,
@@ -63,10 +64,7 @@ _SIGNATURE_CODES: dict[type[SignatureError], ErrorCode] = {
     ReplayedMessage: ErrorCode.REPLAYED_MESSAGE,
     WrongMessageType: ErrorCode.WRONG_MESSAGE_TYPE,
 }
-_SIGNED_BODY = {
-    "required": True,
-    "content": {"application/json": {"schema": Envelope.model_json_schema()}},
-}
+_SIGNED_BODY = envelope_request_body()
 
 
 def _errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -392,13 +390,16 @@ async def create_invite(body: InviteRequest, state: StateDep, who: AdminDep) -> 
 
 @router.delete("/admin/nodes/{node_id}", status_code=204, summary="Remove a node")
 async def delete_node(node_id: str, state: StateDep, _: AdminDep) -> Response:
-    async def remove(session: Any) -> bool:
+    async def remove(session: Any) -> list[str] | None:
         return await registry.remove_node(session, node_id)
 
-    if not await state.writer.run(remove):
+    changed = await state.writer.run(remove)
+    if changed is None:
         raise AggregatorError(ErrorCode.UNKNOWN_NODE)
     await state.node_keys.load()
     state.notifier.forget_node(node_id)
+    for round_id in changed:
+        await state.notifier.round_changed(round_id)
     return Response(status_code=204)
 
 

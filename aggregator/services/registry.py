@@ -82,13 +82,44 @@ async def record_budget(
     node.report_at = at
 
 
-async def remove_node(session: AsyncSession, node_id: str) -> bool:
+async def remove_node(session: AsyncSession, node_id: str) -> list[str] | None:
+    """Remove a node: its key stops working, its unsettled tasks in open rounds time out (reason
+    ``node_removed``), and rounds left with nothing to wait for close. Returns the ids of the
+    rounds that changed, or None when there is no such active node."""
+    now = datetime.now(UTC)
     result = await session.execute(
         update(Node)
         .where(Node.id == node_id, Node.status == "active")
-        .values(status="removed", removed_at=datetime.now(UTC))
+        .values(status="removed", removed_at=now)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return None
+    open_rounds = select(Round.id).where(Round.state == "open")
+    changed = list(
+        await session.scalars(
+            select(Task.round_id).where(
+                Task.node_id == node_id,
+                Task.status == NodeStatus.PENDING.value,
+                Task.round_id.in_(open_rounds),
+            )
+        )
+    )
+    if changed:
+        await session.execute(
+            update(Task)
+            .where(Task.node_id == node_id, Task.round_id.in_(changed))
+            .where(Task.status == NodeStatus.PENDING.value)
+            .values(status=NodeStatus.TIMED_OUT.value, reason="node_removed")
+        )
+        still_waiting = select(Task.round_id).where(
+            Task.round_id.in_(changed), Task.status == NodeStatus.PENDING.value
+        )
+        await session.execute(
+            update(Round)
+            .where(Round.id.in_(changed), Round.id.not_in(still_waiting))
+            .values(state="closed", closed_at=now)
+        )
+    return changed
 
 
 async def active_nodes(session: AsyncSession, ids: list[str] | None = None) -> list[Node]:

@@ -24,6 +24,7 @@ from protocol.signing import (
     StaleMessage,
     UnknownKey,
     WrongMessageType,
+    envelope_request_body,
     sign,
 )
 
@@ -90,6 +91,7 @@ def _validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
         "carrying a signed 'refusal'."
     ),
     responses={200: {"content": {"application/json": {}}}},
+    openapi_extra={"requestBody": envelope_request_body()},
 )
 async def post_query(request: Request, state: StateDep) -> Response:
     raw = await request.body()

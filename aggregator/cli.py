@@ -336,6 +336,7 @@ def serve(
     import uvicorn
 
     from aggregator.app import create_app
+    from protocol.http import configure_logging
 
     overrides: dict[str, Any] = {}
     if host is not None:
@@ -344,11 +345,13 @@ def serve(
         overrides["port"] = port
     settings = load_settings(home, **overrides)
     console.print(f"Aggregator API on http://{settings.host}:{settings.port} (docs at /docs)")
+    level = os.environ.get("PUBLIEKSDATA_LOG_LEVEL", "info")
+    configure_logging(level)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level=os.environ.get("PUBLIEKSDATA_LOG_LEVEL", "info"),
+        log_level=level,
         access_log=False,
         timeout_graceful_shutdown=3,
     )

@@ -636,6 +636,7 @@ def serve(
     import uvicorn
 
     from node.app import create_app
+    from protocol.http import configure_logging
 
     overrides: dict[str, Any] = {}
     if host is not None:
@@ -658,11 +659,13 @@ def serve(
     link = load_link(settings.home)
     if link is not None and settings.connect:
         console.print(f"Connecting out to the aggregator at {link.base}")
+    level = os.environ.get("PUBLIEKSDATA_LOG_LEVEL", "info")
+    configure_logging(level)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        log_level=os.environ.get("PUBLIEKSDATA_LOG_LEVEL", "info"),
+        log_level=level,
         access_log=False,
         timeout_graceful_shutdown=5,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -55,6 +56,7 @@ from protocol.signing import (
 )
 
 router = APIRouter(prefix="/v1")
+log = logging.getLogger("publieksdata.aggregator")
 CONNECTED_WITHIN = timedelta(minutes=1)
 
 _SIGNATURE_CODES: dict[type[SignatureError], ErrorCode] = {
@@ -172,6 +174,12 @@ async def enrol(request: Request, state: StateDep) -> JoinResponse:
         raise AggregatorError(ErrorCode.KEY_ALREADY_ENROLLED)
     assert isinstance(node, Node)
     await state.node_keys.load()
+    log.info(
+        "%s joined as node %s; compare its fingerprint: %s",
+        node.institution,
+        node.id,
+        fingerprint(public),
+    )
     return JoinResponse(
         node_id=node.id,
         institution=node.institution,

@@ -3,6 +3,7 @@ writer, the deadline timers and the signing key."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,6 +39,16 @@ def _problem_response(code: ErrorCode, detail: str | None = None, **extra: Any) 
     return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
 
 
+def begin_shutdown(app: FastAPI) -> None:
+    """Wake every hanging long-poll so that it answers now. Safe to call from a signal
+    handler: the work is handed to the app's event loop."""
+    loop = getattr(app.state, "loop", None)
+    state = getattr(app.state, "aggregator", None)
+    if loop is None or state is None or loop.is_closed():
+        return
+    loop.call_soon_threadsafe(lambda: loop.create_task(state.notifier.stop()))
+
+
 def create_app(settings: AggregatorSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,6 +77,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
                 rounds=rounds,
                 rotations=load_rotations(settings),
             )
+            app.state.loop = asyncio.get_running_loop()
             resumed = await rounds.resume()
             if resumed:
                 log.info("resumed %d open rounds", resumed)

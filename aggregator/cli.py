@@ -10,6 +10,7 @@ import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -335,7 +336,7 @@ def serve(
     """Run the aggregator's API. Nodes connect to it; it never connects to them."""
     import uvicorn
 
-    from aggregator.app import create_app
+    from aggregator.app import begin_shutdown, create_app
     from protocol.http import configure_logging
 
     overrides: dict[str, Any] = {}
@@ -347,11 +348,22 @@ def serve(
     console.print(f"Aggregator API on http://{settings.host}:{settings.port} (docs at /docs)")
     level = os.environ.get("PUBLIEKSDATA_LOG_LEVEL", "info")
     configure_logging(level)
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+
+    class Server(uvicorn.Server):
+        """Ends the nodes' hanging long-polls as soon as shutdown begins, so that uvicorn's
+        graceful shutdown finds no request it has to cut off."""
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            begin_shutdown(app)
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
+        app,
         host=settings.host,
         port=settings.port,
         log_level=level,
         access_log=False,
-        timeout_graceful_shutdown=3,
+        timeout_graceful_shutdown=5,
     )
+    Server(config).run()

@@ -263,7 +263,8 @@ async def serving(agg: Aggregator, transport: str, logs: Path) -> AsyncIterator[
         app = create_app(agg.settings)
         async with app.router.lifespan_context(app):
             client = httpx.AsyncClient(
-                transport=httpx.ASGITransport(app), base_url="http://aggregator.bench"
+                transport=httpx.ASGITransport(app, raise_app_exceptions=False),
+                base_url="http://aggregator.bench"
             )
             agg.app = app
             agg.new_client = lambda: client

@@ -248,9 +248,13 @@ class SimNode:
         self.log.busy += time.perf_counter() - started
         timing = Timing(self.identity.node_id, task.round_id, received, ready)
         self.log.add(timing)
-        response = await self.client.post(
-            f"{self.base}/v1/node/tasks/{task.task_id}/result", content=body, headers=JSON
-        )
+        try:
+            response = await self.client.post(
+                f"{self.base}/v1/node/tasks/{task.task_id}/result", content=body, headers=JSON
+            )
+        except httpx.HTTPError as exc:
+            self.log.errors.append(f"{self.identity.node_id}: result: {type(exc).__name__}")
+            return
         timing.status = response.status_code
         if response.status_code != 200:
             self.log.errors.append(f"{self.identity.node_id}: result HTTP {response.status_code}")

@@ -9,9 +9,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
+from asyncio import FIRST_COMPLETED
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -229,18 +229,32 @@ async def poll(request: Request, state: StateDep) -> dict[str, list[dict[str, An
     loop = asyncio.get_running_loop()
     until = loop.time() + min(message.wait_seconds, state.settings.max_poll_wait_seconds)
     event = state.notifier.node_event(node.node_id)
-    while True:
-        event.clear()
-        tasks = await state.rounds.pending_for(node.node_id, envelope.key_id, message.in_flight)
-        if tasks:
-            return {"tasks": tasks}
-        remaining = until - loop.time()
-        if remaining <= 0:
-            return {"tasks": []}
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), remaining)
-        if state.node_keys.get(envelope.key_id) is None:
-            raise AggregatorError(ErrorCode.UNKNOWN_KEY)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        while True:
+            event.clear()
+            if gone.done() or state.notifier.stopping.is_set():
+                return {"tasks": []}  # nobody to hand tasks to, or shutting down
+            tasks = await state.rounds.pending_for(node.node_id, envelope.key_id, message.in_flight)
+            if tasks:
+                return {"tasks": tasks}
+            remaining = until - loop.time()
+            if remaining <= 0:
+                return {"tasks": []}
+            woken = asyncio.ensure_future(event.wait())
+            await asyncio.wait({woken, gone}, timeout=remaining, return_when=FIRST_COMPLETED)
+            woken.cancel()
+            if state.node_keys.get(envelope.key_id) is None:
+                raise AggregatorError(ErrorCode.UNKNOWN_KEY)
+    finally:
+        gone.cancel()
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client goes away (the body has been read, so only a disconnect is
+    left to receive)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @router.post(

@@ -19,6 +19,17 @@ class Notifier:
         self._nodes: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._rounds: defaultdict[str, asyncio.Condition] = defaultdict(asyncio.Condition)
         self._round_versions: defaultdict[str, int] = defaultdict(int)
+        self.stopping = asyncio.Event()
+
+    async def stop(self) -> None:
+        """The service is shutting down: wake every long-poll and every waiting analyst now,
+        so that they answer (with what there is) instead of being cut off."""
+        self.stopping.set()
+        for event in self._nodes.values():
+            event.set()
+        for condition in list(self._rounds.values()):
+            async with condition:
+                condition.notify_all()
 
     def node_event(self, node_id: str) -> asyncio.Event:
         return self._nodes[node_id]
@@ -53,6 +64,11 @@ class Notifier:
         async with condition:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(
-                    condition.wait_for(lambda: self._round_versions.get(round_id, 0) != version),
+                    condition.wait_for(
+                        lambda: (
+                            self.stopping.is_set()
+                            or self._round_versions.get(round_id, 0) != version
+                        )
+                    ),
                     timeout,
                 )

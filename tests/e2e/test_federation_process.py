@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -26,10 +27,12 @@ from node.identity import load_signing_key
 from node.services.joining import join
 from node.settings import NodeSettings
 from node.storage.db import make_engine, make_sessionmaker
+from protocol.messages import POLL, Poll
 from protocol.results import NodeStatus, RoundResult, RoundState
+from protocol.signing import sign
 from publieksdata.processes import Service, Supervisor, free_port, start
 from tests.factories import Row
-from tests.fedkit import make_aggregator, make_token, node_with_rows
+from tests.fedkit import make_aggregator, make_token, node_report, node_with_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 CHILD_ENV = {"PUBLIEKSDATA_LOG_LEVEL": "warning", "PUBLIEKSDATA_TESTING": "1"}
@@ -211,3 +214,66 @@ def test_demo_keeps_running_until_ctrl_c_and_leaves_no_process(tmp_path: Path) -
     assert _descendants_alive(str(home)) == []
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/v1/health", timeout=2)
+
+
+def _signed_poll(node: NodeSettings, aggregator_key_id: str, wait: float) -> bytes:
+    message = Poll(
+        aggregator_key_id=aggregator_key_id,
+        report=node_report(node.institution),
+        wait_seconds=wait,
+    )
+    key = load_signing_key(node.signing_key_path)
+    return sign(POLL, message.model_dump(mode="json"), key).model_dump_json().encode("utf-8")
+
+
+def test_long_polls_end_cleanly_on_disconnect_and_on_shutdown(tmp_path: Path) -> None:
+    agg = make_aggregator(tmp_path / "agg", min_quorum=1)
+    admin = asyncio.run(make_token(agg, Role.ADMIN, "admin"))
+    analyst = asyncio.run(make_token(agg, Role.ANALYST, "analist"))
+    node, engine = node_with_rows(tmp_path / "n1", "Eerste", [Row(1, date(2025, 5, 1))])
+    engine.dispose()
+    port = free_port()
+    log = tmp_path / "agg.log"
+    with Supervisor() as supervisor:
+        aggregator = supervisor.add(_aggregator(agg.home, port, log))
+        aggregator.wait_healthy(30)
+        asyncio.run(_join(aggregator.url, admin, node))
+        key_id = httpx.get(f"{aggregator.url}/v1/health").json()["key_id"]
+        poll_url = f"{aggregator.url}/v1/node/poll"
+        headers = {"content-type": "application/json"}
+
+        # A node that hangs up in the middle of its long-poll is not handed the next task.
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(poll_url, content=_signed_poll(node, key_id, 20), headers=headers, timeout=1)
+        time.sleep(0.5)
+        created = httpx.post(
+            f"{aggregator.url}/v1/rounds",
+            json={"report": {"name": "volume", "year": 2025, "rho": 0.05}, "deadline_seconds": 2},
+            headers={"authorization": f"Bearer {analyst}"},
+        )
+        assert created.status_code == 201, created.text
+        round_id = created.json()["round_id"]
+        time.sleep(3)
+        [outcome] = _get_round(aggregator.url, analyst, round_id).coverage.nodes
+        assert (outcome.status, outcome.reason) == (NodeStatus.TIMED_OUT, "not_delivered")
+
+        # Shutting down answers a hanging long-poll at once, with no task and no error.
+        results: list[httpx.Response] = []
+        poller = threading.Thread(
+            target=lambda: results.append(
+                httpx.post(
+                    poll_url, content=_signed_poll(node, key_id, 25), headers=headers, timeout=30
+                )
+            )
+        )
+        poller.start()
+        time.sleep(1)
+        started = time.monotonic()
+        aggregator.process.send_signal(signal.SIGTERM)
+        poller.join(timeout=20)
+        # uvicorn re-raises the signal after its graceful shutdown: killed by SIGTERM, cleanly.
+        assert aggregator.process.wait(timeout=20) in (0, -signal.SIGTERM)
+        assert time.monotonic() - started < 5
+        assert [(r.status_code, r.json()) for r in results] == [(200, {"tasks": []})]
+    output = log.read_text("utf-8")
+    assert "Traceback" not in output and "CancelledError" not in output, output

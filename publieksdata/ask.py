@@ -240,7 +240,12 @@ def ask(
         client = open_client(url, token)
     except NotConfigured as exc:
         raise fail(str(exc), EXIT_USAGE) from None
-    columns = (TextColumn("Nodes answered"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (
+        TextColumn("Nodes done (answered, refused or timed out)"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
     progress = Progress(*columns, console=err)
     with client, progress:
         task = progress.add_task("nodes", total=None)

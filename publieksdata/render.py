@@ -7,7 +7,7 @@ from rich.table import Table
 from aggregator.merge import margin, ratio
 from protocol.catalogue import DIMENSIONS
 from protocol.query import Measure
-from protocol.results import Z95, NodeStatus, RoundResult
+from protocol.results import Z95, NodeStatus, RoundResult, RoundState
 
 MEASURE_LABELS = {
     "visits": {"nl": "bezoeken", "en": "visits"},
@@ -98,7 +98,13 @@ def coverage_table(result: RoundResult, *, lang: str = "nl") -> Table:
         if nl
         else f"round {result.round_id}, quorum {result.quorum}"
     )
-    if result.partial:
+    if result.state is RoundState.CLOSED and not result.quorum_met:
+        caption += (
+            ". Quorum niet gehaald: er zijn geen totalen."
+            if nl
+            else ". Quorum not met: there are no totals."
+        )
+    elif result.partial:
         caption += (
             ". Gedeeltelijk resultaat: de totalen omvatten alleen de instellingen die antwoordden."
             if nl

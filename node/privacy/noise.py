@@ -13,14 +13,20 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import opendp.prelude as dp
+# The submodules, not opendp.prelude: the prelude also imports OpenDP's scikit-learn and polars
+# extras when those happen to be installed, which costs every CLI start over a second.
+import opendp.combinators as dp_c
+import opendp.domains as dp_domains
+import opendp.measurements as dp_m
+import opendp.metrics as dp_metrics
+from opendp.mod import enable_features
 
 from node.privacy.sensitivity import Sensitivity
 from protocol.query import Mechanism
 
-dp.enable_features("contrib")
+enable_features("contrib")
 
-_VECTOR = dp.vector_domain(dp.atom_domain(T="i64"))
+_VECTOR = dp_domains.vector_domain(dp_domains.atom_domain(T="i64"))
 # Closed-form scales are exact in real arithmetic; this factor absorbs float rounding so that
 # OpenDP's (conservatively rounded) privacy map never reports more than the budget.
 _SLACK = 1 + 1e-9
@@ -44,11 +50,11 @@ class Calibration:
 
 
 def _gaussian(scale: float) -> Any:
-    return dp.m.make_gaussian(_VECTOR, dp.l2_distance(T="f64"), scale=scale)
+    return dp_m.make_gaussian(_VECTOR, dp_metrics.l2_distance(T="f64"), scale=scale)
 
 
 def _laplace(scale: float) -> Any:
-    return dp.m.make_laplace(_VECTOR, dp.l1_distance(T="i64"), scale=scale)
+    return dp_m.make_laplace(_VECTOR, dp_metrics.l1_distance(T="i64"), scale=scale)
 
 
 def calibrate_gaussian(sens: Sensitivity, rho: float) -> Calibration:
@@ -104,5 +110,5 @@ def zcdp_to_epsilon(rho: float, delta: float) -> float:
         return 0.0
     # A notional Gaussian whose map at Δ=1 is exactly ρ: σ = 1/√(2ρ).
     notional = _gaussian(1 / math.sqrt(2 * rho))
-    profile = dp.c.make_zCDP_to_approxDP(notional).map(1.0)  # type: ignore[no-untyped-call]
+    profile = dp_c.make_zCDP_to_approxDP(notional).map(1.0)  # type: ignore[no-untyped-call]
     return float(profile.epsilon(delta=delta))

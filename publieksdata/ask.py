@@ -23,11 +23,11 @@ from aggregator.client import (
     AskOptions,
     Client,
     ClientError,
-    Estimate,
     NotConfigured,
     Result,
     WouldBeRefused,
 )
+from aggregator.client.result import Estimate
 from node.cli import fail
 from protocol.catalogue import DIMENSIONS
 from protocol.query import QuerySpec

@@ -17,28 +17,53 @@ Every error is a ``ClientError``: a problem document from the aggregator (with i
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypedDict, TypeVar, Unpack
+from typing import Any, Self, TypedDict, TypeVar, Unpack
 from urllib.parse import quote
 
 import httpx
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from aggregator.errors import ErrorCode
-from aggregator.merge import shares as merged_shares
+from aggregator.client.errors import (
+    ClientError,
+    Forbidden,
+    InvalidQuery,
+    NoEstimates,
+    NotAuthenticated,
+    NotConfigured,
+    NotFound,
+    RefusingNode,
+    UnexpectedResponse,
+    Unreachable,
+    WouldBeRefused,
+    problem_error,
+)
+from aggregator.client.result import ReportInfo, Result
 from protocol.api import NodeInfo, RoundRequest, RoundSummary
-from protocol.catalogue import DIMENSIONS
-from protocol.query import Measure, QuerySpec
-from protocol.results import Coverage, MeasureEstimate, RatioEstimate, RoundResult, RoundState
+from protocol.query import QuerySpec
+from protocol.results import RoundResult, RoundState
 
-if TYPE_CHECKING:
-    import pandas  # type: ignore[import-not-found, import-untyped, unused-ignore]
-    import polars
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "ClientError",
+    "Forbidden",
+    "InvalidQuery",
+    "NoEstimates",
+    "NotAuthenticated",
+    "NotConfigured",
+    "NotFound",
+    "RefusingNode",
+    "ReportInfo",
+    "Result",
+    "UnexpectedResponse",
+    "Unreachable",
+    "WouldBeRefused",
+]
 
 URL_ENV = "PUBLIEKSDATA_AGGREGATOR_URL"
 TOKEN_ENV = "PUBLIEKSDATA_TOKEN"  # noqa: S105 - a variable name, not a secret
@@ -47,281 +72,6 @@ POLL_SECONDS = 30.0  # how long the aggregator may hold one GET /v1/rounds/{id} 
 
 T = TypeVar("T")
 Progress = Callable[[int, int], None]  # (nodes settled, nodes asked)
-
-
-# --- errors ------------------------------------------------------------------------------------
-
-
-class ClientError(Exception):
-    """Anything the client raises on purpose. ``status`` is the HTTP status, or None when there
-    was no HTTP answer; ``problem`` is the aggregator's whole problem document, if any."""
-
-    def __init__(
-        self,
-        code: str,
-        detail: str = "",
-        *,
-        status: int | None = None,
-        title: str = "",
-        problem: Mapping[str, Any] | None = None,
-    ) -> None:
-        self.code = code
-        self.detail = detail
-        self.status = status
-        self.title = title
-        self.problem: Mapping[str, Any] = problem or {}
-        text = " ".join(part for part in (title, detail) if part) or code
-        errors = "; ".join(
-            f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg', '')}"
-            for e in self.problem.get("errors", ())
-            if isinstance(e, dict)
-        )
-        where = f"{code}, HTTP {status}" if status is not None else code
-        super().__init__(f"{text}{' ' + errors if errors else ''} ({where})")
-
-
-class NotConfigured(ClientError):
-    """No aggregator URL or token: give them, or set PUBLIEKSDATA_AGGREGATOR_URL and
-    PUBLIEKSDATA_TOKEN."""
-
-
-class Unreachable(ClientError):
-    """No HTTP answer: the aggregator could not be reached, or it did not answer in time."""
-
-
-class UnexpectedResponse(ClientError):
-    """An answer this client cannot read (another API version, or not the aggregator)."""
-
-
-class NotAuthenticated(ClientError):
-    """The token is missing, unknown or revoked (401)."""
-
-
-class Forbidden(ClientError):
-    """The token's role may not do this (403)."""
-
-
-class NotFound(ClientError):
-    """No such round, node or address (404)."""
-
-
-class InvalidQuery(ClientError):
-    """The question is not valid (422, or found before sending). ``errors`` lists the fields."""
-
-    @property
-    def errors(self) -> list[dict[str, Any]]:
-        return [e for e in self.problem.get("errors", ()) if isinstance(e, dict)]
-
-
-@dataclass(frozen=True, slots=True)
-class RefusingNode:
-    node_id: str
-    institution: str
-    reason: str  # a refusal reason code, such as budget_exhausted
-
-
-class WouldBeRefused(ClientError):
-    """Some nodes would refuse, judged from their last reports; nothing was sent (409)."""
-
-    @property
-    def nodes(self) -> tuple[RefusingNode, ...]:
-        return tuple(
-            RefusingNode(str(n.get("node_id", "")), str(n.get("institution", "")), str(n["reason"]))
-            for n in self.problem.get("nodes", ())
-            if isinstance(n, dict) and "reason" in n
-        )
-
-
-class NoEstimates(ClientError):
-    """The result has no estimates: the round is still open, or its quorum was not met."""
-
-
-_ERRORS: dict[str, type[ClientError]] = {
-    code.value: kind
-    for codes, kind in (
-        ((ErrorCode.NOT_AUTHENTICATED,), NotAuthenticated),
-        ((ErrorCode.FORBIDDEN,), Forbidden),
-        ((ErrorCode.NOT_FOUND, ErrorCode.ROUND_NOT_FOUND, ErrorCode.UNKNOWN_NODE), NotFound),
-        ((ErrorCode.INVALID_QUERY, ErrorCode.INVALID_REQUEST), InvalidQuery),
-        ((ErrorCode.WOULD_BE_REFUSED,), WouldBeRefused),
-    )
-    for code in codes
-}
-
-
-def _error(response: httpx.Response) -> ClientError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or not isinstance(body.get("code"), str):
-        return UnexpectedResponse(
-            f"http_{response.status_code}",
-            f"the server answered {response.status_code} {response.reason_phrase} "
-            "without a problem document",
-            status=response.status_code,
-        )
-    return _ERRORS.get(body["code"], ClientError)(
-        body["code"],
-        str(body.get("detail") or ""),
-        status=response.status_code,
-        title=str(body.get("title") or ""),
-        problem=body,
-    )
-
-
-# --- results -----------------------------------------------------------------------------------
-
-
-class ReportInfo(BaseModel):
-    """A standard report template, as GET /v1/reports describes it."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    name: str
-    title: dict[str, str]
-    group_by: tuple[str, ...]
-    measures: tuple[str, ...]
-    bounds: dict[str, int]
-    needs_domain: str | None = None
-
-
-Estimate = MeasureEstimate | RatioEstimate
-
-
-def _optional(module: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ImportError(
-            f"Result.to_{module}() needs {module}, which is not installed; "
-            f"install it with: pip install {module}"
-        ) from None
-
-
-@dataclass(frozen=True, repr=False)
-class Result:
-    """A round's result (``raw``, the aggregator's RoundResult) with typed accessors.
-
-    Cells follow the spec's canonical order. Revenue and ``mean_price`` are in cents."""
-
-    raw: RoundResult
-
-    def __repr__(self) -> str:
-        c = self.coverage
-        return (
-            f"<Result {self.round_id} {self.raw.state.value}: {c.answered} of {c.total} nodes "
-            f"answered, {len(self.raw.cells)} cells, measures "
-            f"{[m.measure.value for m in self.raw.measures]}>"
-        )
-
-    @property
-    def round_id(self) -> str:
-        return self.raw.round_id
-
-    @property
-    def spec(self) -> QuerySpec:
-        return self.raw.spec
-
-    @property
-    def closed(self) -> bool:
-        return self.raw.state is RoundState.CLOSED
-
-    @property
-    def coverage(self) -> Coverage:
-        return self.raw.coverage
-
-    @property
-    def partial(self) -> bool:
-        """Closed with at least one node missing, refused or invalid."""
-        return self.raw.partial
-
-    @property
-    def quorum_met(self) -> bool:
-        return self.raw.quorum_met
-
-    @property
-    def has_estimates(self) -> bool:
-        return bool(self.raw.measures)
-
-    def _require(self) -> None:
-        if self.has_estimates:
-            return
-        c = self.coverage
-        if not self.closed:
-            detail = (
-                f"round {self.round_id} is still open ({c.total - c.pending} of {c.total} nodes "
-                "settled); wait for it with client.wait()"
-            )
-            raise NoEstimates("round_open", detail)
-        detail = (
-            f"the quorum was not met: {c.answered} of {c.total} nodes answered and "
-            f"{self.raw.quorum} were needed, so there are no estimates"
-        )
-        raise NoEstimates("quorum_not_met", detail)
-
-    def measure(self, measure: Measure | str) -> MeasureEstimate:
-        self._require()
-        return self.raw.measure(measure)
-
-    def ratio(self, name: str) -> RatioEstimate:
-        """A derived quantity, such as ``mean_price`` (revenue per visit)."""
-        self._require()
-        for estimate in self.raw.ratios:
-            if estimate.name == name:
-                return estimate
-        raise KeyError(name)
-
-    def shares(self, measure: Measure | str, along: str) -> RatioEstimate:
-        """Each cell's share of the cells that differ from it only in ``along``."""
-        return merged_shares(self.raw.spec, self.measure(measure), along)
-
-    def columns(self, lang: str = "nl", *, shares_along: str | None = None) -> dict[str, list[Any]]:
-        """The table by column: per dimension its code and ``<dimension>_label``; per measure,
-        ratio and (with ``shares_along``) share the estimate and ``_se``, ``_lower``, ``_upper``."""
-        self._require()
-        columns: dict[str, list[Any]] = {}
-        for position, name in enumerate(self.raw.group_by):
-            codes = [cell[position] for cell in self.raw.cells]
-            columns[name] = codes
-            columns[f"{name}_label"] = [DIMENSIONS[name].label(code, lang) for code in codes]
-        series: list[tuple[str, Estimate]] = [(m.measure.value, m) for m in self.raw.measures]
-        series += [(r.name, r) for r in self.raw.ratios]
-        if shares_along is not None:
-            for m in self.raw.measures:
-                share = self.shares(m.measure, shares_along)
-                series.append((share.name, share))
-        for name, estimate in series:
-            columns[name] = list(estimate.estimates)
-            columns[f"{name}_se"] = list(estimate.standard_errors)
-            columns[f"{name}_lower"] = list(estimate.lower)
-            columns[f"{name}_upper"] = list(estimate.upper)
-        return columns
-
-    def rows(self, lang: str = "nl", *, shares_along: str | None = None) -> list[dict[str, Any]]:
-        """One dict per cell, with the keys of ``columns()``."""
-        columns = self.columns(lang, shares_along=shares_along)
-        return [
-            dict(zip(columns, values, strict=True))
-            for values in zip(*columns.values(), strict=True)
-        ]
-
-    def to_pandas(self, lang: str = "nl", *, shares_along: str | None = None) -> pandas.DataFrame:
-        frame: pandas.DataFrame = _optional("pandas").DataFrame(
-            self.columns(lang, shares_along=shares_along)
-        )
-        return frame
-
-    def to_polars(self, lang: str = "nl", *, shares_along: str | None = None) -> polars.DataFrame:
-        frame: polars.DataFrame = _optional("polars").DataFrame(
-            self.columns(lang, shares_along=shares_along)
-        )
-        return frame
-
-    def to_json(self) -> str:
-        """The RoundResult as the aggregator sent it (``RoundResult.model_validate_json`` reads
-        it back)."""
-        return self.raw.model_dump_json(indent=2)
 
 
 # --- flows: what each method asks of the aggregator, without I/O -------------------------------
@@ -371,7 +121,7 @@ _ASK_KEYS = frozenset(AskOptions.__optional_keys__)
 
 def _parse(response: httpx.Response, adapter: TypeAdapter[T]) -> T:
     if response.is_error:
-        raise _error(response)
+        raise problem_error(response)
     try:
         return adapter.validate_json(response.content)
     except ValidationError as exc:

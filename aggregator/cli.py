@@ -161,7 +161,7 @@ def invite(
 ) -> None:
     """Print a one-time invite code for an institution."""
     settings = load_settings(home)
-    hours = valid_hours or settings.invite_valid_hours
+    hours = settings.invite_valid_hours if valid_hours is None else valid_hours
     if not 0 < hours <= 24 * 30:
         raise fail("--valid-hours must be more than 0 and at most 720")
 

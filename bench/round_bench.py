@@ -27,6 +27,10 @@ has the POST's response). All times use ``time.monotonic()``, one clock for all 
 long-polls over TCP and reads the aggregator's VmRSS from /proc: idle (started, no node connected)
 and with every node's poll hanging.
 
+In-process only: ``--variant`` applies a proposed aggregator change (``bench.round_variants``),
+``--count-sql`` counts the aggregator's SQL statements per node and round, ``--profile`` writes a
+cProfile of the largest run. Results are printed as Markdown; bench/RESULTS.md is written by hand.
+
     python -m bench.round_bench --nodes 10,50,100,1000 --rounds 20 --real 10 --memory
 """
 
@@ -36,16 +40,19 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import platform
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -56,7 +63,9 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from bench.round_sim import Answers, Identity, Log, SimNode, Timing, enrol, running
+from bench.round_sim import Answers, Log, SimNode, Timing, enrol, running
+from bench.round_variants import VARIANTS, StatementCounter
+from bench.round_variants import apply as apply_variants
 from protocol.query import Bounds, Measure, Period, Privacy, QuerySpec
 
 YEAR = 2025
@@ -67,6 +76,7 @@ PG_SERVER = os.environ.get("BENCH_POSTGRES_SERVER", "postgresql+psycopg://postgr
 PG_DATABASE = "bench_agg"
 QUIET = {"PUBLIEKSDATA_LOG_LEVEL": "warning"}
 TARGET_DELIVERY = 0.100
+SQL: StatementCounter | None = None  # --count-sql
 
 
 def target_overhead(nodes: int) -> float:
@@ -98,6 +108,15 @@ def status_kb(pid: int, field_name: str) -> int:
     return 0
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) of a process, or of this one."""
+    if pid is None:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return usage.ru_utime + usage.ru_stime
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -122,6 +141,7 @@ class RoundRecord:
     gets: int
     answered: int
     total: int
+    failed_gets: int = 0  # analyst GETs answered with a 5xx
 
 
 @dataclass
@@ -165,20 +185,22 @@ class Summary:
 
     def stats(self) -> dict[str, Any]:
         rows = self.per_round()
-        col = list(zip(*rows, strict=True)) if rows else [[], [], []]
+        col: list[list[float]] = [[r[i] for r in rows] for i in range(3)]
         delivery = self.deliveries()
         target = target_overhead(self.nodes)
-        out = {
+        overhead = (percentile(col[2], 0.5), percentile(col[2], 0.95))
+        delivered = (percentile(delivery, 0.5), percentile(delivery, 0.95))
+        out: dict[str, Any] = {
             "label": self.label,
             "db": self.db,
             "nodes": self.nodes,
             "rounds": len(rows),
             "incomplete": len(self.rounds) - len(rows),
-            "round": (percentile(list(col[0]), 0.5), percentile(list(col[0]), 0.95)),
-            "slowest": (percentile(list(col[1]), 0.5), percentile(list(col[1]), 0.95)),
-            "overhead": (percentile(list(col[2]), 0.5), percentile(list(col[2]), 0.95)),
+            "round": (percentile(col[0], 0.5), percentile(col[0], 0.95)),
+            "slowest": (percentile(col[1], 0.5), percentile(col[1], 0.95)),
+            "overhead": overhead,
             "target": target,
-            "delivery": (percentile(delivery, 0.5), percentile(delivery, 0.95)),
+            "delivery": delivered,
             "delivery_from_sent": (
                 percentile(self.deliveries("sent"), 0.5),
                 percentile(self.deliveries("sent"), 0.95),
@@ -189,12 +211,10 @@ class Summary:
             else math.nan,
             "gets": statistics.median(r.gets for r in self.rounds) if self.rounds else math.nan,
             "errors": len(self.errors),
+            "failed_gets": sum(r.failed_gets for r in self.rounds),
         }
-        out["overhead_ratio"] = (out["overhead"][0] / target, out["overhead"][1] / target)
-        out["delivery_ratio"] = (
-            out["delivery"][0] / TARGET_DELIVERY,
-            out["delivery"][1] / TARGET_DELIVERY,
-        )
+        out["overhead_ratio"] = (overhead[0] / target, overhead[1] / target)
+        out["delivery_ratio"] = (delivered[0] / TARGET_DELIVERY, delivered[1] / TARGET_DELIVERY)
         out.update(self.notes)
         return out
 
@@ -211,7 +231,9 @@ def prepare_database(db: str) -> str | None:
 
     conninfo = PG_SERVER.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
     with psycopg.connect(conninfo, autocommit=True) as con:
-        con.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(PG_DATABASE)))
+        con.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(PG_DATABASE))
+        )
         con.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(PG_DATABASE)))
     return f"{PG_SERVER}/{PG_DATABASE}"
 
@@ -264,7 +286,7 @@ async def serving(agg: Aggregator, transport: str, logs: Path) -> AsyncIterator[
         async with app.router.lifespan_context(app):
             client = httpx.AsyncClient(
                 transport=httpx.ASGITransport(app, raise_app_exceptions=False),
-                base_url="http://aggregator.bench"
+                base_url="http://aggregator.bench",
             )
             agg.app = app
             agg.new_client = lambda: client
@@ -295,7 +317,9 @@ async def serving(agg: Aggregator, transport: str, logs: Path) -> AsyncIterator[
         await asyncio.to_thread(service.stop)
 
 
-async def wait_connected(client: httpx.AsyncClient, agg: Aggregator, count: int, timeout: float) -> None:
+async def wait_connected(
+    client: httpx.AsyncClient, agg: Aggregator, count: int, timeout: float
+) -> None:
     headers = {"authorization": f"Bearer {agg.analyst}"}
     deadline = time.monotonic() + timeout
     connected = 0
@@ -321,7 +345,7 @@ async def ask(client: httpx.AsyncClient, agg: Aggregator, spec: QuerySpec) -> Ro
     if response.status_code != 201:
         raise RuntimeError(f"round refused: {response.status_code} {response.text[:300]}")
     result = response.json()
-    gets = 0
+    gets = failed = 0
     while result["state"] != "closed":
         coverage = result["coverage"]
         settled = coverage["total"] - coverage["pending"]
@@ -331,43 +355,69 @@ async def ask(client: httpx.AsyncClient, agg: Aggregator, spec: QuerySpec) -> Ro
             headers=headers,
             timeout=WAIT_SECONDS + 30,
         )
+        gets += 1
+        if response.status_code >= 500:  # counted; the analyst asks again
+            failed += 1
+            await asyncio.sleep(0.5)
+            continue
         response.raise_for_status()
         result = response.json()
-        gets += 1
     closed = time.monotonic()
     coverage = result["coverage"]
     return RoundRecord(
-        result["round_id"], sent, created, closed, gets, coverage["answered"], coverage["total"]
+        result["round_id"],
+        sent,
+        created,
+        closed,
+        gets,
+        coverage["answered"],
+        coverage["total"],
+        failed,
     )
 
 
 async def run_rounds(
-    client: httpx.AsyncClient,
-    agg: Aggregator,
-    rounds: int,
-    pause: float,
-    on_round: Callable[[int], None] | None = None,
-) -> list[RoundRecord]:
+    client: httpx.AsyncClient, agg: Aggregator, rounds: int, pause: float, summary: Summary
+) -> None:
+    """A discarded warm-up round, then ``rounds`` rounds; CPU time of the aggregator process
+    (or, in-process, of this whole process) over the rounds only, pauses excluded."""
     spec = bench_spec()
-    await ask(client, agg, spec)  # warm-up, discarded
+    await ask(client, agg, spec)
     await asyncio.sleep(pause)
-    records = []
-    for i in range(rounds):
-        records.append(await ask(client, agg, spec))
-        if on_round is not None:
-            on_round(i)
+    if SQL is not None:
+        SQL.take()
+    cpu = 0.0
+    for _ in range(rounds):
+        before = cpu_seconds(agg.pid)
+        summary.rounds.append(await ask(client, agg, spec))
+        cpu += cpu_seconds(agg.pid) - before
         await asyncio.sleep(pause)  # every node back in its long-poll, idle
-    return records
+    summary.notes["cpu_ms"] = cpu / max(rounds, 1) * 1000
+    if SQL is not None and agg.pid is None:  # statements per node and round, pauses included
+        per = rounds * summary.nodes
+        counts = SQL.take()
+        summary.notes["sql_per_node_round"] = round(sum(counts.values()) / per, 1)
+        summary.notes["sql_kinds"] = {k: round(v / per, 2) for k, v in counts.most_common(12)}
 
 
 # -- simulated nodes ------------------------------------------------------------------------------
 
 
 async def run_simulated(
-    nodes: int, rounds: int, transport: str, db: str, work: Path, memory: bool, profile: Path | None
+    nodes: int,
+    rounds: int,
+    transport: str,
+    db: str,
+    work: Path,
+    memory: bool,
+    profile: Path | None,
+    variants: tuple[str, ...] = (),
 ) -> Summary:
     label = f"simulated, {'in-process (ASGI)' if transport == 'asgi' else 'aggregator process'}"
+    if variants:
+        label += " + " + " + ".join(variants)
     summary = Summary(label, "simulated", transport, db, nodes)
+    summary.notes["load_before"] = os.getloadavg()[0]
     agg = await init_aggregator(work / "aggregator", db)
     started = time.monotonic()
     identities = await enrol(agg.settings.database_url, nodes)
@@ -408,7 +458,7 @@ async def run_simulated(
                 profiler = cProfile.Profile()
                 profiler.enable()
             if rounds:
-                summary.rounds = await run_rounds(analyst, agg, rounds, pause=0.3)
+                await run_rounds(analyst, agg, rounds, 0.3, summary)
             if profiler is not None:
                 profiler.disable()
                 profiler.dump_stats(str(profile))
@@ -501,19 +551,38 @@ async def join_real(agg: Aggregator, homes: list[Any]) -> None:
             try:
                 key = load_signing_key(settings.signing_key_path)
                 await join(
-                    settings, make_sessionmaker(engine), key, agg.base, response.json()["code"], client
+                    settings,
+                    make_sessionmaker(engine),
+                    key,
+                    agg.base,
+                    response.json()["code"],
+                    client,
                 )
             finally:
                 engine.dispose()
 
 
-def start_real_node(settings: Any, logs: Path) -> Any:
-    from publieksdata.processes import Service, free_port
+_next_port = 20_000 + os.getpid() % 5_000
 
-    port = free_port()
+
+def listen_port() -> int:
+    """A free port below the ephemeral range (32768+ on Linux), so that the many outgoing
+    connections of a large run cannot take it between this check and the node's bind."""
+    global _next_port
+    while True:
+        _next_port += 1
+        with contextlib.suppress(OSError), socket.socket() as probe:
+            probe.bind(("127.0.0.1", _next_port))
+            return _next_port
+
+
+def start_real_node(settings: Any, logs: Path) -> Any:
+    from publieksdata.processes import Service
+
+    port = listen_port()
     log = logs / f"{settings.home.name}.log"
     with log.open("ab") as handle:
-        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -553,6 +622,7 @@ async def run_real(nodes: int, rounds: int, db: str, work: Path, rows: int) -> S
     from publieksdata.processes import Supervisor
 
     summary = Summary("real node processes", "real", "process", db, nodes)
+    summary.notes["load_before"] = os.getloadavg()[0]
     started = time.monotonic()
     homes = await asyncio.to_thread(prepare_real_nodes, work, nodes, rows)
     summary.notes["prepare_s"] = time.monotonic() - started
@@ -570,7 +640,7 @@ async def run_real(nodes: int, rounds: int, db: str, work: Path, rows: int) -> S
             async with agg.new_client() as analyst:
                 await wait_connected(analyst, agg, nodes, timeout=180)
                 summary.notes["start_s"] = time.monotonic() - started
-                summary.rounds = await run_rounds(analyst, agg, rounds, pause=0.5)
+                await run_rounds(analyst, agg, rounds, 0.5, summary)
             rss = [status_kb(s.process.pid, "VmRSS") / 1024 for s in services]
             summary.notes["node_rss_mb"] = statistics.median(rss)
             summary.notes["rss_after_mb"] = status_kb(agg.pid or 0, "VmRSS") / 1024
@@ -615,17 +685,21 @@ def latency_table(stats: list[dict[str, Any]]) -> list[str]:
 
 def detail_table(stats: list[dict[str, Any]]) -> list[str]:
     lines = [
-        "| nodes | kind | db | POST /v1/rounds ms (median) | delivery from POST sent ms p50 / p95 | "
-        "last node's delivery ms (median) | analyst GETs per round (median) | "
-        "simulated nodes' own CPU per round ms | errors |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|",
+        "| nodes | kind | db | POST /v1/rounds ms (median) | "
+        "delivery from POST sent ms p50 / p95 | last node's delivery ms (median) | "
+        "analyst GETs per round (median) | "
+        "CPU per round ms (per node) | simulated nodes' own CPU per round ms | "
+        "errors (nodes / analyst 5xx) |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for s in stats:
         busy = s.get("sim_busy_ms")
+        cpu = s.get("cpu_ms", math.nan)
         lines.append(
             f"| {s['nodes']:,} | {s['label']} | {s['db']} | {ms(s['post'])} | "
             f"{pair(s['delivery_from_sent'])} | {ms(s['last_delivery'])} | {s['gets']:.0f} | "
-            f"{'–' if busy is None else f'{busy:,.0f}'} | {s['errors']} |"
+            f"{cpu:,.0f} ({cpu / s['nodes']:.1f}) | "
+            f"{'–' if busy is None else f'{busy:,.0f}'} | {s['errors']} / {s['failed_gets']} |"
         )
     return lines
 
@@ -681,7 +755,8 @@ async def main_async(args: argparse.Namespace) -> list[Summary]:
             for nodes in args.real:
                 print(f"real: {nodes} node processes, {db} …", flush=True)
                 work = root / f"real-{db}-{nodes}"
-                summaries.append(await run_real(nodes, args.rounds, db, work, args.rows))
+                rounds = args.rounds if nodes <= 100 else args.rounds_large
+                summaries.append(await run_real(nodes, rounds, db, work, args.rows))
                 print("  " + latency_table([summaries[-1].stats()])[-1], flush=True)
             for transport in args.transport.split(","):
                 for nodes in args.nodes:
@@ -689,9 +764,10 @@ async def main_async(args: argparse.Namespace) -> list[Summary]:
                     work = root / f"sim-{transport}-{db}-{nodes}"
                     memory = args.memory and transport == "process" and nodes == max(args.nodes)
                     profile = args.profile if nodes == max(args.nodes) else None
+                    rounds = args.rounds if nodes <= 100 else args.rounds_large
                     summaries.append(
                         await run_simulated(
-                            nodes, args.rounds, transport, db, work, memory, profile
+                            nodes, rounds, transport, db, work, memory, profile, tuple(args.variant)
                         )
                     )
                     print("  " + latency_table([summaries[-1].stats()])[-1], flush=True)
@@ -699,9 +775,7 @@ async def main_async(args: argparse.Namespace) -> list[Summary]:
                 nodes = max(args.nodes)
                 print(f"memory: {nodes} simulated nodes against the aggregator process …")
                 work = root / f"memory-{db}-{nodes}"
-                summaries.append(
-                    await run_simulated(nodes, 0, "process", db, work, True, None)
-                )
+                summaries.append(await run_simulated(nodes, 0, "process", db, work, True, None))
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -715,17 +789,42 @@ def main() -> None:
     parser.add_argument("--nodes", type=_ints, default=[10, 50, 100, 1000])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument(
+        "--rounds-large", type=int, default=5, help="rounds for more than 100 nodes"
+    )
+    parser.add_argument(
         "--real", type=_ints, default=[], help="node counts to run as real node processes too"
     )
     parser.add_argument("--rows", type=int, default=2000, help="tickets per real node")
     parser.add_argument("--transport", default="asgi", help="asgi, process or both (comma)")
     parser.add_argument("--db", default="sqlite", help="sqlite, postgres or both (comma)")
     parser.add_argument("--memory", action="store_true")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        choices=VARIANTS,
+        help="apply a proposed aggregator change in-process (ASGI only; see round_variants)",
+    )
+    parser.add_argument(
+        "--count-sql", action="store_true", help="count the in-process aggregator's statements"
+    )
     parser.add_argument("--profile", type=Path, help="cProfile the largest simulated run (ASGI)")
     parser.add_argument("--work", type=Path, default=None, help="parent of the scratch directory")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     parser.add_argument("--json", type=Path, help="also write the summaries as JSON")
     args = parser.parse_args()
+    if args.count_sql:
+        if args.variant or args.transport != "asgi":
+            parser.error("--count-sql counts the shipped in-process aggregator only")
+        global SQL
+        SQL = StatementCounter()
+        SQL.install()
+    if args.variant:
+        if args.real or args.transport != "asgi" or args.memory:
+            parser.error("--variant patches this process: only with --transport asgi")
+        apply_variants(args.variant)
+    # An in-process aggregator logs every failed request; they are counted in the tables.
+    logging.getLogger("publieksdata").setLevel(logging.CRITICAL)
 
     limit = raise_fd_limit(4 * max(args.nodes + args.real) + 256)
     header = [
@@ -749,8 +848,9 @@ def main() -> None:
     for s in summaries:
         extra = {k: v for k, v in s.stats().items() if k in s.notes}
         print(f"{s.nodes} {s.label} {s.db}: {json.dumps(extra, default=str)}")
-        for error in s.errors[:5]:
-            print(f"  error: {error}")
+        kinds = Counter(error.split(": ", 1)[-1][:60] for error in s.errors)
+        for kind, count in kinds.most_common(6):
+            print(f"  node-side error x{count}: {kind}")
     if args.json:
         args.json.write_text(json.dumps([s.stats() for s in summaries], indent=1, default=str))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from aggregator.services import enrolment
 from aggregator.storage.db import make_async_engine, make_async_sessionmaker
+from node.connector import Backoff
 from protocol import catalogue
 from protocol.messages import (
     ANSWER,
@@ -55,6 +56,7 @@ from protocol.signing import (
 )
 
 JSON = {"content-type": "application/json"}
+BACKOFF = Backoff()  # the connector's full-jitter backoff (0.5 s base, 30 s cap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +163,6 @@ class SimNode:
         self.budget = BudgetStatus(period="bench", cap_rho=100.0, spent_rho=0.0)
         self.policy = PolicySummary(max_cells=20_000, max_rho_per_query=0.5)
         self.in_flight: dict[str, asyncio.Task[None]] = {}
-        self.polled = asyncio.Event()  # set once a poll was answered
 
     def _poll_body(self) -> str:
         report = NodeReport(
@@ -192,23 +193,32 @@ class SimNode:
         )
         if response.status_code != 200:
             raise RuntimeError(f"poll: HTTP {response.status_code} {response.text[:200]}")
-        self.polled.set()
         for document in response.json().get("tasks", []):
             task_id = str(document.get("payload", {}).get("task_id", ""))
             if task_id and task_id not in self.in_flight:
                 handler = asyncio.create_task(self.handle(document))
                 self.in_flight[task_id] = handler
-                handler.add_done_callback(lambda _t, tid=task_id: self.in_flight.pop(tid, None))
+                handler.add_done_callback(self._forget(task_id))
+
+    def _forget(self, task_id: str) -> Callable[[asyncio.Task[None]], None]:
+        def forget(_handler: asyncio.Task[None]) -> None:
+            self.in_flight.pop(task_id, None)
+
+        return forget
 
     async def run(self) -> None:
+        attempt = 0
         while True:
             try:
                 await self.poll_once()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # keep polling, as the real connector does
+            except Exception as exc:  # keep polling with backoff, as the real connector does
                 self.log.errors.append(f"{self.identity.node_id}: {type(exc).__name__}: {exc}")
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(BACKOFF.delay(attempt))
+                attempt += 1
+            else:
+                attempt = 0
 
     def _answer(self, document: dict[str, Any]) -> tuple[Task, bytes]:
         envelope = Envelope.model_validate(document)
@@ -248,16 +258,31 @@ class SimNode:
         self.log.busy += time.perf_counter() - started
         timing = Timing(self.identity.node_id, task.round_id, received, ready)
         self.log.add(timing)
-        try:
-            response = await self.client.post(
-                f"{self.base}/v1/node/tasks/{task.task_id}/result", content=body, headers=JSON
-            )
-        except httpx.HTTPError as exc:
-            self.log.errors.append(f"{self.identity.node_id}: result: {type(exc).__name__}")
-            return
-        timing.status = response.status_code
-        if response.status_code != 200:
-            self.log.errors.append(f"{self.identity.node_id}: result HTTP {response.status_code}")
+        await self._deliver(task, body, timing)
+
+    async def _deliver(self, task: Task, body: bytes, timing: Timing) -> None:
+        """Post the answer; on a network error or a 5xx retry with the connector's backoff
+        until the task's deadline (as ``Connector._deliver``). Each failure is logged."""
+        attempt = 0
+        url = f"{self.base}/v1/node/tasks/{task.task_id}/result"
+        while datetime.now(UTC) < task.deadline:
+            try:
+                response = await self.client.post(url, content=body, headers=JSON)
+            except httpx.HTTPError as exc:
+                self.log.errors.append(f"{self.identity.node_id}: result: {type(exc).__name__}")
+            else:
+                timing.status = response.status_code
+                if response.status_code < 500:
+                    if response.status_code != 200:
+                        self.log.errors.append(
+                            f"{self.identity.node_id}: result HTTP {response.status_code}"
+                        )
+                    return
+                self.log.errors.append(
+                    f"{self.identity.node_id}: result HTTP {response.status_code}"
+                )
+            await asyncio.sleep(BACKOFF.delay(attempt))
+            attempt += 1
 
 
 @contextlib.asynccontextmanager

@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -49,6 +50,11 @@ INSTITUTIONS = (
     ("library", "Openbare Bibliotheek Zuid"),
 )
 CHILD_ENV = {"PUBLIEKSDATA_LOG_LEVEL": "warning"}
+
+
+class Lang(StrEnum):
+    NL = "nl"
+    EN = "en"
 
 
 @dataclass
@@ -190,7 +196,7 @@ def demo(
     rho: Annotated[float, typer.Option(min=0.01, max=0.5, help="Privacy cost of the report.")] = (
         0.25
     ),
-    lang: Annotated[str, typer.Option(help="Labels in nl or en.")] = "nl",
+    lang: Annotated[Lang, typer.Option(help="Table labels in nl or en.")] = Lang.NL,
 ) -> None:
     """Run a whole federation on this machine: an aggregator and N institutions' nodes as real
     processes, joined with invite codes, answering the standard sector report."""
@@ -225,6 +231,7 @@ def demo(
                 while all(s.alive() for s in supervisor.services):
                     time.sleep(0.5)
                 console.print("[red]A process stopped; shutting the federation down.[/]")
+                raise typer.Exit(1)
         except ServiceFailed as exc:
             console.print(f"[bold red]Error:[/] {exc}")
             raise typer.Exit(1) from None

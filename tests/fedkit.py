@@ -17,7 +17,8 @@ from sqlalchemy import Engine
 from aggregator.app import create_app as create_aggregator
 from aggregator.home import init_home as init_aggregator_home
 from aggregator.services.tokens import Role, create_token
-from aggregator.settings import ENV_FILE as AGG_ENV, AggregatorSettings
+from aggregator.settings import ENV_FILE as AGG_ENV
+from aggregator.settings import AggregatorSettings
 from aggregator.storage.db import make_async_engine, make_async_sessionmaker
 from node.app import create_app as create_node
 from node.identity import load_signing_key

@@ -32,6 +32,7 @@ import httpx
 import pytest
 import typer
 
+from aggregator.settings import AggregatorSettings
 from node import cli as node_cli
 from node.errors import CATALOGUE as ERROR_CATALOGUE
 from node.privacy.noise import zcdp_to_epsilon
@@ -198,6 +199,7 @@ OWN_PAGES = [
     TUTORIAL,
     PRIVACY,
     DOCS / "explanation" / "architecture.md",
+    DOCS / "explanation" / "threat-model.md",
     CONFIGURATION,
     CLI_REFERENCE,
     QUERY_SPEC,
@@ -237,7 +239,13 @@ def test_links_resolve(page: Path) -> None:
 
 def test_every_setting_is_documented() -> None:
     text = CONFIGURATION.read_text("utf-8")
-    names = [f"PUBLIEKSDATA_NODE_{field.upper()}" for field in NodeSettings.model_fields]
+    names: list[str] = []
+    for settings, prefix in (
+        (NodeSettings, "PUBLIEKSDATA_NODE_"),
+        (AggregatorSettings, "PUBLIEKSDATA_AGGREGATOR_"),
+    ):
+        assert settings.model_config.get("env_prefix") == prefix, settings.__name__
+        names += [f"{prefix}{field.upper()}" for field in settings.model_fields]
     names += [
         "PUBLIEKSDATA_TESTING",
         "PUBLIEKSDATA_REQUIRE_POSTGRES",

@@ -122,18 +122,21 @@ def test_an_aggregator_crash_mid_round_loses_no_answer(tmp_path: Path) -> None:
             f"{aggregator.url}/v1/rounds", json={**ask, "deadline_seconds": 120}, headers=headers
         )
         short_round = httpx.post(
-            f"{aggregator.url}/v1/rounds", json={**ask, "deadline_seconds": 4}, headers=headers
+            f"{aggregator.url}/v1/rounds", json={**ask, "deadline_seconds": 8}, headers=headers
         )
         assert long_round.status_code == short_round.status_code == 201, long_round.text
         long_id, short_id = long_round.json()["round_id"], short_round.json()["round_id"]
         _until(
-            lambda: _get_round(aggregator.url, analyst, long_id).coverage.answered == 1,
+            lambda: all(
+                _get_round(aggregator.url, analyst, r).coverage.answered == 1
+                for r in (long_id, short_id)
+            ),
             30,
-            "the first node's answer",
+            "the first node's answers to both rounds",
         )
 
         aggregator.kill()  # a crash: no shutdown handlers run
-        time.sleep(4.5)  # the short round's deadline passes while the aggregator is down
+        time.sleep(8.5)  # the short round's deadline passes while the aggregator is down
         aggregator = supervisor.add(_aggregator(agg.home, port, logs / "agg2.log"))
         aggregator.wait_healthy(30)
 

@@ -7,6 +7,7 @@ and reloaded from the database on every change this process makes and every ``re
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ class NodeKeys:
         self.refresh = refresh
         self._by_key_id: dict[str, NodeKey] = {}
         self._loaded_at = 0.0
+        self._reloading = asyncio.Lock()
 
     async def load(self) -> None:
         async with self.factory() as session:
@@ -47,8 +49,12 @@ class NodeKeys:
         self._loaded_at = time.monotonic()
 
     async def fresh(self) -> None:
-        if time.monotonic() - self._loaded_at > self.refresh:
-            await self.load()
+        """Reload when stale; concurrent polls share one reload instead of each doing it."""
+        if time.monotonic() - self._loaded_at <= self.refresh:
+            return
+        async with self._reloading:
+            if time.monotonic() - self._loaded_at > self.refresh:
+                await self.load()
 
     def get(self, key_id: str) -> NodeKey | None:
         return self._by_key_id.get(key_id)

@@ -61,18 +61,26 @@ def merge_measures(spec: QuerySpec, answers: Sequence[QueryAnswer]) -> tuple[Mea
     for measure in spec.measures:
         results = [answer.measure(measure) for answer in answers]
         totals = tuple(map(sum, zip(*(r.values for r in results), strict=True)))
-        se = math.sqrt(math.fsum(r.noise_sd**2 for r in results))
-        half = Z95 * se
-        merged.append(
-            MeasureEstimate(
-                measure=measure,
-                estimates=totals,
-                standard_errors=(se,) * len(totals),
-                lower=tuple(t - half for t in totals),
-                upper=tuple(t + half for t in totals),
-            )
-        )
+        merged.append(estimates(measure, totals, math.fsum(r.noise_sd**2 for r in results)))
     return tuple(merged)
+
+
+def estimates(measure: Measure, totals: Sequence[int], variance: float) -> MeasureEstimate:
+    """Per-cell sums with the noise variance every cell shares, as estimates and intervals.
+
+    Independent rounds pass the sum of the answers' variances; secure rounds the sum of the
+    noise shares' variances of the nodes whose vectors are in the secure sum.
+    """
+    se = math.sqrt(variance)
+    half = Z95 * se
+    values = tuple(int(t) for t in totals)
+    return MeasureEstimate(
+        measure=measure,
+        estimates=values,
+        standard_errors=(se,) * len(values),
+        lower=tuple(t - half for t in values),
+        upper=tuple(t + half for t in values),
+    )
 
 
 def ratio(

@@ -39,7 +39,7 @@ from node.storage.db import (
 )
 from node.view import answer_table, margin_table
 from protocol.messages import QueryAnswer, QueryRequest, Refusal
-from protocol.query import QuerySpec
+from protocol.query import Mode, QuerySpec
 from protocol.reports import REPORTS, report, year_period
 from protocol.signing import fingerprint, public_key_from_text, public_key_to_text, verify_once
 
@@ -351,8 +351,12 @@ def build_spec(
             return QuerySpec.model_validate_json(spec_file.read_text("utf-8"))
         assert report_name is not None
         code_list = tuple(c.strip() for c in codes.split(",")) if codes else None
-        return report(report_name).build(
-            period=year_period(year), rho=rho, epsilon=epsilon, codes=code_list
+        return report(report_name).build(  # one node, answered directly: independent mode
+            period=year_period(year),
+            rho=rho,
+            epsilon=epsilon,
+            codes=code_list,
+            mode=Mode.INDEPENDENT,
         )
     except OSError as exc:
         raise fail(f"cannot read {spec_file}: {exc.strerror}") from None

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from node.link import AggregatorLink, save_link
 from node.services.answering import Answered, Answerer
+from node.services.secure import SecureParty
 from node.services.trust import trust_key, untrust_key
 from node.settings import NodeSettings
 from protocol import catalogue
@@ -37,6 +38,7 @@ from protocol.messages import (
     BudgetStatus,
     KeyRotation,
     NodeReport,
+    Phase,
     PolicySummary,
     Poll,
     Task,
@@ -116,6 +118,7 @@ class Connector:
         self.status = ConnectorStatus()
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._rejected = _Rejected()
+        self.secure = SecureParty(answerer)
 
     # --- polling ----------------------------------------------------------------------------
 
@@ -130,6 +133,9 @@ class Connector:
                 max_cells=self.settings.max_cells,
                 max_rho_per_query=self.settings.max_rho_per_query,
                 allowed_dimensions=tuple(allowed) if allowed is not None else None,
+                secure_max_worst_rho=(
+                    self.settings.secure_max_worst_rho if self.settings.secure_answers else 0.0
+                ),
             ),
             software=SOFTWARE,
         )
@@ -249,6 +255,10 @@ class Connector:
             return
         if task.deadline <= datetime.now(UTC):
             self._rejected.add(task.task_id)
+            return
+        if task.phase is not Phase.QUERY:
+            body = await to_thread.run_sync(self.secure.handle, task, envelope.key_id)
+            await self._deliver(task, body)
             return
         outcome = await to_thread.run_sync(self.answerer.answer, task.request, envelope.key_id)
         if isinstance(outcome, Answered):

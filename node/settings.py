@@ -41,6 +41,11 @@ class NodeSettings(BaseSettings):
     max_rho_per_query: float = Field(default=0.5, gt=0, le=10)
     max_visits_per_person: int = Field(default=100, ge=1, le=1_000)
     allowed_dimensions: list[str] | None = None
+    # Secure rounds: refuse any whose worst-case ρ (this node's own noise share alone, if the
+    # aggregator colludes with all the other nodes) exceeds this. It grows with the threshold t
+    # (about t·ρ): 10 admits ρ = 0.1 at the sector's 90 institutions (t = 60, worst case 6).
+    secure_max_worst_rho: float = Field(default=10.0, gt=0, le=1000)
+    secure_answers: bool = True  # False: refuse every secure round
 
     # Transport.
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)

@@ -8,7 +8,7 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from protocol.query import QuerySpec
+from protocol.query import Mode, QuerySpec
 
 
 class _Model(BaseModel):
@@ -25,6 +25,7 @@ class ReportRequest(_Model):
     rho: Annotated[float, Field(gt=0, le=10)] | None = None
     epsilon: Annotated[float, Field(gt=0, le=20)] | None = None
     codes: Annotated[tuple[str, ...], Field(max_length=5000)] | None = None
+    mode: Mode | None = None  # default: secure under rho, independent under epsilon
 
 
 class RoundRequest(_Model):
@@ -34,7 +35,8 @@ class RoundRequest(_Model):
     report: ReportRequest | None = None
     nodes: Annotated[tuple[str, ...], Field(min_length=1, max_length=5000)] | None = None
     deadline_seconds: Annotated[int, Field(ge=1)] | None = None
-    quorum: Annotated[int, Field(ge=1)] | None = None
+    quorum: Annotated[int, Field(ge=1)] | None = None  # independent rounds
+    threshold: Annotated[int, Field(ge=2)] | None = None  # secure rounds: t (default ⌈2N/3⌉)
 
     @model_validator(mode="after")
     def _one_question(self) -> Self:

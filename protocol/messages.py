@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -84,6 +84,8 @@ class RefusalReason(StrEnum):
     POLICY_COST = "policy_cost_too_high"
     POLICY_MODE = "policy_mode_not_supported"
     QUERY_ID_REUSED = "query_id_reused"
+    POLICY_SECURE_WORST_CASE = "policy_secure_worst_case_too_high"
+    SECURE_PROTOCOL = "secure_protocol_violation"
 
 
 class Refusal(_Frozen):
@@ -124,6 +126,7 @@ class PolicySummary(_Frozen):
     max_cells: int
     max_rho_per_query: float
     allowed_dimensions: tuple[str, ...] | None = None
+    secure_max_worst_rho: float | None = None  # refuses secure rounds whose worst case exceeds it
 
 
 class NodeReport(_Frozen):
@@ -145,6 +148,121 @@ class Poll(_Frozen):
     in_flight: Annotated[tuple[str, ...], Field(max_length=1000)] = ()
 
 
+# --- Secure aggregation (design §9; protocol/secagg.py) ---------------------------------------
+
+SECAGG_KEYS = "secagg_keys"
+SECAGG_SHARES = "secagg_shares"
+SECAGG_MASKED = "secagg_masked"
+SECAGG_REVEAL = "secagg_reveal"
+SECAGG_TYPES = (SECAGG_KEYS, SECAGG_SHARES, SECAGG_MASKED, SECAGG_REVEAL)
+
+PublicText = Annotated[str, Field(min_length=40, max_length=64)]
+Sealed = Annotated[str, Field(min_length=20, max_length=400)]
+ShareValue = Annotated[str, Field(pattern=r"^[0-9]{1,160}$")]  # a GF(p) element in decimal
+
+
+class Phase(StrEnum):
+    """What a task asks of a node. Independent rounds have one phase; secure rounds four."""
+
+    QUERY = "query"
+    KEYS = "keys"  # advertise ephemeral keys
+    SHARES = "shares"  # Shamir-share the seeds to the peers
+    MASK = "mask"  # submit the masked, noisy vector
+    UNMASK = "unmask"  # reveal the shares that remove the masks
+
+
+class SecAggKeys(_Frozen):
+    """Phase 1, signed by the node's long-term key: its two ephemeral X25519 public keys."""
+
+    round_id: str
+    query_id: str
+    query_hash: str
+    node_key_id: KeyId
+    c_public: PublicText  # encrypts the shares sent to this node
+    s_public: PublicText  # agrees the pairwise mask seeds
+
+
+class SecAggPeer(_Frozen):
+    """A peer as the aggregator relays it: its enrolled key and its signed phase-1 message."""
+
+    node_key_id: KeyId
+    public_key: PublicText  # the peer's long-term Ed25519 key, as enrolled
+    keys: dict[str, Any]  # the peer's SECAGG_KEYS envelope, verbatim
+
+
+class SecAggSetup(_Frozen):
+    """Phase 2 task data: every node that advertised keys (this one too), the set U1."""
+
+    peers: Annotated[tuple[SecAggPeer, ...], Field(max_length=2000)]
+
+
+class SecAggShares(_Frozen):
+    """Phase 2 answer: per peer, ChaCha20-Poly1305 of this node's shares of ``s`` and ``b``."""
+
+    round_id: str
+    query_id: str
+    node_key_id: KeyId
+    sealed: dict[KeyId, Sealed]
+    b_commitment: Annotated[
+        str, Field(pattern=r"^[0-9a-f]{64}$")
+    ]  # SHA-256 of b, checked at the end
+
+
+class SecAggMaskTask(_Frozen):
+    """Phase 3 task data: the sealed shares addressed to this node, by sender (the set U2)."""
+
+    sealed: dict[KeyId, Sealed]
+
+
+class SecureMeasure(_Frozen):
+    """One measure of a secure answer: how this node's noise share was drawn and what it costs."""
+
+    measure: Measure
+    scale: float  # σᵢ of this node's discrete Gaussian share
+    noise_sd: float  # exact SD of the share
+    sensitivity_l1: float
+    sensitivity_l2: float
+    rho: float  # ρ of this measure if at least ``threshold`` honest nodes' shares are in the sum
+    rho_worst: float  # ρ of this node's own share alone (the assumption fails)
+
+
+class SecAggMasked(_Frozen):
+    """Phase 3 answer: the masked vector (all measures, concatenated), never readable alone."""
+
+    round_id: str
+    query_id: str
+    query_hash: str
+    catalogue_version: str
+    answered_at: datetime
+    node_key_id: KeyId
+    threshold: int
+    length: int
+    vector: Annotated[str, Field(max_length=2_000_000)]  # base64url of little-endian uint64
+    measures: tuple[SecureMeasure, ...]
+    privacy: PrivacySpent  # under the assumption
+    rho_worst: float  # the whole answer's ρ if the assumption fails
+    budget: BudgetStatus
+    noise: bool = True
+    bad_shares: tuple[KeyId, ...] = ()  # senders whose sealed shares did not open
+
+
+class SecAggUnmaskTask(_Frozen):
+    """Phase 4 task data: the nodes whose masked vectors the aggregator holds (the set U3)."""
+
+    survivors: Annotated[tuple[KeyId, ...], Field(max_length=2000)]
+
+
+class SecAggReveal(_Frozen):
+    """Phase 4 answer: ``b`` shares of survivors and ``s`` shares of dropped peers, never both."""
+
+    round_id: str
+    query_id: str
+    node_key_id: KeyId
+    x: int  # this node's Shamir position
+    b_shares: dict[KeyId, ShareValue]
+    s_shares: dict[KeyId, ShareValue]
+
+
 class Task(_Frozen):
     """One node's share of a round, signed by the aggregator when it is handed over."""
 
@@ -153,6 +271,11 @@ class Task(_Frozen):
     node_key_id: KeyId  # the one node this task is for
     deadline: datetime
     request: QueryRequest
+    phase: Phase = Phase.QUERY
+    setup: SecAggSetup | None = None  # phase SHARES
+    mask: SecAggMaskTask | None = None  # phase MASK
+    unmask: SecAggUnmaskTask | None = None  # phase UNMASK
+    threshold: Annotated[int, Field(ge=2)] | None = None  # secure rounds: t
 
 
 KEY_ROTATION = "key_rotation"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from protocol.query import Bounds, Measure, Mechanism, Period, Privacy, QuerySpec
+from protocol.query import Bounds, Measure, Mechanism, Mode, Period, Privacy, QuerySpec
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,10 @@ class ReportTemplate:
         epsilon: float | None = None,
         codes: tuple[str, ...] | None = None,
         query_id: str | None = None,
+        mode: Mode | None = None,
     ) -> QuerySpec:
+        """The report as a query. Secure mode is the default under a ρ budget; a pure-ε
+        (Laplace) budget can only be answered in independent mode."""
         if rho is not None and epsilon is not None:
             raise ValueError("give rho or epsilon, not both")
         privacy = (
@@ -58,6 +61,10 @@ class ReportTemplate:
                     f"report {self.name!r} needs the {self.needs_domain} codes to report on"
                 )
             domains[self.needs_domain] = codes
+        if mode is None:
+            mode = Mode.INDEPENDENT if epsilon is not None else Mode.SECURE
+        if mode is Mode.SECURE and epsilon is not None:
+            raise ValueError("secure mode needs a rho (zCDP) budget, not epsilon")
         extra: dict[str, Any] = {} if query_id is None else {"query_id": query_id}
         return QuerySpec(
             title=self.title_en,
@@ -67,6 +74,7 @@ class ReportTemplate:
             measures=self.measures,
             bounds=self.bounds,
             privacy=privacy,
+            mode=mode,
             **extra,
         )
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from protocol.query import Measure, QuerySpec
+from protocol.query import Measure, Mode, QuerySpec
 
 Z95 = 1.959963984540054
 
@@ -91,6 +91,10 @@ class RoundResult(_Frozen):
     measures: tuple[MeasureEstimate, ...] = ()  # empty until closed with the quorum met
     ratios: tuple[RatioEstimate, ...] = ()
     confidence: float = 0.95
+    mode: Mode = Mode.INDEPENDENT
+    threshold: int | None = None  # secure rounds: t
+    phase: str | None = None  # secure rounds: the phase under way
+    failure: str | None = None  # secure rounds: why no sum was released
 
     def measure(self, measure: Measure | str) -> MeasureEstimate:
         for estimate in self.measures:

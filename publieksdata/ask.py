@@ -30,6 +30,7 @@ from aggregator.client import (
 from aggregator.client.result import Estimate
 from node.cli import fail
 from protocol.catalogue import DIMENSIONS
+from protocol.query import Mode as AskMode
 from protocol.query import QuerySpec
 from protocol.reports import REPORTS
 from publieksdata.render import coverage_table, reason_text
@@ -68,15 +69,16 @@ def _question(
     rho: float | None,
     epsilon: float | None,
     codes: str | None,
+    mode: str | None = None,
 ) -> tuple[QuerySpec | None, AskOptions, tuple[str, ...]]:
     """The spec or report options to send, and the dimensions the answer will be grouped by."""
     if (spec is None) == (report is None):
         raise typer.BadParameter("give a SPEC file or --report NAME", param_hint="SPEC / --report")
     if spec is not None:
-        if any(v is not None for v in (year, start, end, rho, epsilon, codes)):
+        if any(v is not None for v in (year, start, end, rho, epsilon, codes, mode)):
             raise typer.BadParameter(
-                "these go with --report; a spec file states its own period, cost and codes",
-                param_hint="--year, --start, --end, --rho, --epsilon, --codes",
+                "these go with --report; a spec file states its own period, cost, codes and mode",
+                param_hint="--year, --start, --end, --rho, --epsilon, --codes, --mode",
             )
         try:
             query = QuerySpec.model_validate_json(spec.read_text("utf-8"))
@@ -104,6 +106,7 @@ def _question(
         "rho": rho,
         "epsilon": epsilon,
         "codes": tuple(c.strip() for c in codes.split(",") if c.strip()) if codes else None,
+        "mode": mode,
     }
     return None, options, REPORTS[report].group_by
 
@@ -217,6 +220,17 @@ def ask(
     node: Annotated[list[str] | None, typer.Option(help="Ask only this node id (repeat).")] = None,
     deadline: Annotated[int | None, typer.Option(min=1, help="Seconds to answer.")] = None,
     quorum: Annotated[int | None, typer.Option(min=1, help="Answers needed for a result.")] = None,
+    mode: Annotated[
+        AskMode | None,
+        typer.Option(
+            help="secure: the aggregator sees only the sum (default under --rho); independent: "
+            "every node adds full noise."
+        ),
+    ] = None,
+    threshold: Annotated[
+        int | None,
+        typer.Option(min=2, help="Secure mode: nodes that must stay to the end (default ⌈2N/3⌉)."),
+    ] = None,
     shares: Annotated[str | None, typer.Option(help="Show shares along this dimension.")] = None,
     lang: Annotated[str, typer.Option(help="Labels in nl or en.")] = "nl",
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Write the cells as CSV.")] = None,
@@ -227,7 +241,9 @@ def ask(
     """Ask every institution's node a question through the aggregator; show the merged answer."""
     if lang not in ("nl", "en"):
         raise typer.BadParameter("choose nl or en", param_hint="--lang")
-    query, options, group_by = _question(spec, report, year, start, end, rho, epsilon, codes)
+    query, options, group_by = _question(
+        spec, report, year, start, end, rho, epsilon, codes, mode.value if mode else None
+    )
     if shares is not None and shares not in group_by:
         raise typer.BadParameter(
             f"the answer is grouped by {', '.join(group_by) or 'nothing'}", param_hint="--shares"
@@ -252,6 +268,7 @@ def ask(
         options["nodes"] = nodes or None
         options["deadline_seconds"] = deadline
         options["quorum"] = quorum
+        options["threshold"] = threshold
         options["progress"] = lambda done, total: progress.update(task, completed=done, total=total)
         try:
             result = client.ask(query, **options)
@@ -273,6 +290,13 @@ def ask(
     console.print(coverage_table(result.raw, lang=lang))
     if not result.raw.noise:
         console.print("[bold red]Exact figures:[/] noise was switched off (testing only).")
+    if result.raw.failure is not None:
+        raise fail(
+            f"the secure round failed ({result.raw.failure}): too few nodes stayed to the end "
+            f"(threshold {result.raw.threshold}), so nothing was released"
+            + (f"; {csv_file} was not written" if csv_file is not None else ""),
+            EXIT_REFUSED,
+        )
     if not result.quorum_met:
         c = result.coverage
         raise fail(

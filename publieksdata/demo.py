@@ -34,6 +34,7 @@ from node.home import init_home as init_node
 from node.identity import load_secret, load_signing_key
 from node.services.joining import join
 from node.storage.db import make_engine, make_sessionmaker
+from protocol.query import Mode
 from protocol.reports import report, year_period
 from protocol.results import RoundResult
 from publieksdata.processes import Service, ServiceFailed, Supervisor, free_port, start
@@ -152,11 +153,11 @@ def _wait_connected(url: str, analyst: str, count: int, timeout: float = 40) -> 
     raise ServiceFailed(f"not all {count} nodes connected within {timeout:g} s")
 
 
-def _ask(url: str, analyst: str, rho: float) -> RoundResult:
+def _ask(url: str, analyst: str, rho: float, mode: Mode) -> RoundResult:
     """The standard report for the demo year, through the analysts' Python client."""
     from aggregator.client import Client, ClientError
 
-    spec = report("standard").build(period=year_period(YEAR), rho=rho)
+    spec = report("standard").build(period=year_period(YEAR), rho=rho, mode=mode)
     with Client(url, analyst, timeout=70) as client, _progress() as bar:
         task = bar.add_task("5. Wachten op de antwoorden", total=None)
         try:
@@ -197,10 +198,19 @@ def demo(
         0.25
     ),
     lang: Annotated[Lang, typer.Option(help="Table labels in nl or en.")] = Lang.NL,
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            help="secure: the aggregator sees only the sector sum (needs 2 or more nodes); "
+            "independent: each node adds full noise."
+        ),
+    ] = Mode.SECURE,
 ) -> None:
     """Run a whole federation on this machine: an aggregator and N institutions' nodes as real
     processes, joined with invite codes, answering the standard sector report."""
     started = time.monotonic()
+    if mode is Mode.SECURE and nodes < 2:
+        raise typer.BadParameter("secure mode needs at least 2 nodes", param_hint="--mode")
     if home.exists():
         if not (home / MARKER).exists():
             console.print(f"[bold red]Error:[/] {home} exists and is not a demo directory")
@@ -224,7 +234,7 @@ def demo(
     members = _prepare_nodes(home, nodes, rows)
     with _terminate_on_sigterm(), Supervisor() as supervisor:
         try:
-            url = _run(supervisor, home, aggregator.home, members, admin, analyst, rho, lang)
+            url = _run(supervisor, home, aggregator.home, members, admin, analyst, rho, lang, mode)
             console.print(f"\nKlaar in {time.monotonic() - started:.0f} s.")
             if keep_running:
                 _print_urls(url, members, analyst, home)
@@ -249,6 +259,7 @@ def _run(
     analyst: str,
     rho: float,
     lang: str,
+    mode: Mode,
 ) -> str:
     agg_port = free_port()
     aggregator = supervisor.add(
@@ -283,17 +294,27 @@ def _run(
         f"[green]✓[/] 4. {len(members)} instellingen aangemeld met een eenmalige code; hun "
         "nodes maken zelf verbinding met de aggregator (er hoeft geen poort open)."
     )
-    result = _ask(aggregator.url, analyst, rho)
+    result = _ask(aggregator.url, analyst, rho, mode)
     console.print()
     console.print(coverage_table(result, lang=lang))
     if not result.measures:
-        raise ServiceFailed("the quorum was not met; there is no sector result")
+        raise ServiceFailed(
+            f"there is no sector result ({result.failure or 'the quorum was not met'})"
+        )
     console.print(margin_table(result, "month", lang=lang))
     console.print(margin_table(result, "artform", lang=lang))
-    console.print(
-        f"Elke instelling gaf ρ = {rho:g} van haar privacybudget uit. De marges (95%) komen "
-        "van de ruis die elke instelling zelf toevoegde; bij een sectortotaal tellen die op."
-    )
+    if result.mode is Mode.SECURE:
+        console.print(
+            f"Beveiligd samengevoegd (drempel {result.threshold} van {len(members)}): de "
+            "aggregator zag alleen de som, nooit het cijfer van één instelling. Elke instelling "
+            f"gaf ρ = {rho:g} van haar privacybudget uit en voegde een deel van de ruis toe; "
+            "samen is dat de ruis van één vertrouwde rekenaar, dus smallere marges (95%)."
+        )
+    else:
+        console.print(
+            f"Elke instelling gaf ρ = {rho:g} van haar privacybudget uit. De marges (95%) komen "
+            "van de ruis die elke instelling zelf toevoegde; bij een sectortotaal tellen die op."
+        )
     return aggregator.url
 
 

@@ -6,7 +6,7 @@ from rich.table import Table
 
 from aggregator.merge import margin, ratio
 from protocol.catalogue import DIMENSIONS
-from protocol.query import Measure
+from protocol.query import Measure, Mode
 from protocol.results import Z95, NodeStatus, RoundResult, RoundState
 
 MEASURE_LABELS = {
@@ -52,6 +52,30 @@ REASONS = {
         "de node haalde de vraag niet op voor de deadline",
         "it did not collect the question before the deadline",
     ),
+    "policy_secure_worst_case_too_high": (
+        "bij deze drempel weegt het eigen ruisaandeel te licht (grens in het beleid)",
+        "at this threshold its own noise share alone is above its worst-case limit",
+    ),
+    "secure_protocol_violation": (
+        "de node zag een schending van het beveiligde protocol en stopte",
+        "it saw a breach of the secure protocol and stopped",
+    ),
+    "dropped_before_masking": (
+        "viel weg voordat de gemaskeerde cijfers werden verstuurd (niet meegeteld)",
+        "dropped out before sending its masked figures (not counted)",
+    ),
+    "dropped_after_sharing": (
+        "viel weg na het delen van de sleutels; de maskers zijn hersteld (niet meegeteld)",
+        "dropped out after sharing its keys; its masks were recovered (not counted)",
+    ),
+    "malformed_shares": (
+        "stuurde onbruikbare sleuteldelen en is uitgesloten",
+        "sent unusable key shares and was left out",
+    ),
+    "round_failed": (
+        "deed mee, maar de ronde haalde de drempel niet; er is niets vrijgegeven",
+        "took part, but the round fell below its threshold; nothing was released",
+    ),
 }
 STATUS_LABELS = {
     NodeStatus.ANSWERED: {"nl": "beantwoord", "en": "answered"},
@@ -93,12 +117,27 @@ def coverage_table(result: RoundResult, *, lang: str = "nl") -> Table:
     for node in c.nodes:
         status = f"[{colours.get(node.status, 'red')}]{STATUS_LABELS[node.status][lang]}[/]"
         table.add_row(node.institution, status, reason_text(node.reason, lang))
-    caption = (
-        f"ronde {result.round_id}, quorum {result.quorum}"
-        if nl
-        else f"round {result.round_id}, quorum {result.quorum}"
-    )
-    if result.state is RoundState.CLOSED and not result.quorum_met:
+    if result.mode is Mode.SECURE:
+        caption = (
+            f"ronde {result.round_id}, beveiligd samengevoegd, drempel {result.threshold}"
+            if nl
+            else f"round {result.round_id}, secure aggregation, threshold {result.threshold}"
+        )
+    else:
+        caption = (
+            f"ronde {result.round_id}, quorum {result.quorum}"
+            if nl
+            else f"round {result.round_id}, quorum {result.quorum}"
+        )
+    if result.failure is not None:
+        caption += (
+            f". Te weinig instellingen bleven tot het eind ({result.failure}): er is niets "
+            "vrijgegeven."
+            if nl
+            else f". Too few institutions stayed to the end ({result.failure}): nothing was "
+            "released."
+        )
+    elif result.state is RoundState.CLOSED and not result.quorum_met:
         caption += (
             ". Quorum niet gehaald: er zijn geen totalen."
             if nl

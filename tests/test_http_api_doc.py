@@ -43,6 +43,15 @@ MODELS: list[type[BaseModel]] = [
     messages.QueryRequest,
     messages.Refusal,
     messages.KeyRotation,
+    messages.SecAggKeys,
+    messages.SecAggPeer,
+    messages.SecAggSetup,
+    messages.SecAggShares,
+    messages.SecAggMaskTask,
+    messages.SecureMeasure,
+    messages.SecAggMasked,
+    messages.SecAggUnmaskTask,
+    messages.SecAggReveal,
     api.NodeInfo,
     api.NodeBudget,
     api.RoundRequest,
@@ -64,6 +73,7 @@ MESSAGE_TYPES = [
     messages.POLL,
     messages.TASK,
     messages.KEY_ROTATION,
+    *messages.SECAGG_TYPES,
 ]
 
 

@@ -31,8 +31,9 @@ from typing import Any
 
 import pytest
 
+from node.privacy.distributed import secure_calibrations
 from node.privacy.release import calibrations
-from protocol.query import Measure
+from protocol.query import Measure, Mode
 from protocol.reports import REPORTS, year_period
 from protocol.results import RoundResult
 from publieksdata.processes import Service, Supervisor, free_port, start
@@ -402,14 +403,17 @@ def _check_answers(ran: list[Ran], kills: list[tuple[int, list[Job]]], text: str
     assert everyone.quorum_met and not everyone.partial and everyone.measures
     assert "Dekking: 3 van 3 instellingen beantwoordden" in first.output
 
-    # The margin the tutorial quotes: three nodes' noise added up, √3 times one node's.
+    # The margins the tutorial quotes: in secure mode (t = 3) three noise shares add up to about
+    # one curator's noise; independent mode would add three full noises, √3 times as wide.
     spec = REPORTS["standard"].build(period=year_period(2025), rho=0.25)
+    assert everyone.mode is Mode.SECURE and everyone.threshold == 3
+    share_sd = secure_calibrations(spec, 3)[Measure.VISITS].noise_sd
     sd = calibrations(spec)[Measure.VISITS].noise_sd
     visits = everyone.measure(Measure.VISITS)
     half_width = (visits.upper[0] - visits.lower[0]) / 2
-    assert math.isclose(half_width, Z95 * sd * math.sqrt(3), rel_tol=1e-9)
-    assert f"± {round(half_width)} per cell" in text
-    assert f"single node's is ± {round(Z95 * sd)}" in text
+    assert math.isclose(half_width, Z95 * share_sd * math.sqrt(3), rel_tol=1e-9)
+    assert f"the margin is ± {round(half_width)} per cell" in text
+    assert f"the margin would be ± {round(Z95 * sd * math.sqrt(3))}" in text
 
     before = [jobs for done, jobs in kills if done <= ran.index(second)]
     assert len(before) == 1 and len(before[0]) == 1, "the tutorial should stop one node first"
@@ -420,6 +424,7 @@ def _check_answers(ran: list[Ran], kills: list[tuple[int, list[Job]]], text: str
     assert (c.total, c.answered, c.timed_out, c.refused, c.invalid) == (3, 2, 1, 0, 0)
     assert [n.institution for n in c.nodes if n.status == "timed_out"] == [institution]
     assert partial.partial and not partial.quorum_met and partial.quorum == 3
+    assert partial.failure == "below_threshold_keys"
     assert partial.measures == ()
     assert second.returncode == 3
     assert "Dekking: 2 van 3 instellingen beantwoordden" in second.output

@@ -329,7 +329,11 @@ def _spec_from_report(request: ReportRequest) -> QuerySpec:
         else:
             raise ValueError("give both start and end")
         return report(request.name).build(
-            period=period, rho=request.rho, epsilon=request.epsilon, codes=request.codes
+            period=period,
+            rho=request.rho,
+            epsilon=request.epsilon,
+            codes=request.codes,
+            mode=request.mode,
         )
     except ValueError as exc:
         raise AggregatorError(ErrorCode.INVALID_QUERY, str(exc).splitlines()[0]) from None
@@ -344,6 +348,7 @@ async def create_round(body: RoundRequest, state: StateDep, who: AnalystDep) -> 
         list(body.nodes) if body.nodes is not None else None,
         body.deadline_seconds,
         body.quorum,
+        threshold=body.threshold,
     )
     return await state.rounds.result(round_id)
 

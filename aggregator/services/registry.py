@@ -115,7 +115,7 @@ async def remove_node(session: AsyncSession, node_id: str) -> list[str] | None:
             update(Task)
             .where(Task.node_id == node_id, Task.round_id.in_(changed))
             .where(Task.status == NodeStatus.PENDING.value)
-            .values(status=NodeStatus.TIMED_OUT.value, reason="node_removed")
+            .values(status=NodeStatus.TIMED_OUT.value, reason="node_removed", phase=None)
         )
         still_waiting = select(Task.round_id).where(
             Task.round_id.in_(changed), Task.status == NodeStatus.PENDING.value
@@ -123,6 +123,7 @@ async def remove_node(session: AsyncSession, node_id: str) -> list[str] | None:
         await session.execute(
             update(Round)
             .where(Round.id.in_(changed), Round.id.not_in(still_waiting))
+            .where(Round.mode == "independent")  # a secure round settles at its phase deadline
             .values(state="closed", closed_at=now)
         )
     return changed

@@ -25,23 +25,27 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aggregator.errors import AggregatorError, ErrorCode
-from aggregator.merge import derived, merge_measures
-from aggregator.services import registry
+from aggregator.merge import derived, estimates, merge_measures
+from aggregator.services import registry, secure
 from aggregator.services.notify import Notifier
 from aggregator.services.writer import Writer
 from aggregator.settings import AggregatorSettings
 from aggregator.storage.models import Node, Round, Task
+from protocol import secagg
 from protocol.messages import (
     ANSWER,
     REFUSAL,
+    SECAGG_TYPES,
     TASK,
     NodeReport,
+    Phase,
     QueryAnswer,
     QueryRequest,
     Refusal,
     RefusalReason,
+    SecAggMasked,
 )
-from protocol.query import Mode, QuerySpec
+from protocol.query import Mechanism, Mode, QuerySpec
 from protocol.results import (
     Coverage,
     NodeOutcome,
@@ -82,6 +86,32 @@ class LRU(Generic[V]):
             self._items.popitem(last=False)
 
 
+def worst_case_rho(spec: QuerySpec, threshold: int) -> float:
+    """ρ of one node's own noise share alone in a secure round (what its policy limits)."""
+    from node.privacy.distributed import secure_calibrations
+
+    return math.fsum(c.rho_worst for c in secure_calibrations(spec, threshold).values())
+
+
+def _member(task: Task, key_id: str, public_key: str) -> secure.Member:
+    return secure.Member(
+        task_id=task.id,
+        key_id=key_id,
+        public_key=public_key,
+        status=task.status,
+        keys=task.keys,
+        shares=task.shares,
+        masked=task.body if task.status != NodeStatus.REFUSED.value else None,
+        reveal=task.reveal,
+    )
+
+
+def _payload(raw: bytes) -> dict[str, Any]:
+    payload = json.loads(raw)["payload"]
+    assert isinstance(payload, dict)
+    return payload
+
+
 @dataclass(frozen=True, slots=True)
 class WouldRefuse:
     node_id: str
@@ -89,7 +119,9 @@ class WouldRefuse:
     reason: str
 
 
-def precheck(spec: QuerySpec, node: Node, pending: dict[str, float]) -> str | None:
+def precheck(
+    spec: QuerySpec, node: Node, pending: dict[str, float], threshold: int | None = None
+) -> str | None:
     """The reason a node would refuse ``spec``, judged from its last signed report, or None."""
     if node.report is None:
         return None  # never reported: send, and let the node decide
@@ -104,6 +136,11 @@ def precheck(spec: QuerySpec, node: Node, pending: dict[str, float]) -> str | No
         return RefusalReason.POLICY_CELLS.value
     if cost > policy.max_rho_per_query * (1 + 1e-9):
         return RefusalReason.POLICY_COST.value
+    if threshold is not None and policy.secure_max_worst_rho is not None:
+        if policy.secure_max_worst_rho <= 0:
+            return RefusalReason.POLICY_MODE.value
+        if worst_case_rho(spec, threshold) > policy.secure_max_worst_rho * (1 + 1e-9):
+            return RefusalReason.POLICY_SECURE_WORST_CASE.value
     remaining = registry.remaining_estimate(node, pending)
     if remaining is not None and cost > remaining * (1 + 1e-9) + 1e-12:
         return RefusalReason.BUDGET_EXHAUSTED.value
@@ -129,6 +166,7 @@ class Rounds:
         # Caches, bounded: the QueryRequest JSON of open rounds, and merged closed rounds.
         self._requests: LRU[dict[str, Any]] = LRU(1024)
         self._results: LRU[RoundResult] = LRU(64)
+        self._phase_cache: LRU[Any] = LRU(256)
 
     # --- creating ---------------------------------------------------------------------------
 
@@ -139,11 +177,16 @@ class Rounds:
         node_ids: list[str] | None,
         deadline_seconds: int | None,
         quorum: int | None,
+        threshold: int | None = None,
     ) -> str:
-        if spec.mode is Mode.SECURE:
+        secure_mode = spec.mode is Mode.SECURE
+        if secure_mode and spec.privacy.mechanism is not Mechanism.GAUSSIAN:
             raise AggregatorError(
-                ErrorCode.INVALID_QUERY,
-                "secure aggregation is not available yet; use mode 'independent'",
+                ErrorCode.INVALID_QUERY, "secure mode needs a rho (zCDP) budget, not epsilon"
+            )
+        if threshold is not None and not secure_mode:
+            raise AggregatorError(
+                ErrorCode.INVALID_REQUEST, "a threshold is for secure rounds; use quorum"
             )
         seconds = deadline_seconds or self.settings.default_deadline_seconds
         if not 1 <= seconds <= self.settings.max_deadline_seconds:
@@ -154,6 +197,8 @@ class Rounds:
         round_id = str(uuid.uuid4())
         spec = spec.model_copy(update={"query_id": f"pd-{round_id}"})
         now = datetime.now(UTC)
+        deadline = now + timedelta(seconds=seconds)
+        phase_end = secure.phase_deadline(now, deadline, Phase.KEYS) if secure_mode else None
 
         async def insert(session: AsyncSession) -> list[str]:
             nodes = await registry.active_nodes(session, node_ids)
@@ -174,7 +219,29 @@ class Rounds:
                     f"a round needs at least {least} institutions, so that no result shows one "
                     "institution's figure",
                 )
-            need = quorum if quorum is not None else max(least, math.ceil(len(nodes) / 2))
+            t: int | None = None
+            if secure_mode and len(nodes) < 2:
+                raise AggregatorError(
+                    ErrorCode.INVALID_REQUEST,
+                    "secure mode needs at least 2 nodes; ask more nodes or use mode 'independent'",
+                )
+            if secure_mode:
+                t = threshold or quorum or secure.default_threshold(len(nodes), least)
+                low = max(least, secagg.minimum_threshold(len(nodes)), 2)
+                if not low <= t <= len(nodes):
+                    raise AggregatorError(
+                        ErrorCode.INVALID_REQUEST,
+                        f"the threshold must be between {low} and {len(nodes)} for "
+                        f"{len(nodes)} nodes",
+                    )
+                if quorum is not None and quorum != t:
+                    raise AggregatorError(
+                        ErrorCode.INVALID_REQUEST,
+                        "a secure round's quorum is its threshold; give one of the two",
+                    )
+                need = t
+            else:
+                need = quorum if quorum is not None else max(least, math.ceil(len(nodes) / 2))
             if not least <= need <= len(nodes):
                 raise AggregatorError(
                     ErrorCode.INVALID_REQUEST, f"quorum must be between {least} and {len(nodes)}"
@@ -183,7 +250,7 @@ class Rounds:
             refusing = [
                 WouldRefuse(n.id, n.institution, reason)
                 for n in nodes
-                if (reason := precheck(spec, n, pending)) is not None
+                if (reason := precheck(spec, n, pending, t)) is not None
             ]
             if refusing:
                 raise AggregatorError(
@@ -203,9 +270,13 @@ class Rounds:
                     spec=spec.model_dump_json(),
                     analyst=analyst,
                     created_at=now,
-                    deadline=now + timedelta(seconds=seconds),
+                    deadline=deadline,
                     quorum=need,
                     state=RoundState.OPEN.value,
+                    mode=spec.mode.value,
+                    threshold=t,
+                    phase=Phase.KEYS.value if secure_mode else None,
+                    phase_deadline=phase_end,
                 )
             )
             await session.flush()
@@ -217,13 +288,14 @@ class Rounds:
                     status=NodeStatus.PENDING.value,
                     cost_rho=spec.privacy.rho_charged,
                     created_at=now,
+                    phase=Phase.KEYS.value if secure_mode else Phase.QUERY.value,
                 )
                 for n in nodes
             )
             return [n.id for n in nodes]
 
         targets = await self.writer.run(insert)
-        self.schedule(round_id, now + timedelta(seconds=seconds))
+        self.schedule(round_id, phase_end or deadline, secure_round=secure_mode)
         self.notifier.wake_nodes(targets)
         return round_id
 
@@ -246,11 +318,12 @@ class Rounds:
         async with self.factory() as session:
             rows = (
                 await session.execute(
-                    select(Task.id, Round)
+                    select(Task.id, Task.phase, Round)
                     .join(Round, Round.id == Task.round_id)
                     .where(
                         Task.node_id == node_id,
                         Task.status == NodeStatus.PENDING.value,
+                        Task.phase.is_not(None),
                         Round.state == RoundState.OPEN.value,
                     )
                     .order_by(Round.created_at)
@@ -259,7 +332,7 @@ class Rounds:
         skip = set(in_flight)
         envelopes = []
         delivered = []
-        for task_id, row in rows:
+        for task_id, phase, row in rows:
             if task_id in skip:
                 continue
             payload = {
@@ -269,6 +342,16 @@ class Rounds:
                 "deadline": row.deadline.isoformat(),
                 "request": self._request_json(row),
             }
+            if row.mode == Mode.SECURE.value:
+                if phase is None or phase != row.phase:
+                    continue  # settled for this phase; the next one has not begun
+                # One task id per phase, so that a node still finishing one phase (its poll
+                # lists that id as in flight) is handed the next phase at once.
+                phase_task = f"{task_id}.{phase}"
+                if phase_task in skip:
+                    continue
+                payload["task_id"] = phase_task
+                payload.update(await self._phase_data(row, Phase(phase), key_id))
             envelopes.append(sign(TASK, payload, self.key).model_dump(mode="json"))
             delivered.append(task_id)
         if delivered:
@@ -293,11 +376,263 @@ class Rounds:
 
         self._spawn(run())
 
+    async def _members(self, round_id: str) -> list[secure.Member]:
+        async with self.factory() as session:
+            rows = (
+                await session.execute(
+                    select(Task, Node.key_id, Node.public_key)
+                    .join(Node, Node.id == Task.node_id)
+                    .where(Task.round_id == round_id)
+                )
+            ).all()
+        return [_member(task, key_id, public) for task, key_id, public in rows]
+
+    async def _phase_data(self, row: Round, phase: Phase, key_id: str) -> dict[str, Any]:
+        """What a secure task carries besides the query, built once per round and phase."""
+        data: dict[str, Any] = {"phase": phase.value, "threshold": row.threshold}
+        if phase is Phase.KEYS:
+            return data
+        cache_key = f"{row.id}:{phase.value}"
+        cached = self._phase_cache.get(cache_key)
+        if cached is None:
+            members = await self._members(row.id)
+            if phase is Phase.SHARES:
+                cached = secure.setup_data(json.loads(row.roster or "[]"), members)
+            elif phase is Phase.MASK:
+                cached = secure.sealed_by_recipient(members)
+            else:
+                cached = {"survivors": secure.survivors(members)}
+            self._phase_cache.put(cache_key, cached)
+        if phase is Phase.SHARES:
+            data["setup"] = cached
+        elif phase is Phase.MASK:
+            data["mask"] = {"sealed": cached.get(key_id, {})}
+        else:
+            data["unmask"] = cached
+        return data
+
     # --- receiving --------------------------------------------------------------------------
+
+    async def _accept_secure(
+        self,
+        task_id: str,
+        row: Round,
+        node: Node,
+        message_type: str,
+        payload: dict[str, Any],
+        raw: bytes,
+    ) -> None:
+        spec = QuerySpec.model_validate_json(row.spec)
+        phase = Phase(row.phase) if row.phase else None
+        status: NodeStatus | None = None
+        reason: str | None = None
+        if phase is not None:
+            try:
+                status, reason = secure.judge(
+                    phase,
+                    message_type,
+                    payload,
+                    round_id=row.id,
+                    spec=spec,
+                    threshold=row.threshold or 0,
+                    key_id=node.key_id,
+                    roster=json.loads(row.roster or "[]"),
+                    accept_exact=self.settings.unsafe_accept_exact_answers,
+                )
+            except secure.Invalid as exc:
+                status, reason = NodeStatus.INVALID, exc.reason
+        now = datetime.now(UTC)
+
+        async def store(session: AsyncSession) -> tuple[str, Phase | None]:
+            current = await session.get(Task, task_id)
+            round_row = await session.get(Round, row.id)
+            assert current is not None and round_row is not None
+            for column in ("keys", "shares", "body", "reveal"):
+                if getattr(current, column) == raw:
+                    return "same", None  # a retry of a message already stored
+            if (
+                round_row.state != RoundState.OPEN.value
+                or current.status != NodeStatus.PENDING.value
+                or phase is None
+                or round_row.phase != phase.value
+            ):
+                return "closed", None
+            if current.phase is None:
+                return "answered", None
+            current.received_at = now
+            current.phase = None
+            if status is NodeStatus.PENDING:
+                columns = {"keys": "keys", "shares": "shares", "mask": "body", "unmask": "reveal"}
+                setattr(current, columns[phase.value], raw)
+                if phase is Phase.MASK:
+                    budget = SecAggMasked.model_validate(payload).budget
+                    await registry.record_budget(session, node.id, budget, now)
+            else:
+                assert status is not None
+                current.status = status.value
+                current.reason = reason
+                if status is NodeStatus.REFUSED:
+                    current.body = raw
+            await session.flush()
+            waiting = await session.scalar(
+                select(func.count())
+                .select_from(Task)
+                .where(
+                    Task.round_id == row.id,
+                    Task.status == NodeStatus.PENDING.value,
+                    Task.phase.is_not(None),
+                )
+            )
+            if waiting:
+                return "stored", None
+            return "advanced", await self._advance(session, round_row, now)
+
+        outcome, moved_to = await self.writer.run(store)
+        if outcome == "same":
+            return
+        if outcome == "answered":
+            raise AggregatorError(ErrorCode.ALREADY_ANSWERED)
+        if outcome == "closed":
+            raise AggregatorError(ErrorCode.ROUND_CLOSED)
+        if outcome == "advanced":
+            await self._after_advance(row.id, moved_to)
+        else:
+            await self.notifier.round_changed(row.id)
+        if status is NodeStatus.INVALID:
+            raise AggregatorError(ErrorCode.ANSWER_MISMATCH, f"recorded as invalid: {reason}")
+
+    async def _advance(
+        self, session: AsyncSession, round_row: Round, now: datetime
+    ) -> Phase | None:
+        """End the current phase of a secure round (inside the caller's transaction). Returns the
+        phase that begins, or None when the round closed (with a sum, or failed)."""
+        assert round_row.phase is not None and round_row.threshold is not None
+        phase = Phase(round_row.phase)
+        t = round_row.threshold
+        rows = (
+            await session.execute(
+                select(Task, Node.key_id, Node.public_key)
+                .join(Node, Node.id == Task.node_id)
+                .where(Task.round_id == round_row.id)
+            )
+        ).all()
+        tasks = {key_id: task for task, key_id, _ in rows}
+        for task in tasks.values():
+            if task.status == NodeStatus.PENDING.value and task.phase is not None:
+                task.phase = None
+                if phase is not Phase.UNMASK:  # in UNMASK its vector is already in the sum
+                    task.status = NodeStatus.TIMED_OUT.value
+                    if task.delivered_at is None:
+                        task.reason = "not_delivered"
+                    elif phase is Phase.MASK:
+                        task.reason = secure.DROPPED_AFTER_SHARING
+                    else:
+                        task.reason = secure.DROPPED_BEFORE_MASKING
+        members = [_member(task, key_id, public) for task, key_id, public in rows]
+        active = [m for m in members if m.active]
+        if phase is Phase.KEYS:
+            moving = [m for m in active if m.keys is not None]
+            round_row.roster = json.dumps(sorted(m.key_id for m in moving))
+        elif phase is Phase.SHARES:
+            moving = [m for m in active if m.shares is not None]
+        elif phase is Phase.MASK:
+            accused: set[str] = set()
+            for m in active:
+                if m.masked is not None:
+                    accused.update(SecAggMasked.model_validate(_payload(m.masked)).bad_shares)
+            for key_id in accused & {m.key_id for m in active}:
+                tasks[key_id].status = NodeStatus.INVALID.value
+                tasks[key_id].reason = secure.MALFORMED_SHARES
+            moving = [m for m in active if m.masked is not None and m.key_id not in accused]
+        else:
+            spec = QuerySpec.model_validate_json(round_row.spec)
+            try:
+                result = secure.reconstruct(
+                    round_row.id, spec, t, json.loads(round_row.roster or "[]"), members
+                )
+            except (secure.ReconstructionFailed, secagg.SecAggError, ValidationError) as exc:
+                self._fail(round_row, tasks.values(), str(exc) or "reconstruction_failed", now)
+                return None
+            for m in active:
+                if m.masked is not None:
+                    tasks[m.key_id].status = NodeStatus.ANSWERED.value
+            round_row.outcome = result.to_json()
+            round_row.state = RoundState.CLOSED.value
+            round_row.closed_at = now
+            round_row.phase = None
+            return None
+        if len(moving) < t:
+            self._fail(round_row, tasks.values(), f"below_threshold_{phase.value}", now)
+            return None
+        following = secure.next_phase(phase)
+        assert following is not None
+        round_row.phase = following.value
+        round_row.phase_deadline = secure.phase_deadline(now, round_row.deadline, following)
+        for m in moving:
+            tasks[m.key_id].phase = following.value
+        return following
+
+    @staticmethod
+    def _fail(round_row: Round, tasks: Any, failure: str, now: datetime) -> None:
+        """Close a secure round without a sum. Nodes still in it did their part (answered)."""
+        for task in tasks:
+            if task.status == NodeStatus.PENDING.value:
+                task.status = NodeStatus.ANSWERED.value
+                task.reason = "round_failed"
+            task.phase = None
+        round_row.failure = failure[:64]
+        round_row.state = RoundState.CLOSED.value
+        round_row.closed_at = now
+        round_row.phase = None
+        log.warning("secure round %s failed: %s", round_row.id, failure)
+
+    async def _after_advance(self, round_id: str, moved_to: Phase | None) -> None:
+        await self.notifier.round_changed(round_id)
+        if moved_to is None:
+            self._cancel_timer(round_id)
+            self.notifier.forget_round(round_id)
+            return
+        async with self.factory() as session:
+            row = await session.get(Round, round_id)
+            targets = list(
+                await session.scalars(
+                    select(Task.node_id).where(
+                        Task.round_id == round_id, Task.phase == moved_to.value
+                    )
+                )
+            )
+        if row is not None and row.phase_deadline is not None:
+            self._cancel_timer(round_id)
+            self.schedule(round_id, row.phase_deadline, secure_round=True)
+        self.notifier.wake_nodes(targets)
+
+    async def _phase_timeout(self, round_id: str) -> None:
+        """A secure round's phase deadline passed: move on with whoever answered."""
+        self._timers.pop(round_id, None)
+        now = datetime.now(UTC)
+
+        async def advance(session: AsyncSession) -> tuple[bool, Phase | None]:
+            row = await session.get(Round, round_id)
+            if row is None or row.state != RoundState.OPEN.value or row.phase is None:
+                return False, None
+            if row.phase_deadline is not None and row.phase_deadline > now:
+                return False, None  # moved on early; a timer for the new phase exists
+            return True, await self._advance(session, row, now)
+
+        try:
+            changed, moved_to = await self.writer.run(advance)
+        except Exception as exc:  # retried at the next start; the round stays open meanwhile
+            log.error("could not advance round %s: %s", round_id, type(exc).__name__)
+            return
+        if changed:
+            await self._after_advance(round_id, moved_to)
 
     async def accept(self, task_id: str, raw: bytes) -> None:
         """Check a node's signed answer or refusal for this task and store it. Raises
-        AggregatorError for anything that is not this node's answer to this task's query."""
+        AggregatorError for anything that is not this node's answer to this task's query.
+        A secure round's task id carries its phase ("<task>.<phase>"); the message type and
+        the round's current phase decide what the message is."""
+        task_id = task_id.split(".", 1)[0]
         try:
             envelope = Envelope.model_validate_json(raw)
         except ValidationError:
@@ -320,12 +655,16 @@ class Rounds:
             raise AggregatorError(ErrorCode.UNKNOWN_KEY)
         if envelope.key_id != node.key_id:
             raise AggregatorError(ErrorCode.WRONG_NODE)
-        if envelope.type not in (ANSWER, REFUSAL):
+        allowed = (REFUSAL, *SECAGG_TYPES) if row.mode == Mode.SECURE.value else (ANSWER, REFUSAL)
+        if envelope.type not in allowed:
             raise AggregatorError(ErrorCode.WRONG_MESSAGE_TYPE)
         try:
             payload = verify_once(envelope, envelope.type, public_key_from_text(node.public_key))
         except SignatureError:
             raise AggregatorError(ErrorCode.BAD_SIGNATURE) from None
+        if row.mode == Mode.SECURE.value:
+            await self._accept_secure(task_id, row, node, envelope.type, payload, raw)
+            return
         status, reason, budget = self._judge(envelope.type, payload, row)
         now = datetime.now(UTC)
 
@@ -344,6 +683,7 @@ class Rounds:
             current.reason = reason
             current.body = raw
             current.received_at = now
+            current.phase = None
             if budget is not None:
                 await registry.record_budget(session, node.id, budget, now)
             await session.flush()
@@ -413,10 +753,11 @@ class Rounds:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
-    def schedule(self, round_id: str, deadline: datetime) -> None:
+    def schedule(self, round_id: str, deadline: datetime, *, secure_round: bool = False) -> None:
         delay = max(0.0, (deadline - datetime.now(UTC)).total_seconds())
         loop = asyncio.get_running_loop()
-        self._timers[round_id] = loop.call_later(delay, lambda: self._spawn(self.close(round_id)))
+        action = self._phase_timeout if secure_round else self.close
+        self._timers[round_id] = loop.call_later(delay, lambda: self._spawn(action(round_id)))
 
     def _cancel_timer(self, round_id: str) -> None:
         timer = self._timers.pop(round_id, None)
@@ -463,11 +804,16 @@ class Rounds:
         async with self.factory() as session:
             rows = (
                 await session.execute(
-                    select(Round.id, Round.deadline).where(Round.state == RoundState.OPEN.value)
+                    select(Round.id, Round.deadline, Round.phase_deadline, Round.mode).where(
+                        Round.state == RoundState.OPEN.value
+                    )
                 )
             ).all()
-        for round_id, deadline in rows:
-            self.schedule(round_id, deadline)
+        for round_id, deadline, phase_deadline, mode in rows:
+            if mode == Mode.SECURE.value:
+                self.schedule(round_id, phase_deadline or deadline, secure_round=True)
+            else:
+                self.schedule(round_id, deadline)
         return len(rows)
 
     def stop(self) -> None:
@@ -543,11 +889,25 @@ def build_result(row: Round, tasks: Sequence[tuple[Task, str]]) -> RoundResult:
     answers = [
         QueryAnswer.model_validate(json.loads(task.body)["payload"])
         for task, _ in tasks
-        if task.status == NodeStatus.ANSWERED.value and task.body is not None
+        if task.status == NodeStatus.ANSWERED.value
+        and task.body is not None
+        and row.mode != Mode.SECURE.value
     ]
     measures: tuple[Any, ...] = ()
     ratios: tuple[Any, ...] = ()
-    if state is RoundState.CLOSED and quorum_met and answers:
+    noise = all(a.noise for a in answers)
+    if row.mode == Mode.SECURE.value:
+        answers = []
+        quorum_met = row.outcome is not None
+        if row.outcome is not None:
+            summed = secure.Outcome.from_json(row.outcome)
+            noise = summed.noise
+            measures = tuple(
+                estimates(m, summed.values[m.value], summed.variance[m.value])
+                for m in spec.measures
+            )
+            ratios = derived(spec, measures)
+    elif state is RoundState.CLOSED and quorum_met and answers:
         measures = merge_measures(spec, answers)
         ratios = derived(spec, measures)
     return RoundResult(
@@ -561,10 +921,14 @@ def build_result(row: Round, tasks: Sequence[tuple[Task, str]]) -> RoundResult:
         quorum=row.quorum,
         quorum_met=quorum_met,
         partial=state is RoundState.CLOSED and coverage.answered < coverage.total,
-        noise=all(a.noise for a in answers),
+        noise=noise,
         coverage=coverage,
         group_by=spec.group_by,
         cells=tuple(spec.cells()),
         measures=measures,
         ratios=ratios,
+        mode=Mode(row.mode),
+        threshold=row.threshold,
+        phase=row.phase,
+        failure=row.failure,
     )

@@ -128,6 +128,17 @@ class Round(Base):
     quorum: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16), index=True)  # open | closed
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Secure rounds (design §9): the threshold t, the current phase and when it ends, the
+    # unmasked sum once computed (JSON), or why the round failed. Never a per-node vector.
+    mode: Mapped[str] = mapped_column(
+        String(16), default="independent", server_default="independent"
+    )
+    threshold: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    phase: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    phase_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    outcome: Mapped[str | None] = mapped_column(Text, nullable=True)
+    roster: Mapped[str | None] = mapped_column(Text, nullable=True)  # U1 key ids, JSON
+    failure: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Task(Base):
@@ -149,3 +160,10 @@ class Task(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     received_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    # The phase this node is asked to do now (None: nothing to hand over). Independent rounds
+    # have the one phase "query". Secure rounds keep each signed phase message verbatim; the
+    # masked vector (``body``) is uniformly random on its own.
+    phase: Mapped[str | None] = mapped_column(String(16), nullable=True, server_default="query")
+    keys: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    shares: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    reveal: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)

@@ -21,6 +21,7 @@ from node.services.policy import check_policy
 from node.settings import NodeSettings
 from node.storage.db import transaction
 from protocol.messages import ANSWER, QueryAnswer, QueryRequest, Refusal, RefusalReason
+from protocol.query import Mode
 from protocol.signing import SigningKey, sign
 
 LOCAL_OPERATOR = "local-operator"
@@ -74,6 +75,12 @@ class Answerer:
         stored = self._stored(request)
         if stored is not None:
             return stored
+        if spec.mode is Mode.SECURE:  # only the secure-round protocol may answer these
+            return self._refuse(
+                request,
+                RefusalReason.POLICY_MODE,
+                "a secure query is answered only within a secure round (through the aggregator)",
+            )
         refusal = check_policy(spec, self.settings)
         if refusal is not None:
             return refusal

@@ -69,6 +69,9 @@ class Debit:
     epsilon: float
     delta: float
     created_at: datetime
+    mode: str = "independent"
+    threshold: int | None = None
+    rho_worst: float | None = None
 
 
 def _insert_ignore(
@@ -152,6 +155,9 @@ def record(session: Session, entry: Debit, answer: bytes) -> None:
             created_at=entry.created_at,
             answer=answer,
             answer_sha256=hashlib.sha256(answer).hexdigest(),
+            mode=entry.mode,
+            threshold=entry.threshold,
+            rho_worst=entry.rho_worst,
         )
     )
     session.flush()

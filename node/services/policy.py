@@ -13,11 +13,8 @@ def check_policy(spec: QuerySpec, settings: NodeSettings) -> Refusal | None:
     def refuse(reason: RefusalReason, message: str) -> Refusal:
         return Refusal(query_id=spec.query_id, reason=reason, message=message)
 
-    if spec.mode is not Mode.INDEPENDENT:
-        return refuse(
-            RefusalReason.POLICY_MODE,
-            f"this node does not (yet) answer {spec.mode.value} queries",
-        )
+    if spec.mode is Mode.SECURE and not settings.secure_answers:
+        return refuse(RefusalReason.POLICY_MODE, "this node does not answer secure rounds")
     if settings.allowed_dimensions is not None:
         allowed = set(settings.allowed_dimensions)
         used = set(spec.group_by) | set(spec.filters)

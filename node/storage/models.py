@@ -159,6 +159,13 @@ class LedgerEntry(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     answer: Mapped[bytes] = mapped_column(LargeBinary)
     answer_sha256: Mapped[str] = mapped_column(String(64))
+    # Secure rounds: ``rho`` holds if at least ``threshold`` honest nodes' noise shares are in
+    # the sum; ``rho_worst`` is this node's own share alone (the assumption failing).
+    mode: Mapped[str] = mapped_column(
+        String(16), default="independent", server_default="independent"
+    )
+    threshold: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rho_worst: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class SeenNonce(Base):

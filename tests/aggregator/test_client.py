@@ -298,7 +298,9 @@ async def test_a_node_that_never_connects_makes_a_partial_result(tmp_path: Path)
         exact_federation(tmp_path, rows, start_nodes=lambda i: i < 2) as fed,
         async_client(fed) as client,
     ):
-        result = await client.ask(report="revenue", year=2025, rho=0.1, deadline_seconds=1)
+        result = await client.ask(
+            report="revenue", year=2025, rho=0.1, deadline_seconds=1, mode="independent"
+        )
     assert result.partial and result.quorum_met
     by_name = {n.institution: n for n in result.coverage.nodes}
     assert by_name["Instelling 2"].status is NodeStatus.TIMED_OUT
@@ -372,6 +374,7 @@ def test_ask_long_polls_until_the_round_closes() -> None:
             "rho": None,
             "epsilon": None,
             "codes": None,
+            "mode": None,
         },
         "nodes": ["node-0", "node-1"],
         "quorum": 2,

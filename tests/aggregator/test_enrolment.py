@@ -230,7 +230,7 @@ async def test_a_rekey_invite_replaces_the_nodes_key(tmp_path: Path) -> None:
         start_nodes=lambda _i: False,
     ) as fed:
         node = hand_node(fed, 0)
-        spec = {"report": {"name": "volume", "year": 2025, "rho": 0.05}}
+        spec = {"report": {"name": "volume", "year": 2025, "rho": 0.05, "mode": "independent"}}
         created = await fed.ask(**spec)  # pending while the node changes its key
         response = await fed.client.post(
             f"/v1/admin/nodes/{node.node_id}/rekey", headers=fed.as_(fed.admin)

@@ -43,7 +43,9 @@ async def test_nodes_follow_a_key_rotation_and_answer_tasks_signed_by_the_new_ke
             health = (await fed.client.get("/v1/health")).json()
             assert health["key_id"] == new.key_id
 
-            created = await fed.ask(report={"name": "volume", "year": 2025, "rho": 0.05})
+            created = await fed.ask(
+                report={"name": "volume", "year": 2025, "rho": 0.05, "mode": "independent"}
+            )
             result = await fed.wait(created.round_id, timeout=20)
 
         assert result.state is RoundState.CLOSED

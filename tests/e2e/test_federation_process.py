@@ -117,7 +117,10 @@ def test_an_aggregator_crash_mid_round_loses_no_answer(tmp_path: Path) -> None:
         node_one = supervisor.add(_node(first, logs / "n1.log"))
         node_one.wait_healthy(30)
 
-        ask = {"report": {"name": "volume", "year": 2025, "rho": 0.05}, "quorum": 2}
+        ask = {
+            "report": {"name": "volume", "year": 2025, "rho": 0.05, "mode": "independent"},
+            "quorum": 2,
+        }
         long_round = httpx.post(
             f"{aggregator.url}/v1/rounds", json={**ask, "deadline_seconds": 120}, headers=headers
         )
@@ -251,7 +254,10 @@ def test_long_polls_end_cleanly_on_disconnect_and_on_shutdown(tmp_path: Path) ->
         time.sleep(0.5)
         created = httpx.post(
             f"{aggregator.url}/v1/rounds",
-            json={"report": {"name": "volume", "year": 2025, "rho": 0.05}, "deadline_seconds": 2},
+            json={
+                "report": {"name": "volume", "year": 2025, "rho": 0.05, "mode": "independent"},
+                "deadline_seconds": 2,
+            },
             headers={"authorization": f"Bearer {analyst}"},
         )
         assert created.status_code == 201, created.text

@@ -1,0 +1,337 @@
+"""The aggregator's side of a secure round (design §9; protocol/secagg.py has the arithmetic).
+
+A secure round walks through four phases: KEYS, SHARES, MASK, UNMASK. Each phase hands every
+node still in the round one task and ends when all of them have answered or at the phase
+deadline (the round's remaining time shared over the phases left). Who answered a phase forms
+the next phase's set (U1 ⊇ U2 ⊇ U3, as in Bonawitz et al. 2017). A phase with fewer than t
+nodes fails the round cleanly: nothing is computed and no partial sum is released.
+
+After UNMASK the aggregator reconstructs the survivors' self-mask seeds ``b`` and the mask keys
+``s`` of nodes that dropped out after sharing, checks every reconstruction against what the
+node committed to (the hash of ``b``, the advertised public ``s``), and keeps only the sum.
+It never holds an unmasked per-node vector: the masked vectors it stores are uniformly random
+on their own, and the sum is computed in memory and stored as the round's outcome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from protocol import secagg
+from protocol.messages import (
+    REFUSAL,
+    SECAGG_KEYS,
+    SECAGG_MASKED,
+    SECAGG_REVEAL,
+    SECAGG_SHARES,
+    Phase,
+    Refusal,
+    RefusalReason,
+    SecAggKeys,
+    SecAggMasked,
+    SecAggReveal,
+    SecAggShares,
+)
+from protocol.query import QuerySpec
+from protocol.results import NodeStatus
+
+PHASES = (Phase.KEYS, Phase.SHARES, Phase.MASK, Phase.UNMASK)
+MESSAGE_OF_PHASE = {
+    Phase.KEYS: SECAGG_KEYS,
+    Phase.SHARES: SECAGG_SHARES,
+    Phase.MASK: SECAGG_MASKED,
+    Phase.UNMASK: SECAGG_REVEAL,
+}
+COLUMN_OF_PHASE = {Phase.KEYS: "keys", Phase.SHARES: "shares", Phase.MASK: "body"}
+MIN_PHASE_SECONDS = 2.0
+
+# Reason codes in coverage (NodeOutcome.reason) and for a failed round (RoundResult.failure).
+DROPPED_BEFORE_MASKING = "dropped_before_masking"
+DROPPED_AFTER_SHARING = "dropped_after_sharing"
+MALFORMED_SHARES = "malformed_shares"
+MALFORMED_MASKED = "malformed_masked_vector"
+MALFORMED_REVEAL = "malformed_reveal"
+
+
+class Invalid(Exception):
+    """A correctly signed phase message that breaks the protocol: the node is excluded."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def default_threshold(nodes: int, min_quorum: int) -> int:
+    return max(secagg.default_threshold(nodes), min(min_quorum, nodes))
+
+
+def phase_deadline(now: datetime, round_deadline: datetime, phase: Phase) -> datetime:
+    """The round's remaining time shared evenly over this phase and the ones after it."""
+    left = len(PHASES) - PHASES.index(phase)
+    remaining = max(0.0, (round_deadline - now).total_seconds())
+    share = max(MIN_PHASE_SECONDS, remaining / left)
+    return min(round_deadline, now + timedelta(seconds=share))
+
+
+def next_phase(phase: Phase) -> Phase | None:
+    index = PHASES.index(phase)
+    return PHASES[index + 1] if index + 1 < len(PHASES) else None
+
+
+def vector_length(spec: QuerySpec) -> int:
+    return spec.cell_count * len(spec.measures)
+
+
+# --- judging one node's phase message --------------------------------------------------------
+
+
+def judge(
+    phase: Phase,
+    message_type: str,
+    payload: dict[str, Any],
+    *,
+    round_id: str,
+    spec: QuerySpec,
+    threshold: int,
+    key_id: str,
+    roster: Sequence[str],
+    accept_exact: bool,
+) -> tuple[NodeStatus, str | None]:
+    """Classify a correctly signed message for the node's current phase.
+
+    Returns (PENDING, None) for a good phase message (the node stays in the round), (REFUSED,
+    reason) for a refusal; raises Invalid for a message that breaks the protocol.
+    """
+    if message_type == REFUSAL:
+        try:
+            refusal = Refusal.model_validate(payload)
+        except ValidationError:
+            raise Invalid("malformed_refusal") from None
+        return NodeStatus.REFUSED, RefusalReason(refusal.reason).value
+    if message_type != MESSAGE_OF_PHASE[phase]:
+        raise Invalid(f"expected_{MESSAGE_OF_PHASE[phase]}")
+    try:
+        if phase is Phase.KEYS:
+            keys = SecAggKeys.model_validate(payload)
+            if keys.node_key_id != key_id or keys.query_hash != spec.digest():
+                raise Invalid("wrong_keys")
+            for text in (keys.c_public, keys.s_public):
+                secagg.public_from_text(text)
+        elif phase is Phase.SHARES:
+            shares = SecAggShares.model_validate(payload)
+            if shares.node_key_id != key_id or set(shares.sealed) != set(roster) - {key_id}:
+                raise Invalid(MALFORMED_SHARES)
+            expected = 2 * secagg.SHARE_BYTES + 4 + 16 + 12  # plaintext + tag + nonce
+            for text in shares.sealed.values():
+                if len(text) != math.ceil(expected * 4 / 3):
+                    raise Invalid(MALFORMED_SHARES)
+            if len(shares.b_commitment) != 64:
+                raise Invalid(MALFORMED_SHARES)
+        elif phase is Phase.MASK:
+            masked = SecAggMasked.model_validate(payload)
+            if (
+                masked.node_key_id != key_id
+                or masked.query_hash != spec.digest()
+                or masked.threshold != threshold
+                or masked.length != vector_length(spec)
+                or tuple(m.measure for m in masked.measures) != spec.measures
+                or any(not math.isfinite(m.noise_sd) or m.noise_sd < 0 for m in masked.measures)
+            ):
+                raise Invalid(MALFORMED_MASKED)
+            if not masked.noise and not accept_exact:
+                raise Invalid("exact_answer")
+            secagg.from_text(masked.vector, masked.length)
+        else:
+            reveal = SecAggReveal.model_validate(payload)
+            values = [*reveal.b_shares.values(), *reveal.s_shares.values()]
+            if reveal.node_key_id != key_id or any(int(v) >= secagg.PRIME for v in values):
+                raise Invalid(MALFORMED_REVEAL)
+            if set(reveal.b_shares) & set(reveal.s_shares):
+                raise Invalid(
+                    MALFORMED_REVEAL
+                )  # both kinds for one peer: never from an honest node
+    except (ValidationError, secagg.SecAggError):
+        raise Invalid(f"malformed_{phase.value}") from None
+    if payload.get("round_id") != round_id or payload.get("query_id") != spec.query_id:
+        raise Invalid("wrong_round")
+    return NodeStatus.PENDING, None
+
+
+# --- what a task carries -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One node of a secure round as the phase logic sees it."""
+
+    task_id: str
+    key_id: str
+    public_key: str
+    status: str
+    keys: bytes | None
+    shares: bytes | None
+    masked: bytes | None
+    reveal: bytes | None
+
+    @property
+    def active(self) -> bool:
+        return self.status == NodeStatus.PENDING.value
+
+
+def _payload(raw: bytes) -> dict[str, Any]:
+    document = json.loads(raw)
+    payload = document["payload"]
+    assert isinstance(payload, dict)
+    return payload
+
+
+def setup_data(roster: Sequence[str], members: Sequence[Member]) -> dict[str, Any]:
+    """Phase SHARES: every node that advertised keys (U1), with its signed keys message."""
+    by_key = {m.key_id: m for m in members}
+    return {
+        "peers": [
+            {
+                "node_key_id": key_id,
+                "public_key": by_key[key_id].public_key,
+                "keys": json.loads(by_key[key_id].keys or b"{}"),
+            }
+            for key_id in roster
+        ]
+    }
+
+
+def sealed_by_recipient(members: Sequence[Member]) -> dict[str, dict[str, str]]:
+    """Phase MASK: for each recipient, the sealed shares from every node that shared (U2)."""
+    out: dict[str, dict[str, str]] = {}
+    for m in members:
+        if m.active and m.shares is not None:
+            sealed = _payload(m.shares)["sealed"]
+            for recipient, text in sealed.items():
+                out.setdefault(recipient, {})[m.key_id] = text
+    return out
+
+
+def survivors(members: Sequence[Member]) -> list[str]:
+    """Phase UNMASK: the nodes whose masked vectors the aggregator holds (U3)."""
+    return sorted(m.key_id for m in members if m.active and m.masked is not None)
+
+
+# --- the end: reconstruct and sum ------------------------------------------------------------
+
+
+class ReconstructionFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The unmasked sum per measure and its noise variance (the sum of the shares' variances)."""
+
+    values: dict[str, list[int]]
+    variance: dict[str, float]
+    noise: bool
+    answered: int
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "values": self.values,
+                "variance": self.variance,
+                "noise": self.noise,
+                "answered": self.answered,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Outcome:
+        data = json.loads(text)
+        return cls(data["values"], data["variance"], data["noise"], data["answered"])
+
+
+def reconstruct(
+    round_id: str, spec: QuerySpec, threshold: int, roster: Sequence[str], members: Sequence[Member]
+) -> Outcome:
+    """The sum over the survivors, every mask removed; raises ReconstructionFailed.
+
+    ``roster`` is U1 exactly as the nodes were told it in phase SHARES: it fixes the Shamir
+    positions. U2 is who of U1 shared (their shares were relayed), U3 who of U2 is still in the
+    round with a masked vector; the pair masks of U2 − U3 are removed with reconstructed ``s``.
+    """
+    by_key = {m.key_id: m for m in members}
+    positions = {key_id: index + 1 for index, key_id in enumerate(roster)}
+    u3 = [m for m in members if m.active and m.masked is not None and m.key_id in positions]
+    u3_ids = {m.key_id for m in u3}
+    u2_ids = {m.key_id for m in members if m.shares is not None and m.key_id in positions}
+    dropped = sorted(u2_ids - u3_ids)
+    reveals = []
+    for m in u3:
+        if m.reveal is not None:
+            reveals.append(SecAggReveal.model_validate(_payload(m.reveal)))
+    if len(reveals) < threshold:
+        raise ReconstructionFailed("too_few_reveals")
+    weights_cache: dict[tuple[int, ...], list[int]] = {}
+
+    def recover(peer: str, kind: str) -> bytes:
+        points = []
+        for reveal in reveals:
+            shares = reveal.b_shares if kind == "b" else reveal.s_shares
+            if peer in shares:
+                points.append((reveal.x, int(shares[peer])))
+            if len(points) == threshold:
+                break
+        if len(points) < threshold:
+            raise ReconstructionFailed("too_few_shares")
+        xs = tuple(x for x, _ in points)
+        weights = weights_cache.get(xs)
+        if weights is None:
+            weights = weights_cache[xs] = secagg.lagrange_weights(xs)
+        return secagg.combine([y for _, y in points], weights)
+
+    if any(r.x != positions.get(r.node_key_id) for r in reveals):
+        raise ReconstructionFailed("wrong_share_position")
+    length = vector_length(spec)
+    self_seeds = {}
+    for m in u3:
+        b = recover(m.key_id, "b")
+        commitment = _payload(m.shares)["b_commitment"] if m.shares is not None else ""
+        if hashlib.sha256(b).hexdigest() != commitment:
+            raise ReconstructionFailed("self_mask_mismatch")
+        self_seeds[m.key_id] = b
+    dropped_pairs = []
+    for d in dropped:
+        private = secagg.private_from_bytes(recover(d, "s"))
+        keys = SecAggKeys.model_validate(_payload(by_key[d].keys or b"{}"))
+        if secagg.public_text(private) != keys.s_public:
+            raise ReconstructionFailed("mask_key_mismatch")
+        for live in sorted(u3_ids):
+            live_keys = SecAggKeys.model_validate(_payload(by_key[live].keys or b"{}"))
+            shared = secagg.agree(private, live_keys.s_public)
+            dropped_pairs.append((live, d, secagg.pair_seed(shared, round_id, live, d)))
+    masked = []
+    variance = {measure.value: 0.0 for measure in spec.measures}
+    noise = True
+    for m in u3:
+        message = SecAggMasked.model_validate(_payload(m.masked or b"{}"))
+        masked.append(secagg.from_text(message.vector, length))
+        noise = noise and message.noise
+        for result in message.measures:
+            variance[result.measure.value] += result.noise_sd**2
+    total = secagg.decode(
+        secagg.unmask(
+            masked, length, round_id=round_id, self_seeds=self_seeds, dropped_pairs=dropped_pairs
+        )
+    )
+    cells = spec.cell_count
+    values = {
+        measure.value: total[index * cells : (index + 1) * cells]
+        for index, measure in enumerate(spec.measures)
+    }
+    return Outcome(values=values, variance=variance, noise=noise, answered=len(u3))

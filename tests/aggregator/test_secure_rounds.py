@@ -1,0 +1,294 @@
+"""Secure rounds end to end, in process: exactness, dropouts at every phase, what the aggregator
+holds, malformed shares and a round that falls below its threshold.
+
+Nodes are real node apps (their connectors long-poll the aggregator app through an in-process
+transport). A dropout is a node whose connector computes its phase message but never delivers
+it, which is what a node that vanishes at that moment looks like to everyone else.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+from sqlalchemy import create_engine, inspect, text
+
+from node.connector import Connector
+from node.services.aggregate import run_aggregate
+from node.storage.db import make_engine, make_sessionmaker, upgrade
+from protocol import secagg
+from protocol.messages import Phase, SecAggMasked, SecAggShares
+from protocol.query import Measure, Mode
+from protocol.results import NodeStatus, RoundResult, RoundState
+from protocol.signing import SigningKey, sign
+from tests.aggregator.test_pooled import audience
+from tests.factories import write_rows
+from tests.fedkit import Federation, federation
+
+pytestmark = pytest.mark.anyio
+
+EXACT = {
+    "agg_settings": {"unsafe_accept_exact_answers": True},
+    "node_settings": {"unsafe_disable_noise": True},
+}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def connector(fed: Federation, i: int) -> Connector:
+    conn = fed.node_apps[i].state.node.connector
+    assert isinstance(conn, Connector)
+    return conn
+
+
+def drop_at(fed: Federation, i: int, phase: Phase) -> None:
+    """Node ``i`` vanishes at ``phase``: it computes its message but never delivers it."""
+    conn = connector(fed, i)
+    deliver = conn._deliver
+
+    async def maybe(task: Any, body: bytes) -> None:
+        if task.phase is phase:
+            return
+        await deliver(task, body)
+
+    conn._deliver = maybe  # type: ignore[method-assign]
+
+
+def tamper(fed: Federation, i: int, phase: Phase, change: Callable[[bytes], bytes]) -> None:
+    conn = connector(fed, i)
+    deliver = conn._deliver
+
+    async def altered(task: Any, body: bytes) -> None:
+        await deliver(task, change(body) if task.phase is phase else body)
+
+    conn._deliver = altered  # type: ignore[method-assign]
+
+
+def pooled(tmp_path: Path, rows: list[Any], result: RoundResult) -> dict[Measure, list[int]]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'pooled.db'}")
+    try:
+        upgrade(engine)
+        write_rows(engine, rows)
+        with make_sessionmaker(engine)() as session:
+            exact = run_aggregate(session, result.spec)
+    finally:
+        engine.dispose()
+    return {m: list(v) for m, v in exact.items()}
+
+
+def assert_equals_pooled(
+    tmp_path: Path, node_rows: list[list[Any]], included: list[int], result: RoundResult
+) -> None:
+    rows = [row for i in included for row in node_rows[i]]
+    exact = pooled(tmp_path, rows, result)
+    for measure in result.spec.measures:
+        assert list(result.measure(measure).estimates) == exact[measure], measure
+
+
+async def test_secure_round_with_noise_off_equals_the_pooled_computation(tmp_path: Path) -> None:
+    node_rows = [audience(i, 40 + 10 * i, seed=i) for i in range(4)]
+    async with federation(tmp_path, node_rows, **EXACT) as fed:
+        created = await fed.ask(report={"name": "standard", "year": 2025, "rho": 0.1})
+        assert created.mode is Mode.SECURE and created.threshold == 3  # ⌈2·4/3⌉
+        result = await fed.wait(created.round_id)
+    assert result.state is RoundState.CLOSED and result.failure is None
+    assert result.coverage.answered == 4 and result.noise is False and result.quorum_met
+    assert_equals_pooled(tmp_path, node_rows, [0, 1, 2, 3], result)
+    assert result.measure(Measure.VISITS).standard_errors[0] == 0.0
+
+
+PHASES = [Phase.KEYS, Phase.SHARES, Phase.MASK, Phase.UNMASK]
+
+
+@pytest.mark.parametrize("phase", PHASES, ids=[p.value for p in PHASES])
+@pytest.mark.parametrize("dropouts", [1, 2])
+async def test_dropouts_at_each_phase_still_sum_exactly(
+    tmp_path: Path, phase: Phase, dropouts: int
+) -> None:
+    """N = 5, t = 3: up to N − t = 2 nodes vanish at one phase; the sum is still exact."""
+    node_rows = [audience(i, 25 + 5 * i, seed=10 + i) for i in range(5)]
+    gone = list(range(5 - dropouts, 5))
+    async with federation(tmp_path, node_rows, **EXACT) as fed:
+        for i in gone:
+            drop_at(fed, i, phase)
+        created = await fed.ask(
+            report={"name": "volume", "year": 2025, "rho": 0.1}, threshold=3, deadline_seconds=8
+        )
+        result = await fed.wait(created.round_id)
+    assert result.state is RoundState.CLOSED and result.failure is None, result.failure
+    by_institution = {n.institution: n for n in result.coverage.nodes}
+    # Vanishing while unmasking is too late to leave: that vector is in the sum already.
+    included = list(range(5)) if phase is Phase.UNMASK else list(range(5 - dropouts))
+    assert result.coverage.answered == len(included)
+    for i in gone:
+        outcome = by_institution[f"Instelling {i}"]
+        if phase is Phase.UNMASK:
+            assert outcome.status is NodeStatus.ANSWERED
+        else:
+            assert outcome.status is NodeStatus.TIMED_OUT
+            expected = "dropped_after_sharing" if phase is Phase.MASK else "dropped_before_masking"
+            assert outcome.reason == expected
+    assert_equals_pooled(tmp_path, node_rows, included, result)
+
+
+async def test_below_the_threshold_the_round_fails_cleanly(tmp_path: Path) -> None:
+    node_rows = [audience(i, 20, seed=20 + i) for i in range(3)]
+    async with federation(tmp_path, node_rows, **EXACT) as fed:
+        drop_at(fed, 2, Phase.MASK)
+        created = await fed.ask(
+            report={"name": "volume", "year": 2025, "rho": 0.1}, threshold=3, deadline_seconds=6
+        )
+        result = await fed.wait(created.round_id)
+    assert result.state is RoundState.CLOSED
+    assert result.failure == "below_threshold_mask"
+    assert result.measures == () and result.quorum_met is False
+    assert {n.reason for n in result.coverage.nodes} == {"round_failed", "dropped_after_sharing"}
+
+
+async def test_the_aggregator_holds_no_unmasked_per_node_vector(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Noise off makes per-node vectors recognisable: none may appear in the aggregator's
+    database or logs, and the masked vectors it holds look uniformly random."""
+    caplog.set_level(logging.DEBUG)
+    node_rows = [audience(i, 60, seed=30 + i) for i in range(3)]
+    async with federation(tmp_path, node_rows, **EXACT) as fed:
+        created = await fed.ask(report={"name": "standard", "year": 2025, "rho": 0.1})
+        result = await fed.wait(created.round_id)
+        db_url = fed.settings.database_url
+    assert result.failure is None and result.coverage.answered == 3
+
+    per_node = []
+    for i, rows in enumerate(node_rows):
+        exact = pooled(tmp_path / f"n{i}", rows, result)
+        values = [v for m in result.spec.measures for v in exact[m]]
+        per_node.append(values)
+    needles = set()
+    for values in per_node:
+        needles.add(json.dumps(values))
+        needles.add(json.dumps(values, separators=(",", ":")))
+        needles.add(secagg.to_text(secagg.encode(values)))
+    haystack = [record.getMessage() for record in caplog.records]
+    engine = create_engine(db_url.replace("+aiosqlite", ""))
+    masked = []
+    with engine.connect() as connection:
+        for table in inspect(connection).get_table_names():
+            for row in connection.execute(text(f'SELECT * FROM "{table}"')):
+                for value in row:
+                    if isinstance(value, bytes):
+                        value = value.decode("utf-8", "replace")
+                    haystack.append(str(value))
+        bodies = connection.execute(text("SELECT body FROM task")).scalars().all()
+    engine.dispose()
+    for needle in needles:
+        assert not any(needle in hay for hay in haystack)
+    for body in bodies:
+        message = SecAggMasked.model_validate(json.loads(body)["payload"])
+        vector = secagg.from_text(message.vector, message.length)
+        assert secagg.decode(vector) not in per_node
+        masked.append(vector)
+    # Uniformity: the top 4 bits of every masked entry, pooled over the nodes (χ², 16 bins).
+    top = np.concatenate(masked) >> np.uint64(60)
+    counts = np.bincount(top.astype(np.int64), minlength=16)
+    assert stats.chisquare(counts).pvalue > 1e-6, counts
+    # Without masks the same entries would sit in bin 0 (small non-negative counts).
+    assert counts[0] < 0.25 * counts.sum()
+
+
+async def test_a_malformed_share_is_excluded_and_reported(tmp_path: Path) -> None:
+    node_rows = [audience(i, 30, seed=40 + i) for i in range(5)]
+
+    def wrong_length(body: bytes) -> bytes:
+        document = json.loads(body)
+        sealed = document["payload"]["sealed"]
+        first = sorted(sealed)[0]
+        sealed[first] = sealed[first][:-8]
+        return json.dumps(document).encode()  # the signature no longer matches: rejected
+
+    async with federation(tmp_path, node_rows, **EXACT) as fed:
+        tamper(fed, 4, Phase.SHARES, wrong_length)
+        created = await fed.ask(
+            report={"name": "volume", "year": 2025, "rho": 0.1}, threshold=3, deadline_seconds=8
+        )
+        result = await fed.wait(created.round_id)
+    assert result.failure is None
+    node4 = next(n for n in result.coverage.nodes if n.institution == "Instelling 4")
+    assert node4.status is NodeStatus.TIMED_OUT and node4.reason == "dropped_before_masking"
+    assert_equals_pooled(tmp_path, node_rows, [0, 1, 2, 3], result)
+
+
+async def test_a_signed_share_of_the_wrong_length_is_invalid(tmp_path: Path) -> None:
+    node_rows = [audience(i, 30, seed=50 + i) for i in range(5)]
+    async with federation(tmp_path, node_rows, **EXACT) as fed:
+        key: SigningKey = fed.node_apps[4].state.node.key
+
+        def resigned(body: bytes) -> bytes:
+            payload = json.loads(body)["payload"]
+            first = sorted(payload["sealed"])[0]
+            payload["sealed"][first] = payload["sealed"][first][:-8]
+            return sign("secagg_shares", payload, key).model_dump_json().encode()
+
+        tamper(fed, 4, Phase.SHARES, resigned)
+        created = await fed.ask(
+            report={"name": "volume", "year": 2025, "rho": 0.1}, threshold=3, deadline_seconds=8
+        )
+        result = await fed.wait(created.round_id)
+    node4 = next(n for n in result.coverage.nodes if n.institution == "Instelling 4")
+    assert node4.status is NodeStatus.INVALID and node4.reason == "malformed_shares"
+    assert result.failure is None
+    assert_equals_pooled(tmp_path, node_rows, [0, 1, 2, 3], result)
+
+
+async def test_shares_that_do_not_open_get_their_sender_excluded(tmp_path: Path) -> None:
+    """Right length, signed, but garbage inside: only the recipients can tell. They say so in
+    their masked vectors; the sender is marked invalid and its mask key reconstructed."""
+    node_rows = [audience(i, 30, seed=60 + i) for i in range(5)]
+    async with federation(tmp_path, node_rows, **EXACT) as fed:
+        key: SigningKey = fed.node_apps[4].state.node.key
+
+        def garbled(body: bytes) -> bytes:
+            payload = SecAggShares.model_validate(json.loads(body)["payload"])
+            first = sorted(payload.sealed)[0]
+            text_ = payload.sealed[first]
+            flipped = text_[:30] + ("A" if text_[30] != "A" else "B") + text_[31:]
+            sealed = {**payload.sealed, first: flipped}
+            document = payload.model_copy(update={"sealed": sealed}).model_dump(mode="json")
+            return sign("secagg_shares", document, key).model_dump_json().encode()
+
+        tamper(fed, 4, Phase.SHARES, garbled)
+        created = await fed.ask(
+            report={"name": "volume", "year": 2025, "rho": 0.1}, threshold=3, deadline_seconds=8
+        )
+        result = await fed.wait(created.round_id)
+    assert result.failure is None, result.failure
+    node4 = next(n for n in result.coverage.nodes if n.institution == "Instelling 4")
+    assert node4.status is NodeStatus.INVALID and node4.reason == "malformed_shares"
+    assert_equals_pooled(tmp_path, node_rows, [0, 1, 2, 3], result)
+
+
+async def test_noise_on_secure_round_reports_the_sum_of_the_shares(tmp_path: Path) -> None:
+    node_rows = [audience(i, 50, seed=70 + i) for i in range(4)]
+    async with federation(tmp_path, node_rows) as fed:
+        created = await fed.ask(report={"name": "volume", "year": 2025, "rho": 0.1})
+        result = await fed.wait(created.round_id)
+    assert result.failure is None and result.noise is True and result.coverage.answered == 4
+    exact = pooled(tmp_path, [r for rows in node_rows for r in rows], result)
+    from node.privacy.distributed import secure_calibrations
+
+    calibrations = secure_calibrations(result.spec, 3)
+    for measure in result.spec.measures:
+        estimate = result.measure(measure)
+        se = math.sqrt(4) * calibrations[measure].noise_sd
+        assert estimate.standard_errors[0] == pytest.approx(se)
+        errors = np.array(estimate.estimates) - np.array(exact[measure])
+        assert np.all(np.abs(errors) < 6 * se)  # P(any of ≤ 24 cells beyond 6 SE) < 1e-7

@@ -106,12 +106,6 @@ def _member(task: Task, key_id: str, public_key: str) -> secure.Member:
     )
 
 
-def _payload(raw: bytes) -> dict[str, Any]:
-    payload = json.loads(raw)["payload"]
-    assert isinstance(payload, dict)
-    return payload
-
-
 @dataclass(frozen=True, slots=True)
 class WouldRefuse:
     node_id: str
@@ -539,7 +533,9 @@ class Rounds:
             accused: set[str] = set()
             for m in active:
                 if m.masked is not None:
-                    accused.update(SecAggMasked.model_validate(_payload(m.masked)).bad_shares)
+                    accused.update(
+                        SecAggMasked.model_validate(secure.payload_of(m.masked)).bad_shares
+                    )
             for key_id in accused & {m.key_id for m in active}:
                 tasks[key_id].status = NodeStatus.INVALID.value
                 tasks[key_id].reason = secure.MALFORMED_SHARES

@@ -186,7 +186,7 @@ class Member:
         return self.status == NodeStatus.PENDING.value
 
 
-def _payload(raw: bytes) -> dict[str, Any]:
+def payload_of(raw: bytes) -> dict[str, Any]:
     document = json.loads(raw)
     payload = document["payload"]
     assert isinstance(payload, dict)
@@ -213,7 +213,7 @@ def sealed_by_recipient(members: Sequence[Member]) -> dict[str, dict[str, str]]:
     out: dict[str, dict[str, str]] = {}
     for m in members:
         if m.active and m.shares is not None:
-            sealed = _payload(m.shares)["sealed"]
+            sealed = payload_of(m.shares)["sealed"]
             for recipient, text in sealed.items():
                 out.setdefault(recipient, {})[m.key_id] = text
     return out
@@ -274,7 +274,7 @@ def reconstruct(
     reveals = []
     for m in u3:
         if m.reveal is not None:
-            reveals.append(SecAggReveal.model_validate(_payload(m.reveal)))
+            reveals.append(SecAggReveal.model_validate(payload_of(m.reveal)))
     if len(reveals) < threshold:
         raise ReconstructionFailed("too_few_reveals")
     weights_cache: dict[tuple[int, ...], list[int]] = {}
@@ -301,25 +301,25 @@ def reconstruct(
     self_seeds = {}
     for m in u3:
         b = recover(m.key_id, "b")
-        commitment = _payload(m.shares)["b_commitment"] if m.shares is not None else ""
+        commitment = payload_of(m.shares)["b_commitment"] if m.shares is not None else ""
         if hashlib.sha256(b).hexdigest() != commitment:
             raise ReconstructionFailed("self_mask_mismatch")
         self_seeds[m.key_id] = b
     dropped_pairs = []
     for d in dropped:
         private = secagg.private_from_bytes(recover(d, "s"))
-        keys = SecAggKeys.model_validate(_payload(by_key[d].keys or b"{}"))
+        keys = SecAggKeys.model_validate(payload_of(by_key[d].keys or b"{}"))
         if secagg.public_text(private) != keys.s_public:
             raise ReconstructionFailed("mask_key_mismatch")
         for live in sorted(u3_ids):
-            live_keys = SecAggKeys.model_validate(_payload(by_key[live].keys or b"{}"))
+            live_keys = SecAggKeys.model_validate(payload_of(by_key[live].keys or b"{}"))
             shared = secagg.agree(private, live_keys.s_public)
             dropped_pairs.append((live, d, secagg.pair_seed(shared, round_id, live, d)))
     masked = []
     variance = {measure.value: 0.0 for measure in spec.measures}
     noise = True
     for m in u3:
-        message = SecAggMasked.model_validate(_payload(m.masked or b"{}"))
+        message = SecAggMasked.model_validate(payload_of(m.masked or b"{}"))
         masked.append(secagg.from_text(message.vector, length))
         noise = noise and message.noise
         for result in message.measures:

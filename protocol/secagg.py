@@ -132,8 +132,9 @@ def public_from_text(text: str) -> X25519PublicKey:
 
 
 def agree(private: X25519PrivateKey, peer_public: str) -> bytes:
+    peer = public_from_text(peer_public)
     try:
-        return private.exchange(public_from_text(peer_public))
+        return private.exchange(peer)
     except ValueError:  # an all-zero (low-order) shared secret
         raise SecAggError("the peer's key gives a degenerate shared secret") from None
 
@@ -224,7 +225,7 @@ def lagrange_weights(xs: Sequence[int]) -> list[int]:
     """The weights λ_k with f(0) = Σ λ_k·f(x_k) mod p, for distinct nonzero x_k.
 
     Every secret of a round is reconstructed from shares held by the same nodes, so the weights
-    are computed once per round: O(t²) instead of O(t²) per secret.
+    are computed once per round and reused for every secret: Σ λ_k·y_k is then O(t) each.
     """
     if len(set(xs)) != len(xs) or any(not 0 < x < PRIME for x in xs):
         raise SecAggError("share positions must be distinct and nonzero")
@@ -263,6 +264,8 @@ class SharePair:
     b_share: int
 
     def to_bytes(self) -> bytes:
+        if not 0 < self.x < 2**32:
+            raise SecAggError("a share position must fit in 4 bytes")
         return (
             self.x.to_bytes(4, "big")
             + self.s_share.to_bytes(SHARE_BYTES, "big")

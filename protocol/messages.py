@@ -193,7 +193,7 @@ class SecAggPeer(_Frozen):
 class SecAggSetup(_Frozen):
     """Phase 2 task data: every node that advertised keys (this one too), the set U1."""
 
-    peers: Annotated[tuple[SecAggPeer, ...], Field(max_length=2000)]
+    peers: Annotated[tuple[SecAggPeer, ...], Field(max_length=5000)]
 
 
 class SecAggShares(_Frozen):
@@ -249,7 +249,7 @@ class SecAggMasked(_Frozen):
 class SecAggUnmaskTask(_Frozen):
     """Phase 4 task data: the nodes whose masked vectors the aggregator holds (the set U3)."""
 
-    survivors: Annotated[tuple[KeyId, ...], Field(max_length=2000)]
+    survivors: Annotated[tuple[KeyId, ...], Field(max_length=5000)]
 
 
 class SecAggReveal(_Frozen):

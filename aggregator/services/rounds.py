@@ -433,8 +433,16 @@ class Rounds:
                     roster=json.loads(row.roster or "[]"),
                     accept_exact=self.settings.unsafe_accept_exact_answers,
                 )
+            except secure.Foreign:
+                raise AggregatorError(
+                    ErrorCode.ANSWER_MISMATCH, "the message is for another round or query"
+                ) from None
             except secure.Invalid as exc:
                 status, reason = NodeStatus.INVALID, exc.reason
+            if phase is Phase.UNMASK and status is not NodeStatus.PENDING:
+                # Its masked vector is in the sum already: a refusal or a bad reveal only means
+                # that its shares are missing, which the others' shares make up for.
+                status, reason = None, None
         now = datetime.now(UTC)
 
         async def store(session: AsyncSession) -> tuple[str, Phase | None]:
@@ -455,7 +463,9 @@ class Rounds:
                 return "answered", None
             current.received_at = now
             current.phase = None
-            if status is NodeStatus.PENDING:
+            if status is None:
+                pass  # UNMASK without usable shares: nothing to store
+            elif status is NodeStatus.PENDING:
                 columns = {"keys": "keys", "shares": "shares", "mask": "body", "unmask": "reveal"}
                 setattr(current, columns[phase.value], raw)
                 if phase is Phase.MASK:
@@ -546,8 +556,11 @@ class Rounds:
                 result = secure.reconstruct(
                     round_row.id, spec, t, json.loads(round_row.roster or "[]"), members
                 )
-            except (secure.ReconstructionFailed, secagg.SecAggError, ValidationError) as exc:
-                self._fail(round_row, tasks.values(), str(exc) or "reconstruction_failed", now)
+            except secure.ReconstructionFailed as exc:
+                self._fail(round_row, tasks.values(), str(exc), now)
+                return None
+            except (secagg.SecAggError, ValidationError):
+                self._fail(round_row, tasks.values(), "reconstruction_failed", now)
                 return None
             for m in active:
                 if m.masked is not None:

@@ -61,6 +61,10 @@ MALFORMED_MASKED = "malformed_masked_vector"
 MALFORMED_REVEAL = "malformed_reveal"
 
 
+class Foreign(Exception):
+    """A correctly signed message about another round or query: rejected, not recorded."""
+
+
 class Invalid(Exception):
     """A correctly signed phase message that breaks the protocol: the node is excluded."""
 
@@ -108,8 +112,13 @@ def judge(
     """Classify a correctly signed message for the node's current phase.
 
     Returns (PENDING, None) for a good phase message (the node stays in the round), (REFUSED,
-    reason) for a refusal; raises Invalid for a message that breaks the protocol.
+    reason) for a refusal; raises Invalid for a message that breaks the protocol and Foreign
+    for a message about another round or query (an old message replayed: never recorded).
     """
+    if payload.get("query_id") != spec.query_id or (
+        message_type != REFUSAL and payload.get("round_id") != round_id
+    ):
+        raise Foreign
     if message_type == REFUSAL:
         try:
             refusal = Refusal.model_validate(payload)
@@ -123,8 +132,9 @@ def judge(
             keys = SecAggKeys.model_validate(payload)
             if keys.node_key_id != key_id or keys.query_hash != spec.digest():
                 raise Invalid("wrong_keys")
+            probe = secagg.new_private_key()
             for text in (keys.c_public, keys.s_public):
-                secagg.public_from_text(text)
+                secagg.agree(probe, text)  # refuses low-order keys, which would break the round
         elif phase is Phase.SHARES:
             shares = SecAggShares.model_validate(payload)
             if shares.node_key_id != key_id or set(shares.sealed) != set(roster) - {key_id}:
@@ -275,8 +285,6 @@ def reconstruct(
     for m in u3:
         if m.reveal is not None:
             reveals.append(SecAggReveal.model_validate(payload_of(m.reveal)))
-    if len(reveals) < threshold:
-        raise ReconstructionFailed("too_few_reveals")
     weights_cache: dict[tuple[int, ...], list[int]] = {}
 
     def recover(peer: str, kind: str) -> bytes:
@@ -295,8 +303,10 @@ def reconstruct(
             weights = weights_cache[xs] = secagg.lagrange_weights(xs)
         return secagg.combine([y for _, y in points], weights)
 
-    if any(r.x != positions.get(r.node_key_id) for r in reveals):
-        raise ReconstructionFailed("wrong_share_position")
+    # A reveal at the wrong position is left out (its shares would reconstruct garbage).
+    reveals = [r for r in reveals if r.x == positions.get(r.node_key_id)]
+    if len(reveals) < threshold:
+        raise ReconstructionFailed("too_few_reveals")
     length = vector_length(spec)
     self_seeds = {}
     for m in u3:

@@ -131,6 +131,8 @@ class SecureParty:
                 raise ProtocolViolation(f"unknown phase {task.phase}")
         except ProtocolViolation as exc:
             return self._refusal(spec, RefusalReason.SECURE_PROTOCOL, str(exc))
+        except secagg.SecAggError as exc:  # a peer's key or share that breaks the arithmetic
+            return self._refusal(spec, RefusalReason.SECURE_PROTOCOL, str(exc))
         except _Refused as exc:
             return self._refusal(spec, exc.reason, exc.message)
 

@@ -292,3 +292,45 @@ async def test_noise_on_secure_round_reports_the_sum_of_the_shares(tmp_path: Pat
         assert estimate.standard_errors[0] == pytest.approx(se)
         errors = np.array(estimate.estimates) - np.array(exact[measure])
         assert np.all(np.abs(errors) < 6 * se)  # P(any of ≤ 24 cells beyond 6 SE) < 1e-7
+
+
+async def test_a_refusal_while_unmasking_still_sums_exactly(tmp_path: Path) -> None:
+    """A node that restarts after masking has lost its secrets and refuses to unmask: its
+    vector is in the sum already, and the other survivors' shares make up for its own."""
+    node_rows = [audience(i, 30, seed=80 + i) for i in range(5)]
+    async with federation(tmp_path, node_rows, **EXACT) as fed:
+        key: SigningKey = fed.node_apps[4].state.node.key
+
+        def refuse(body: bytes) -> bytes:
+            query_id = json.loads(body)["payload"]["query_id"]
+            refusal = {"query_id": query_id, "reason": "secure_protocol_violation", "message": "x"}
+            return sign("refusal", refusal, key).model_dump_json().encode()
+
+        tamper(fed, 4, Phase.UNMASK, refuse)
+        created = await fed.ask(
+            report={"name": "volume", "year": 2025, "rho": 0.1}, threshold=3, deadline_seconds=8
+        )
+        result = await fed.wait(created.round_id)
+    assert result.failure is None, result.failure
+    assert result.coverage.answered == 5
+    assert_equals_pooled(tmp_path, node_rows, [0, 1, 2, 3, 4], result)
+
+
+async def test_a_refusal_for_another_query_is_not_recorded(tmp_path: Path) -> None:
+    node_rows = [audience(i, 20, seed=90 + i) for i in range(3)]
+    async with federation(tmp_path, node_rows, **EXACT) as fed:
+        key: SigningKey = fed.node_apps[2].state.node.key
+
+        def foreign(body: bytes) -> bytes:
+            refusal = {"query_id": "pd-another-query", "reason": "budget_exhausted", "message": "x"}
+            return sign("refusal", refusal, key).model_dump_json().encode()
+
+        tamper(fed, 2, Phase.KEYS, foreign)
+        created = await fed.ask(
+            report={"name": "volume", "year": 2025, "rho": 0.1}, threshold=2, deadline_seconds=6
+        )
+        result = await fed.wait(created.round_id)
+    node2 = next(n for n in result.coverage.nodes if n.institution == "Instelling 2")
+    assert node2.status is NodeStatus.TIMED_OUT and node2.reason == "dropped_before_masking"
+    assert result.failure is None
+    assert_equals_pooled(tmp_path, node_rows, [0, 1], result)

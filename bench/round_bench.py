@@ -27,9 +27,9 @@ has the POST's response). All times use ``time.monotonic()``, one clock for all 
 long-polls over TCP and reads the aggregator's VmRSS from /proc: idle (started, no node connected)
 and with every node's poll hanging.
 
-In-process only: ``--variant`` applies a proposed aggregator change (``bench.round_variants``),
-``--count-sql`` counts the aggregator's SQL statements per node and round, ``--profile`` writes a
-cProfile of the largest run. Results are printed as Markdown; bench/RESULTS.md is written by hand.
+In-process only: ``--count-sql`` counts the aggregator's SQL statements per node and round,
+``--profile`` writes a cProfile of the largest run. Results are printed as Markdown;
+bench/RESULTS.md is written by hand.
 
     python -m bench.round_bench --nodes 10,50,100,1000 --rounds 20 --real 10 --memory
 """
@@ -64,8 +64,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from bench.round_sim import Answers, Log, SimNode, Timing, enrol, running
-from bench.round_variants import VARIANTS, StatementCounter
-from bench.round_variants import apply as apply_variants
+from bench.round_variants import StatementCounter
 from protocol.query import Bounds, Measure, Period, Privacy, QuerySpec
 
 YEAR = 2025
@@ -411,11 +410,8 @@ async def run_simulated(
     work: Path,
     memory: bool,
     profile: Path | None,
-    variants: tuple[str, ...] = (),
 ) -> Summary:
     label = f"simulated, {'in-process (ASGI)' if transport == 'asgi' else 'aggregator process'}"
-    if variants:
-        label += " + " + " + ".join(variants)
     summary = Summary(label, "simulated", transport, db, nodes)
     summary.notes["load_before"] = os.getloadavg()[0]
     agg = await init_aggregator(work / "aggregator", db)
@@ -766,9 +762,7 @@ async def main_async(args: argparse.Namespace) -> list[Summary]:
                     profile = args.profile if nodes == max(args.nodes) else None
                     rounds = args.rounds if nodes <= 100 else args.rounds_large
                     summaries.append(
-                        await run_simulated(
-                            nodes, rounds, transport, db, work, memory, profile, tuple(args.variant)
-                        )
+                        await run_simulated(nodes, rounds, transport, db, work, memory, profile)
                     )
                     print("  " + latency_table([summaries[-1].stats()])[-1], flush=True)
             if args.memory and "process" not in args.transport.split(","):
@@ -799,13 +793,6 @@ def main() -> None:
     parser.add_argument("--db", default="sqlite", help="sqlite, postgres or both (comma)")
     parser.add_argument("--memory", action="store_true")
     parser.add_argument(
-        "--variant",
-        action="append",
-        default=[],
-        choices=VARIANTS,
-        help="apply a proposed aggregator change in-process (ASGI only; see round_variants)",
-    )
-    parser.add_argument(
         "--count-sql", action="store_true", help="count the in-process aggregator's statements"
     )
     parser.add_argument("--profile", type=Path, help="cProfile the largest simulated run (ASGI)")
@@ -814,15 +801,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the summaries as JSON")
     args = parser.parse_args()
     if args.count_sql:
-        if args.variant or args.transport != "asgi":
+        if args.transport != "asgi":
             parser.error("--count-sql counts the shipped in-process aggregator only")
         global SQL
         SQL = StatementCounter()
         SQL.install()
-    if args.variant:
-        if args.real or args.transport != "asgi" or args.memory:
-            parser.error("--variant patches this process: only with --transport asgi")
-        apply_variants(args.variant)
     # An in-process aggregator logs every failed request; they are counted in the tables.
     logging.getLogger("publieksdata").setLevel(logging.CRITICAL)
 

@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from aggregator.api.releases import router as releases_router
 from aggregator.api.routes import router
 from aggregator.deps import AggregatorState
 from aggregator.errors import AggregatorError, ErrorCode, problem
@@ -24,7 +25,12 @@ from aggregator.services.registry import NodeKeys
 from aggregator.services.rounds import Rounds
 from aggregator.services.writer import Writer
 from aggregator.settings import AggregatorSettings
-from aggregator.storage.db import make_async_engine, make_async_sessionmaker, require_current_schema
+from aggregator.storage.db import (
+    is_sqlite,
+    make_async_engine,
+    make_async_sessionmaker,
+    require_current_schema,
+)
 from protocol.http import PROBLEM_JSON, BodyLimit
 from protocol.signing import MemoryNonceStore, Verifier
 
@@ -54,9 +60,17 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         require_current_schema(settings.database_url)
         key = load_signing_key(settings.signing_key_path)
+        # Every write goes through the group writer; all other sessions only read. On SQLite
+        # the readers get their own engine with deferred transactions, so that they read a WAL
+        # snapshot instead of queueing for the write lock behind the writer's batch.
         engine = make_async_engine(settings.database_url)
-        factory = make_async_sessionmaker(engine)
-        writer = Writer(factory)
+        read_engine = (
+            make_async_engine(settings.database_url, write=False)
+            if is_sqlite(settings.database_url)
+            else engine
+        )
+        factory = make_async_sessionmaker(read_engine)
+        writer = Writer(make_async_sessionmaker(engine))
         writer.start()
         notifier = Notifier()
         node_keys = NodeKeys(factory)
@@ -86,6 +100,8 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
             rounds.stop()
             await writer.stop()
             await engine.dispose()
+            if read_engine is not engine:
+                await read_engine.dispose()
 
     app = FastAPI(
         title="publieksdata aggregator",
@@ -94,6 +110,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
+    app.include_router(releases_router)
 
     @app.exception_handler(AggregatorError)
     async def _error(_request: Request, exc: AggregatorError) -> JSONResponse:

@@ -37,6 +37,9 @@ class ErrorCode(StrEnum):
     ANSWER_MISMATCH = "answer_mismatch"
     ROUND_CLOSED = "round_closed"
     ALREADY_ANSWERED = "already_answered"
+    RECIPE_INVALID = "recipe_invalid"
+    RELEASE_NOT_POSSIBLE = "release_not_possible"
+    RELEASE_NOT_FOUND = "release_not_found"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     INTERNAL = "internal_error"
@@ -82,6 +85,11 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
     ErrorCode.ANSWER_MISMATCH: ErrorInfo(422, "The answer does not answer this task's query."),
     ErrorCode.ROUND_CLOSED: ErrorInfo(409, "The round is closed; the answer came too late."),
     ErrorCode.ALREADY_ANSWERED: ErrorInfo(409, "This task has been answered already."),
+    ErrorCode.RECIPE_INVALID: ErrorInfo(422, "The release recipe is not valid."),
+    ErrorCode.RELEASE_NOT_POSSIBLE: ErrorInfo(
+        409, "The release cannot be built from these rounds; nothing was published."
+    ),
+    ErrorCode.RELEASE_NOT_FOUND: ErrorInfo(404, "There is no release with that name."),
     ErrorCode.NOT_FOUND: ErrorInfo(404, "There is nothing at this address."),
     ErrorCode.METHOD_NOT_ALLOWED: ErrorInfo(405, "This address does not accept that method."),
     ErrorCode.INTERNAL: ErrorInfo(500, "The aggregator could not handle the request."),

@@ -4,7 +4,7 @@ Python client so that both sides parse exactly the same shapes."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -86,3 +86,44 @@ class InviteCreated(_Model):
     node_id: str | None  # set when the invite re-keys an enrolled node
     expires_at: datetime
     aggregator_fingerprint: str
+
+
+class PublishRequest(_Model):
+    """Publish a release. ``recipe``: a built-in recipe name (``standard-2025``) or a recipe
+    document (see docs/reference/release-recipes.md); ``asked``: for tables that name a
+    ``report``, the completed round asked for it (report name → round id). ``correction``: what
+    changed, in Dutch and English, when the release already exists (a new version)."""
+
+    recipe: str | dict[str, Any]
+    asked: dict[str, str] = Field(default_factory=dict)
+    correction: dict[str, str] | None = None
+
+
+class PublishedRelease(_Model):
+    slug: str
+    release_id: str
+    version: int
+    sequence: int
+    hash: str
+    corrects: str | None
+    tables: int
+    path: str  # the release page on the public site, e.g. /nl/releases/sector-2025-v1
+
+
+class ChainEntry(_Model):
+    sequence: int
+    slug: str
+    hash: str
+    json_path: str  # the sealed release, byte for byte
+    page_path: str
+
+
+class ReleaseChain(_Model):
+    """GET /v1/releases: what ``publieksdata verify-release`` needs to check the whole chain.
+    Compare the fingerprint with one the sector body publishes elsewhere before trusting it."""
+
+    aggregator: str
+    key_id: str
+    public_key: str
+    fingerprint: str
+    releases: list[ChainEntry]

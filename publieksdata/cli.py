@@ -9,6 +9,7 @@ from aggregator.cli import app as aggregator_app
 from node.cli import app as node_app
 from publieksdata.ask import ask
 from publieksdata.demo import demo
+from publieksdata.releases import publish, verify_release
 
 app = typer.Typer(
     name="publieksdata",
@@ -16,9 +17,11 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(node_app, name="node")
+aggregator_app.command("publish")(publish)
 app.add_typer(aggregator_app, name="aggregator")
 app.command()(demo)
 app.command()(ask)
+app.command("verify-release")(verify_release)
 
 
 def main() -> None:

@@ -171,6 +171,46 @@ def _ask(url: str, analyst: str, rho: float, mode: Mode) -> RoundResult:
     return result.raw
 
 
+def demo_recipe(result: RoundResult) -> dict[str, object]:
+    """The demo's release: the standard report's round, summed to the breakdowns policymakers
+    read (visits by month, artform and age band; revenue by artform)."""
+    tables = [
+        ("visits-month", "visits", "month"),
+        ("visits-artform", "visits", "artform"),
+        ("visits-age", "visits", "age_band"),
+        ("revenue-artform", "revenue", "artform"),
+    ]
+    return {
+        "release_id": f"demo-sector-{YEAR}",
+        "title": {
+            "nl": f"Demosector: bezoek aan cultuur in {YEAR}",
+            "en": f"Demo sector: visits to culture in {YEAR}",
+        },
+        "description": {
+            "nl": "Synthetische gegevens van de instellingen in 'publieksdata demo'. Elke "
+            "instelling hield haar eigen gegevens; de aggregator zag alleen de beveiligde som.",
+            "en": "Synthetic data of the institutions in 'publieksdata demo'. Every institution "
+            "kept its own data; the aggregator saw only the secure sum.",
+        },
+        "tables": [
+            {"table_id": t, "round": result.round_id, "measure": m, "by": [by]}
+            for t, m, by in tables
+        ],
+    }
+
+
+def _publish(url: str, admin: str, result: RoundResult, lang: str) -> str:
+    """Publish the demo release through the aggregator's API; the URL of its page."""
+    from aggregator.client import Client, ClientError
+
+    with Client(url, admin, timeout=60) as client:
+        try:
+            published = client.publish(demo_recipe(result))
+        except ClientError as exc:
+            raise ServiceFailed(f"the aggregator could not publish the release: {exc}") from None
+    return f"{url}/{lang}/releases/{published.slug}"
+
+
 @contextlib.contextmanager
 def _terminate_on_sigterm() -> Iterator[None]:
     """Turn SIGTERM into KeyboardInterrupt, so the processes are stopped on either."""
@@ -315,12 +355,18 @@ def _run(
             f"Elke instelling gaf ρ = {rho:g} van haar privacybudget uit. De marges (95%) komen "
             "van de ruis die elke instelling zelf toevoegde; bij een sectortotaal tellen die op."
         )
+    release_url = _publish(aggregator.url, admin, result, lang)
+    console.print(
+        f"\n[green]✓[/] 6. Gepubliceerd voor beleidsmakers en publiek (ondertekend, met grafieken, "
+        f"CSV en open-datametadata):\n  [bold]{release_url}[/]"
+    )
     return aggregator.url
 
 
 def _print_urls(url: str, members: list[DemoNode], analyst: str, home: Path) -> None:
     console.print("\n[bold]De federatie blijft draaien[/] (Ctrl-C stopt alles):")
     console.print(f"  aggregator   {url}/docs")
+    console.print(f"  publieke site {url}/nl/ (English: {url}/en/)")
     for node in members:
         console.print(f"  {node.name:<40} http://127.0.0.1:{node.port}/docs")
     console.print(f"  logs         {home / 'logs'}")

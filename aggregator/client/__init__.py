@@ -43,7 +43,7 @@ from aggregator.client.errors import (
     problem_error,
 )
 from aggregator.client.result import ReportInfo, Result
-from protocol.api import NodeInfo, RoundRequest, RoundSummary
+from protocol.api import NodeInfo, PublishedRelease, PublishRequest, RoundRequest, RoundSummary
 from protocol.query import QuerySpec
 from protocol.results import RoundResult, RoundState
 
@@ -92,6 +92,7 @@ _RESULT = TypeAdapter(RoundResult)
 _NODES = TypeAdapter(list[NodeInfo])
 _ROUNDS = TypeAdapter(list[RoundSummary])
 _REPORTS = TypeAdapter(list[ReportInfo])
+_PUBLISHED = TypeAdapter(PublishedRelease)
 
 
 class AskOptions(TypedDict, total=False):
@@ -205,6 +206,20 @@ def _round(round_id: str) -> Flow[Result]:
     return Result((yield from _get(_round_path(round_id), _RESULT)))
 
 
+def _publish(
+    recipe: str | Mapping[str, Any],
+    asked: Mapping[str, str] | None,
+    correction: Mapping[str, str] | None,
+) -> Flow[PublishedRelease]:
+    request = PublishRequest(
+        recipe=recipe if isinstance(recipe, str) else dict(recipe),
+        asked=dict(asked or {}),
+        correction=None if correction is None else dict(correction),
+    )
+    body = request.model_dump(mode="json")
+    return _parse((yield _Call("POST", "/v1/releases", body=body)), _PUBLISHED)
+
+
 # --- the two clients ---------------------------------------------------------------------------
 
 
@@ -291,6 +306,16 @@ class Client:
         """Ask the federation one question: a spec, or ``report=`` with its parameters."""
         return self._run(_ask(spec, options))
 
+    def publish(
+        self,
+        recipe: str | Mapping[str, Any],
+        asked: Mapping[str, str] | None = None,
+        correction: Mapping[str, str] | None = None,
+    ) -> PublishedRelease:
+        """Publish a release (admin token): a built-in recipe name or a recipe document, with
+        the completed round of every report it names (``asked``: report → round id)."""
+        return self._run(_publish(recipe, asked, correction))
+
     def close(self) -> None:
         self._http.close()
 
@@ -354,6 +379,15 @@ class AsyncClient:
     ) -> Result:
         """Ask the federation one question: a spec, or ``report=`` with its parameters."""
         return await self._run(_ask(spec, options))
+
+    async def publish(
+        self,
+        recipe: str | Mapping[str, Any],
+        asked: Mapping[str, str] | None = None,
+        correction: Mapping[str, str] | None = None,
+    ) -> PublishedRelease:
+        """Publish a release; see ``Client.publish``."""
+        return await self._run(_publish(recipe, asked, correction))
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -837,18 +837,10 @@ class Rounds:
         if cached is not None:
             return cached
         async with self.factory() as session:
-            row = await session.get(Round, round_id)
-            if row is None:
-                raise AggregatorError(ErrorCode.ROUND_NOT_FOUND)
-            tasks = (
-                await session.execute(
-                    select(Task, Node.institution)
-                    .join(Node, Node.id == Task.node_id)
-                    .where(Task.round_id == round_id)
-                    .order_by(Node.institution, Node.id)
-                )
-            ).all()
-        result = build_result(row, [(t, name) for t, name in tasks])
+            loaded = await load_result(session, round_id)
+        if loaded is None:
+            raise AggregatorError(ErrorCode.ROUND_NOT_FOUND)
+        result = loaded
         if result.state is RoundState.CLOSED:
             self._results.put(round_id, result)
         return result
@@ -868,6 +860,22 @@ class Rounds:
             return list(
                 await session.scalars(select(Round).order_by(Round.created_at.desc()).limit(limit))
             )
+
+
+async def load_result(session: AsyncSession, round_id: str) -> RoundResult | None:
+    """A round's result as analysts see it, or None for an unknown round."""
+    row = await session.get(Round, round_id)
+    if row is None:
+        return None
+    tasks = (
+        await session.execute(
+            select(Task, Node.institution)
+            .join(Node, Node.id == Task.node_id)
+            .where(Task.round_id == round_id)
+            .order_by(Node.institution, Node.id)
+        )
+    ).all()
+    return build_result(row, [(t, name) for t, name in tasks])
 
 
 def build_result(row: Round, tasks: Sequence[tuple[Task, str]]) -> RoundResult:

@@ -59,8 +59,10 @@ def make_sync_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def make_async_engine(url: str) -> AsyncEngine:
-    """The service's engine. SQLite transactions begin IMMEDIATE, so writers queue, not fail."""
+def make_async_engine(url: str, *, write: bool = True) -> AsyncEngine:
+    """The service's engine. On SQLite, ``write=True`` makes every transaction begin IMMEDIATE,
+    so writers queue instead of failing; ``write=False`` begins deferred, for sessions that only
+    read: in WAL mode they read a snapshot without waiting for the write lock."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         _sqlite_file(parsed)
@@ -71,7 +73,7 @@ def make_async_engine(url: str) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
     return create_async_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)

@@ -167,3 +167,22 @@ class Task(Base):
     keys: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     shares: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     reveal: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+
+
+class Release(Base):
+    """A sealed release (design §10): the signed bytes exactly as published, never updated.
+
+    ``sequence`` is the release's place in the hash chain (1, 2, 3, …); a correction is a new
+    row that points to the hash of the release it corrects.
+    """
+
+    __tablename__ = "release"
+    __table_args__ = (UniqueConstraint("release_id", "version"),)
+
+    sequence: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    slug: Mapped[str] = mapped_column(String(80), unique=True)
+    release_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -1,0 +1,175 @@
+"""Sealing releases and checking the release chain.
+
+A sealed release is the aggregator's signed envelope (type ``RELEASE``) around the release
+document, stored and served byte for byte as JSON. Its hash is SHA-256 over those exact bytes;
+the next release carries it as ``previous_hash``. :func:`verify_chain` checks, for a list of
+sealed releases: each signature against the aggregator's public key, that the bytes are the
+canonical form (so a reformatted or re-encoded file is caught, not only an edited figure),
+that sequence numbers run 1, 2, 3, … without a gap, that each release names its predecessor's
+hash, and that a correction names a release earlier in the chain.
+
+Verification never returns False: it collects every problem it finds, with the release and the
+reason, so that ``publieksdata verify-release`` can say exactly what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import ValidationError
+
+from aggregator.releases.document import RELEASE, ReleaseDocument
+from protocol.canonical import canonical_bytes
+from protocol.signing import Envelope, SignatureError, SigningKey, sign, verify_once
+
+
+def release_hash(sealed: bytes) -> str:
+    return hashlib.sha256(sealed).hexdigest()
+
+
+@dataclass(frozen=True)
+class SealedRelease:
+    """A release as published: the signed bytes, their hash and the parsed document."""
+
+    data: bytes  # canonical JSON of the signed envelope; exactly what is served and hashed
+    document: ReleaseDocument
+
+    @property
+    def hash(self) -> str:
+        return release_hash(self.data)
+
+    @property
+    def slug(self) -> str:
+        return self.document.slug
+
+
+def seal(document: ReleaseDocument, key: SigningKey) -> SealedRelease:
+    envelope = sign(RELEASE, document.model_dump(mode="json"), key)
+    data = canonical_bytes(envelope.model_dump(mode="json"))
+    return SealedRelease(data=data, document=document)
+
+
+class ReleaseFormatError(ValueError):
+    """The bytes are not a sealed release at all."""
+
+
+def parse(data: bytes) -> tuple[Envelope, ReleaseDocument]:
+    """Parse sealed bytes without checking the signature (see :func:`verify_chain`)."""
+    try:
+        raw: Any = json.loads(data)
+        envelope = Envelope.model_validate(raw)
+        if envelope.type != RELEASE:
+            raise ReleaseFormatError(f"a signed {envelope.type!r} message, not a release")
+        return envelope, ReleaseDocument.model_validate(envelope.payload)
+    except (ValueError, ValidationError) as exc:
+        if isinstance(exc, ReleaseFormatError):
+            raise
+        raise ReleaseFormatError(f"not a publieksdata release: {_first_error(exc)}") from None
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"]) or "document"
+        return f"{where}: {error['msg']}"
+    return str(exc).splitlines()[0][:200]
+
+
+@dataclass
+class Problem:
+    where: str  # "sequence 3 (sector-2025-v1)" or "chain"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}"
+
+
+@dataclass
+class ChainReport:
+    checked: int = 0
+    head: str | None = None  # the hash of the last release checked
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and self.checked > 0
+
+
+def _label(index: int, document: ReleaseDocument | None) -> str:
+    if document is None:
+        return f"release #{index + 1} in the list"
+    return f"sequence {document.sequence} ({document.slug})"
+
+
+def verify_chain(releases: list[bytes], public_key: Ed25519PublicKey) -> ChainReport:
+    """Check sealed releases, given in chain order starting with the first (sequence 1)."""
+    report = ChainReport()
+    previous: ReleaseDocument | None = None
+    previous_hash: str | None = None
+    seen: dict[str, int] = {}  # hash → sequence
+    for index, data in enumerate(releases):
+        report.checked += 1
+        try:
+            envelope, document = parse(data)
+        except ReleaseFormatError as exc:
+            report.problems.append(Problem(_label(index, None), str(exc)))
+            previous, previous_hash = None, release_hash(data)
+            continue
+        where = _label(index, document)
+        try:
+            verify_once(envelope, RELEASE, public_key)
+        except SignatureError:
+            report.problems.append(
+                Problem(
+                    where,
+                    "the signature does not match: the release was changed after signing "
+                    "or was not signed by this aggregator's key",
+                )
+            )
+        if canonical_bytes(json.loads(data)) != data:
+            report.problems.append(
+                Problem(where, "the file is not in its published (canonical) form: it was edited")
+            )
+        expected_sequence = 1 if index == 0 else (previous.sequence + 1 if previous else None)
+        if expected_sequence is not None and document.sequence != expected_sequence:
+            if document.sequence > expected_sequence:
+                missing = document.sequence - expected_sequence
+                report.problems.append(
+                    Problem(
+                        where,
+                        f"{missing} release(s) missing before it: expected sequence "
+                        f"{expected_sequence}, found {document.sequence}",
+                    )
+                )
+            else:
+                report.problems.append(
+                    Problem(where, f"out of order: expected sequence {expected_sequence}")
+                )
+        if index == 0:
+            if document.previous_hash is not None:
+                report.problems.append(
+                    Problem(where, "the first release must not point to a previous one, but does")
+                )
+        elif document.previous_hash != previous_hash:
+            report.problems.append(
+                Problem(
+                    where,
+                    "its link to the previous release does not match: the previous release was "
+                    "changed, removed or replaced",
+                )
+            )
+        if document.corrects is not None and document.corrects not in seen:
+            report.problems.append(
+                Problem(where, "it corrects a release that is not earlier in this chain")
+            )
+        current_hash = release_hash(data)
+        seen[current_hash] = document.sequence
+        previous, previous_hash = document, current_hash
+        report.head = current_hash
+    if not releases:
+        report.problems.append(Problem("chain", "there are no releases to check"))
+    return report

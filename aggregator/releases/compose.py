@@ -1,0 +1,358 @@
+"""From completed rounds to a release document. Pure functions; no I/O.
+
+:func:`compose` checks that every round a recipe needs is usable (closed, with a sector sum,
+with noise, with the measure and dimensions the table asks for) and raises
+:class:`ComposeError` naming every problem otherwise, so that nothing is published from a
+missing, failed or partial-quorum round. It then builds each table (summing over dimensions
+the table leaves out), post-processes it, and writes the methodology and a plain-language
+summary. Chain fields (sequence, previous hash, version) are added by ``publish``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from aggregator.releases import postprocess
+from aggregator.releases.document import (
+    Cell,
+    Methodology,
+    ReleaseDocument,
+    Table,
+    TableCoverage,
+    TablePrivacy,
+    Text,
+)
+from aggregator.releases.recipe import Recipe, TableRecipe
+from protocol.catalogue import CATALOGUE_VERSION, dimension
+from protocol.query import Measure, Mechanism, QuerySpec
+from protocol.results import MeasureEstimate, NodeStatus, RoundResult, RoundState
+
+# The public site's plain-language privacy page, relative to the release page's language root
+# (/nl/privacy, /en/privacy); the full explanation is docs/explanation/privacy.md.
+PRIVACY_EXPLANATION = "privacy"
+MONTHS_NL = (
+    "januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus", "september",
+    "oktober", "november", "december",
+)  # fmt: skip
+MONTHS_EN = (
+    "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December",
+)  # fmt: skip
+UNITS = {
+    Measure.VISITS: Text(nl="bezoeken", en="visits"),
+    Measure.PERSONS: Text(nl="personen", en="persons"),
+    Measure.REVENUE: Text(nl="euro", en="euros"),
+}
+MEASURE_TITLES = {
+    Measure.VISITS: Text(nl="Bezoeken", en="Visits"),
+    Measure.PERSONS: Text(nl="Bereik (unieke personen)", en="Reach (distinct persons)"),
+    Measure.REVENUE: Text(nl="Omzet", en="Revenue"),
+}
+
+
+class ComposeError(ValueError):
+    """The release cannot be built; ``problems`` lists every reason, one per table or round."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+def zcdp_epsilon(rho: float, delta: float) -> float:
+    """ε of (ε, δ)-DP implied by ρ-zCDP: ρ + 2√(ρ·ln(1/δ)) (Bun & Steinke 2016, Prop. 1.3).
+
+    This closed form is slightly looser than the tight numerical conversion the nodes' ledger
+    uses (OpenDP); the release quotes it because anyone can recompute it by hand.
+    """
+    if rho <= 0:
+        return 0.0
+    return rho + 2 * math.sqrt(rho * math.log(1 / delta))
+
+
+def cell_label(dim: str, code: str, lang: str) -> str:
+    if dim == "month" and len(code) == 7 and code[4] == "-" and code[5:].isdigit():
+        names = MONTHS_NL if lang == "nl" else MONTHS_EN
+        return f"{names[int(code[5:]) - 1]} {code[:4]}"
+    return dimension(dim).label(code, lang)
+
+
+def dimension_title(dim: str) -> Text:
+    d = dimension(dim)
+    return Text(nl=d.nl, en=d.en)
+
+
+@dataclass(frozen=True)
+class _Source:
+    table: TableRecipe
+    result: RoundResult
+
+
+def check(recipe: Recipe, results: Mapping[str, RoundResult | None]) -> list[_Source]:
+    """Every table's round, checked; ``results`` maps table id → its round (None: not found)."""
+    problems: list[str] = []
+    sources: list[_Source] = []
+    for table in recipe.tables:
+        result = results.get(table.table_id)
+        where = f"table {table.table_id!r}"
+        if result is None:
+            problems.append(f"{where}: its round {table.round or '(not asked)'} was not found")
+            continue
+        where += f" (round {result.round_id})"
+        if result.state is not RoundState.CLOSED:
+            problems.append(f"{where}: the round is still open; wait until it closes")
+            continue
+        if result.failure:
+            problems.append(f"{where}: the secure round failed ({result.failure})")
+            continue
+        if not result.measures:
+            problems.append(
+                f"{where}: the round has no sector result (quorum of {result.quorum} not met: "
+                f"{result.coverage.answered} of {result.coverage.total} institutions answered)"
+            )
+            continue
+        if not result.noise:
+            problems.append(f"{where}: the round was answered without noise (a test setting)")
+            continue
+        if table.measure not in result.spec.measures:
+            problems.append(f"{where}: the round has no {table.measure.value} measure")
+            continue
+        by = table.by or result.spec.group_by
+        unknown = [d for d in by if d not in result.spec.group_by]
+        if unknown:
+            problems.append(
+                f"{where}: the round is not grouped by {', '.join(unknown)} (it has "
+                f"{', '.join(result.spec.group_by)})"
+            )
+            continue
+        if tuple(by) != result.spec.group_by and table.measure is Measure.PERSONS:
+            problems.append(
+                f"{where}: persons cannot be summed over dimensions (a person may be in several "
+                "cells); publish persons by all of the round's dimensions"
+            )
+            continue
+        sources.append(_Source(table, result))
+    if problems:
+        raise ComposeError(problems)
+    return sources
+
+
+def _margin(
+    spec: QuerySpec, estimate: MeasureEstimate, keep: tuple[str, ...]
+) -> tuple[list[tuple[str, ...]], list[float], list[float]]:
+    """Sums over the dimensions not in ``keep``, with variances summed (independent cells)."""
+    positions = [spec.group_by.index(d) for d in keep]
+    sums: dict[tuple[str, ...], int] = {}
+    variances: dict[tuple[str, ...], list[float]] = {}
+    for cell, value, se in zip(
+        spec.cells(), estimate.estimates, estimate.standard_errors, strict=True
+    ):
+        key = tuple(cell[p] for p in positions)
+        sums[key] = sums.get(key, 0) + value
+        variances.setdefault(key, []).append(se * se)
+    keys = list(sums)  # in canonical order of the kept dimensions (first appearance)
+    return keys, [float(sums[k]) for k in keys], [math.sqrt(math.fsum(variances[k])) for k in keys]
+
+
+def _table(source: _Source, recipe: Recipe) -> Table:
+    table, result = source.table, source.result
+    spec = result.spec
+    by = tuple(table.by or spec.group_by)
+    codes, estimates, errors = _margin(spec, result.measure(table.measure), by)
+    pp = recipe.post_processing
+    scale = 0.01 if table.measure is Measure.REVENUE else 1.0  # cents → euros
+    figures, total = postprocess.publish_table(
+        estimates,
+        errors,
+        non_negative=pp.non_negative,
+        rounding=pp.rounding,
+        suppress_above=pp.suppress_relative_halfwidth,
+        scale=scale,
+        with_total=pp.consistent_totals,
+    )
+    cells = tuple(
+        Cell(
+            codes=key,
+            labels=Text(
+                nl=" · ".join(cell_label(d, c, "nl") for d, c in zip(by, key, strict=True)),
+                en=" · ".join(cell_label(d, c, "en") for d, c in zip(by, key, strict=True)),
+            ),
+            value=f.value,
+            lower=f.lower,
+            upper=f.upper,
+            standard_error=f.standard_error,
+            rounded_to=f.rounded_to,
+            suppressed=f.suppressed,
+        )
+        for key, f in zip(codes, figures, strict=True)
+    )
+    total_cell = None
+    if total is not None:
+        total_cell = Cell(
+            codes=("total",),
+            labels=Text(nl="Totaal", en="Total"),
+            value=total.value,
+            lower=total.lower,
+            upper=total.upper,
+            standard_error=total.standard_error,
+            rounded_to=total.rounded_to,
+        )
+    dims = [dimension_title(d) for d in by]
+    title = table.title or Text(
+        nl=f"{MEASURE_TITLES[table.measure].nl} per " + " en ".join(d.nl.lower() for d in dims),
+        en=f"{MEASURE_TITLES[table.measure].en} by " + " and ".join(d.en.lower() for d in dims),
+    )
+    privacy = spec.privacy
+    rho = privacy.rho if privacy.mechanism is Mechanism.GAUSSIAN else None
+    if privacy.mechanism is Mechanism.GAUSSIAN:
+        assert privacy.rho is not None
+        epsilon, delta = zcdp_epsilon(privacy.rho, privacy.delta), privacy.delta
+    else:
+        assert privacy.epsilon is not None
+        epsilon, delta = privacy.epsilon, 0.0
+    answered = [n for n in result.coverage.nodes if n.status is NodeStatus.ANSWERED]
+    missing = tuple(
+        sorted(n.institution for n in result.coverage.nodes if n.status is not NodeStatus.ANSWERED)
+    )
+    return Table(
+        table_id=table.table_id,
+        title=title,
+        round_id=result.round_id,
+        measure=table.measure.value,
+        unit=UNITS[table.measure],
+        group_by=by,
+        dimension_titles=tuple(dims),
+        cells=cells,
+        total=total_cell,
+        privacy=TablePrivacy(
+            mode=result.mode.value,
+            mechanism=privacy.mechanism.value,
+            rho=rho,
+            epsilon=epsilon,
+            delta=delta,
+            threshold=result.threshold,
+        ),
+        coverage=TableCoverage(
+            institutions=result.coverage.total, answered=len(answered), missing=missing
+        ),
+        bounds={
+            "max_visits_per_person": spec.bounds.max_visits_per_person,
+            "max_cells_per_person": spec.bounds.max_cells_per_person,
+            "revenue_min_cents": spec.bounds.revenue_min_cents,
+            "revenue_max_cents": spec.bounds.revenue_max_cents,
+        },
+    )
+
+
+def _about(value: float, lang: str) -> str:
+    """ "about 4.1 million" / "ongeveer 4,1 miljoen": two significant figures in words."""
+    for size, nl, en in ((1e9, "miljard", "billion"), (1e6, "miljoen", "million")):
+        if value >= size:
+            short = f"{value / size:.1f}"
+            return f"{short.replace('.', ',')} {nl}" if lang == "nl" else f"{short} {en}"
+    digits = max(0, len(str(int(value))) - 2)
+    rounded = int(round(value, -digits)) if value else 0
+    text = f"{rounded:,}"
+    return text.replace(",", ".") if lang == "nl" else text
+
+
+def summary(tables: Sequence[Table], institutions: int, start: date, end: date) -> Text:
+    when_nl = (
+        f"In {start.year}"
+        if (start.month, start.day, end.month, end.day) == (1, 1, 12, 31) and start.year == end.year
+        else f"Van {start:%d-%m-%Y} tot en met {end:%d-%m-%Y}"
+    )
+    when_en = when_nl.replace("Van ", "From ").replace(" tot en met ", " to ")
+    headline = next(
+        (t for t in tables if t.measure == "visits" and t.total and t.total.value), None
+    ) or next((t for t in tables if t.total and t.total.value), None)
+    who_nl = f"de {institutions} deelnemende instellingen"
+    who_en = f"the {institutions} participating institutions"
+    if headline is None or headline.total is None or headline.total.value is None:
+        return Text(
+            nl=f"{when_nl} leverden {who_nl} cijfers voor deze publicatie.",
+            en=f"{when_en}, {who_en} contributed figures to this release.",
+        )
+    total = headline.total
+    assert total.value is not None and total.lower is not None and total.upper is not None
+    relative = (total.upper - total.lower) / 2 / total.value * 100
+    pct = f"{relative:.1f}" if relative < 10 else f"{relative:.0f}"
+    unit = headline.unit
+    return Text(
+        nl=(
+            f"{when_nl} telden {who_nl} samen ongeveer {_about(total.value, 'nl')} {unit.nl} "
+            f"(± {pct.replace('.', ',')}%). De marges zijn 95%-intervallen: ze komen van de "
+            "ruis die de privacy van elke bezoeker beschermt."
+        ),
+        en=(
+            f"{when_en}, {who_en} together counted about {_about(total.value, 'en')} {unit.en} "
+            f"(± {pct}%). The margins are 95% intervals: they come from the noise that "
+            "protects every visitor's privacy."
+        ),
+    )
+
+
+def compose(
+    recipe: Recipe,
+    results: Mapping[str, RoundResult | None],
+    *,
+    release_id: str | None = None,
+    version: int,
+    sequence: int,
+    previous_hash: str | None,
+    corrects: str | None,
+    published_at: datetime,
+) -> ReleaseDocument:
+    sources = check(recipe, results)
+    tables = tuple(_table(source, recipe) for source in sources)
+    rounds = {s.result.round_id: s.result for s in sources}
+    specs = [r.spec for r in rounds.values()]
+    rho_total = math.fsum(s.privacy.rho_charged for s in specs)
+    delta = max((s.privacy.delta for s in specs), default=1e-7)
+    laplace_only = all(s.privacy.mechanism is Mechanism.LAPLACE for s in specs)
+    institutions = sorted(
+        {
+            n.institution
+            for r in rounds.values()
+            for n in r.coverage.nodes
+            if n.status is NodeStatus.ANSWERED
+        }
+    )
+    asked = len({n.node_id for r in rounds.values() for n in r.coverage.nodes})
+    start = min(s.period.start for s in specs)
+    end = max(s.period.end for s in specs)
+    if laplace_only:
+        epsilon_total = math.fsum(s.privacy.epsilon or 0.0 for s in specs)
+        delta_total = 0.0
+    else:
+        epsilon_total, delta_total = zcdp_epsilon(rho_total, delta), delta
+    return ReleaseDocument(
+        release_id=release_id or recipe.release_id,
+        version=version,
+        sequence=sequence,
+        previous_hash=previous_hash,
+        corrects=corrects,
+        correction_note=recipe.correction_note if corrects else None,
+        published_at=published_at,
+        recipe=recipe.release_id,
+        title=recipe.title,
+        description=recipe.description,
+        summary=summary(tables, len(institutions), start, end),
+        methodology=Methodology(
+            rho_total=None if laplace_only else rho_total,
+            epsilon_total=epsilon_total,
+            delta_total=delta_total,
+            mechanisms=tuple(sorted({s.privacy.mechanism.value for s in specs})),
+            modes=tuple(sorted({r.mode.value for r in rounds.values()})),
+            catalogue_version=CATALOGUE_VERSION,
+            period_start=start,
+            period_end=end,
+            institutions=tuple(institutions),
+            institutions_asked=asked,
+            post_processing=recipe.post_processing,
+            privacy_explanation=PRIVACY_EXPLANATION,
+        ),
+        tables=tables,
+    )

@@ -1,0 +1,266 @@
+"""`publieksdata aggregator publish` and `publieksdata verify-release`.
+
+``publish`` reads a recipe (a TOML file or a built-in name such as ``standard-2025``), asks the
+federation the standard reports the recipe names (or takes completed rounds given with
+``--round``), then has the aggregator compose, sign and publish the release. ``verify-release``
+checks a published release's signature and the whole chain back to the first release, from the
+public site or from files.
+
+Exit codes: 0 success; 1 error (nothing was published; or verification found a problem);
+2 usage error (a bad recipe, no URL or token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from aggregator.client import TOKEN_ENV, URL_ENV, ClientError, NotConfigured
+from aggregator.releases import recipe as recipes
+from aggregator.releases.chain import ChainReport, ReleaseFormatError, parse, verify_chain
+from node.cli import fail
+from protocol.api import ReleaseChain
+from protocol.signing import fingerprint, public_key_from_text
+from publieksdata.ask import open_client
+
+EXIT_USAGE = 2
+console = Console()
+err = Console(stderr=True)
+
+
+def _rounds(values: list[str] | None) -> dict[str, str]:
+    asked: dict[str, str] = {}
+    for value in values or ():
+        report, sep, round_id = value.partition("=")
+        if not sep or not report.strip() or not round_id.strip():
+            raise typer.BadParameter(
+                f"expected REPORT=ROUND_ID, got {value!r}", param_hint="--round"
+            )
+        asked[report.strip()] = round_id.strip()
+    return asked
+
+
+def _updater(progress: Progress, task: TaskID) -> Callable[[int, int], None]:
+    return lambda done, total: progress.update(task, completed=done, total=total)
+
+
+def publish(
+    recipe: Annotated[
+        str,
+        typer.Argument(
+            metavar="RECIPE",
+            help=f"A recipe file (TOML) or a built-in recipe: {recipes.builtin_names()}.",
+        ),
+    ],
+    round_ids: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--round",
+            metavar="REPORT=ROUND_ID",
+            help="Use this completed round for a report instead of asking it again (repeat).",
+        ),
+    ] = None,
+    correction_nl: Annotated[
+        str | None, typer.Option(help="A new version of a release: what changed (Dutch).")
+    ] = None,
+    correction_en: Annotated[
+        str | None, typer.Option(help="A new version of a release: what changed (English).")
+    ] = None,
+    url: Annotated[str | None, typer.Option(envvar=URL_ENV, help="The aggregator's URL.")] = None,
+    token: Annotated[str | None, typer.Option(envvar=TOKEN_ENV, help="Admin API token.")] = None,
+) -> None:
+    """Publish a release: ask the reports the recipe needs, then compose, sign and publish it."""
+    try:
+        loaded = recipes.load(recipe)
+    except recipes.RecipeError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    if (correction_nl is None) != (correction_en is None):
+        raise typer.BadParameter(
+            "give the correction in Dutch and in English", param_hint="--correction-nl"
+        )
+    correction = None if correction_nl is None else {"nl": correction_nl, "en": correction_en or ""}
+    asked = _rounds(round_ids)
+    unknown = sorted(set(asked) - set(loaded.reports_to_ask()))
+    if unknown:
+        raise typer.BadParameter(
+            f"the recipe does not use report {unknown[0]!r}", param_hint="--round"
+        )
+    try:
+        client = open_client(url, token)
+    except NotConfigured as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
+    to_ask = [name for name in loaded.reports_to_ask() if name not in asked]
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    with client:
+        for name in to_ask:
+            with Progress(*columns, console=err) as progress:
+                task = progress.add_task(f"Report {name}: nodes done", total=None)
+                try:
+                    result = client.ask(
+                        report=name,
+                        year=loaded.year,
+                        rho=loaded.rho,
+                        mode=loaded.mode.value,
+                        deadline_seconds=loaded.deadline_seconds,
+                        progress=_updater(progress, task),
+                    )
+                except ClientError as exc:
+                    raise fail(f"report {name}: {exc}; nothing was published") from None
+            if not result.has_estimates:
+                why = result.raw.failure or "the quorum was not met"
+                raise fail(
+                    f"report {name} (round {result.round_id}) has no sector result ({why}); "
+                    "nothing was published"
+                )
+            asked[name] = result.round_id
+            err.print(f"[green]✓[/] report {name}: round {result.round_id}")
+        try:
+            published = client.publish(loaded.model_dump(mode="json"), asked, correction)
+        except ClientError as exc:
+            problems = exc.problem.get("problems") or ()
+            for problem in problems[1:]:  # the first is in the message
+                err.print(f"  • {problem}")
+            raise fail(str(exc)) from None
+        base = client.url
+    console.print(
+        f"[green]✓[/] Published {published.slug}: version {published.version}, "
+        f"{published.tables} tables, number {published.sequence} in the release chain."
+    )
+    if published.corrects:
+        console.print(f"  It corrects the release with hash {published.corrects[:16]}….")
+    console.print(f"  {base}{published.path}")
+    console.print(f"  hash {published.hash}")
+
+
+# --- verify-release -------------------------------------------------------------------------
+
+
+def _site_root(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+
+
+def _target_slug(url_or_file: str) -> str | None:
+    """The release a URL or file name points at (``sector-2025-v1``), if it names one."""
+    name = urlsplit(url_or_file).path.rstrip("/").rsplit("/", 1)[-1]
+    name = name.removesuffix(".json")
+    return name if "-v" in name else None
+
+
+def _from_site(url: str) -> tuple[list[bytes], ReleaseChain, str | None]:
+    root = _site_root(url)
+    with httpx.Client(base_url=root, timeout=30, follow_redirects=True) as http:
+        response = http.get("/v1/releases")
+        response.raise_for_status()
+        index = ReleaseChain.model_validate_json(response.content)
+        target = _target_slug(url)
+        releases = []
+        for entry in index.releases:
+            got = http.get(entry.json_path)
+            got.raise_for_status()
+            releases.append(got.content)
+            if entry.slug == target:
+                break
+    return releases, index, target
+
+
+def _from_files(path: Path) -> tuple[list[bytes], str | None]:
+    """A directory of sealed releases, or one file and its predecessors beside it."""
+    folder = path if path.is_dir() else path.parent
+    found: dict[int, bytes] = {}
+    for candidate in sorted(folder.glob("*.json")):
+        data = candidate.read_bytes()
+        try:
+            _, document = parse(data)
+        except ReleaseFormatError:
+            if candidate == path:
+                raise
+            continue
+        found.setdefault(document.sequence, data)
+    target = None
+    if path.is_file():
+        _, document = parse(path.read_bytes())
+        target = document.slug
+        found[document.sequence] = path.read_bytes()
+        found = {s: d for s, d in found.items() if s <= document.sequence}
+    return [found[s] for s in sorted(found)], target
+
+
+def _print_report(report: ChainReport, releases: list[bytes], target: str | None) -> None:
+    if report.ok:
+        last = parse(releases[-1])[1]
+        console.print(
+            f"[green]✓[/] {last.slug}: the signature is valid and the chain is intact back to "
+            f"the first release ({report.checked} release(s) checked)."
+        )
+        return
+    err.print(f"[bold red]✗[/] {len(report.problems)} problem(s) found:")
+    for problem in report.problems:
+        err.print(f"  • {problem}")
+
+
+def verify_release(
+    source: Annotated[
+        str,
+        typer.Argument(
+            metavar="URL|FILE",
+            help="A release page or .json URL on the public site, a sealed release file, or a "
+            "directory of sealed release files.",
+        ),
+    ],
+    key: Annotated[
+        str | None,
+        typer.Option(
+            help="The aggregator's public key (base64url). Default: the key the site serves; "
+            "compare its fingerprint with one published elsewhere."
+        ),
+    ] = None,
+) -> None:
+    """Check a release's signature and the whole chain back to the first release."""
+    target: str | None
+    if source.startswith(("http://", "https://")):
+        try:
+            releases, index, target = _from_site(source)
+        except (httpx.HTTPError, ValueError) as exc:
+            raise fail(f"cannot read the releases from {_site_root(source)}: {exc}") from None
+        public_text = key or index.public_key
+        if key is None:
+            console.print(f"Key of {index.aggregator}: fingerprint {index.fingerprint}")
+        if target is not None and not any(parse(r)[1].slug == target for r in releases):
+            raise fail(f"the site lists no release {target!r}")
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise fail(f"there is no file or directory {source}", EXIT_USAGE)
+        if key is None:
+            raise fail("give the aggregator's public key with --key to check files", EXIT_USAGE)
+        try:
+            releases, target = _from_files(path)
+        except (OSError, ReleaseFormatError) as exc:
+            raise fail(f"{source}: {exc}") from None
+        public_text = key
+    try:
+        public = public_key_from_text(public_text)
+    except ValueError as exc:
+        raise fail(f"--key: {exc}", EXIT_USAGE) from None
+    if key is not None:
+        console.print(f"Checking against the key with fingerprint {fingerprint(public)}")
+    report = verify_chain(releases, public)
+    _print_report(report, releases, target)
+    if not report.ok:
+        raise typer.Exit(1)

@@ -60,60 +60,43 @@ def spec() -> QuerySpec:
     )
 
 
-async def prepare(url: str) -> list[str]:
-    """20 closed secure rounds of 1,000 cells, 10 institutions each; their ids."""
+async def closed_rounds(url: str, specs: list[QuerySpec], seed: int) -> list[str]:
+    """Closed secure rounds for ``specs`` (random sums), with 10 answering institutions each, as
+    the aggregator stores them: a ``round`` row with its unmasked sum, a ``task`` row per node."""
     engine = make_async_engine(url)
-    rng = random.Random(5)
+    rng = random.Random(seed)
     now = datetime.now(UTC)
-    query = spec()
     round_ids = []
     async with make_async_sessionmaker(engine)() as session, session.begin():
         nodes = [
-            Node(
-                id=f"n{i:010d}",
-                institution=f"Instelling {i + 1}",
-                key_id=f"{i:016x}",
-                public_key="x" * 43,
-                status="active",
-                joined_at=now,
-            )
+            Node(id=f"n{i:010d}", institution=f"Instelling {i + 1}", key_id=f"{i:016x}",
+                 public_key="x" * 43, status="active", joined_at=now)
             for i in range(NODES)
-        ]
+        ]  # fmt: skip
         session.add_all(nodes)
-        for _ in range(TABLES):
+        for query in specs:
             round_id = str(uuid.uuid4())
             round_ids.append(round_id)
-            values = [rng.randint(0, 5_000) for _ in range(CELLS)]
-            outcome = Outcome({"visits": values}, {"visits": 150.0}, True, NODES)
+            values = {
+                m.value: [rng.randint(0, 5_000) for _ in range(query.cell_count)]
+                for m in query.measures
+            }
+            outcome = Outcome(values, {m.value: 150.0 for m in query.measures}, True, NODES)
             session.add(
                 Round(
-                    id=round_id,
-                    query_id=str(uuid.uuid4()),
-                    query_hash="0" * 64,
-                    spec=query.model_dump_json(),
-                    analyst="bench",
-                    created_at=now - timedelta(minutes=5),
-                    deadline=now,
-                    quorum=3,
-                    state="closed",
-                    closed_at=now,
-                    mode="secure",
-                    threshold=7,
+                    id=round_id, query_id=str(uuid.uuid4()), query_hash="0" * 64,
+                    spec=query.model_dump_json(), analyst="bench",
+                    created_at=now - timedelta(minutes=5), deadline=now, quorum=3,
+                    state="closed", closed_at=now, mode="secure", threshold=7,
                     outcome=outcome.to_json(),
                 )
-            )
+            )  # fmt: skip
             for node in nodes:
                 session.add(
-                    Task(
-                        id=str(uuid.uuid4()),
-                        round_id=round_id,
-                        node_id=node.id,
-                        status="answered",
-                        cost_rho=0.05,
-                        created_at=now,
-                        phase=None,
-                    )
-                )
+                    Task(id=str(uuid.uuid4()), round_id=round_id, node_id=node.id,
+                         status="answered", cost_rho=query.privacy.rho_charged,
+                         created_at=now, phase=None)
+                )  # fmt: skip
     await engine.dispose()
     return round_ids
 
@@ -133,7 +116,7 @@ def recipe_for(round_ids: list[str], series: int) -> recipes.Recipe:
 
 
 async def run(url: str, key_path: Path, repeats: int) -> dict[str, Any]:
-    round_ids = await prepare(url)
+    round_ids = await closed_rounds(url, [spec()] * TABLES, seed=5)
     key = load_signing_key(key_path)
     engine = make_async_engine(url)
     factory = make_async_sessionmaker(engine)

@@ -31,6 +31,7 @@ from aggregator.storage.db import (
     make_async_sessionmaker,
     require_current_schema,
 )
+from aggregator.web.pages import router as site_router
 from protocol.http import PROBLEM_JSON, BodyLimit
 from protocol.signing import MemoryNonceStore, Verifier
 
@@ -111,6 +112,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
     )
     app.include_router(router)
     app.include_router(releases_router)
+    app.include_router(site_router)  # last: its /{lang}/ paths must not shadow the API
 
     @app.exception_handler(AggregatorError)
     async def _error(_request: Request, exc: AggregatorError) -> JSONResponse:

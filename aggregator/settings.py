@@ -40,6 +40,10 @@ class AggregatorSettings(BaseSettings):
     message_max_age_seconds: int = Field(default=300, ge=10, le=3600)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
 
+    # The public site: its address as readers see it (behind the TLS proxy), for the links in
+    # the DCAT-AP catalogue and the pages. Empty: the address of each request.
+    public_base_url: str = Field(default="", max_length=300, pattern=r"^(https?://[^\s/]+.*)?$")
+
     # Enrolment.
     invite_valid_hours: float = Field(default=72, gt=0, le=24 * 30)
     enrol_max_failures: int = Field(default=5, ge=1, le=1000)  # per source address

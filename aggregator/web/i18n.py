@@ -1,0 +1,171 @@
+"""The public site's words in Dutch and English, and numbers formatted the way each reads them."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+
+LANGS = ("nl", "en")
+
+MONTHS = {
+    "nl": ("januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus",
+           "september", "oktober", "november", "december"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"),
+}  # fmt: skip
+
+WORDS: dict[str, tuple[str, str]] = {
+    "site": (
+        "Publieksstatistieken van de culturele sector",
+        "Audience statistics of the cultural sector",
+    ),
+    "skip": ("Naar de inhoud", "Skip to content"),
+    "other_lang": ("English", "Nederlands"),
+    "other_lang_code": ("en", "nl"),
+    "releases": ("Publicaties", "Releases"),
+    "intro": (
+        "Cijfers over het publiek van de deelnemende culturele instellingen. Elke instelling "
+        "houdt haar eigen gegevens; de cijfers zijn samengevoegd met differentiële privacy, zodat "
+        "geen bezoeker herkenbaar is. Elke publicatie is ondertekend en kan worden gecontroleerd.",
+        "Figures on the audiences of the participating cultural institutions. Every institution "
+        "keeps its own data; the figures were merged with differential privacy, so that no "
+        "visitor can be singled out. Every release is signed and can be checked.",
+    ),
+    "none_yet": ("Er is nog niets gepubliceerd.", "Nothing has been published yet."),
+    "period": ("Periode", "Period"),
+    "published": ("Gepubliceerd", "Published"),
+    "version": ("versie", "version"),
+    "corrects": ("verbetert versie", "corrects version"),
+    "corrected_by": ("Er is een verbeterde versie", "There is a corrected version"),
+    "correction": ("Verbetering", "Correction"),
+    "catalogue": ("Open-datacatalogus (DCAT-AP)", "Open data catalogue (DCAT-AP)"),
+    "contents": ("Inhoud", "Contents"),
+    "value": ("Aantal", "Value"),
+    "interval": ("95%-marge", "95% interval"),
+    "total": ("Totaal", "Total"),
+    "dot_note": (
+        "Een punt (.) betekent: te onzeker om te publiceren (de marge is meer dan {limit}% "
+        "van het cijfer).",
+        "A dot (.) means: too uncertain to publish (the margin is more than {limit}% of the "
+        "figure).",
+    ),
+    "chart_of": ("Grafiek", "Chart"),
+    "chart_desc": (
+        "{title}. Balken of punten tonen het cijfer, de lijnen de 95%-marge. De tabel hieronder "
+        "bevat dezelfde cijfers.",
+        "{title}. Bars or points show the figure, the lines its 95% interval. The table below "
+        "holds the same figures.",
+    ),
+    "chart_margin": (
+        "De grafiek toont de totalen per {dim}; de tabel alle cellen.",
+        "The chart shows the totals by {dim}; the table every cell.",
+    ),
+    "method": ("Methode", "Method"),
+    "privacy_cost": ("Privacykosten", "Privacy cost"),
+    "privacy_cost_text": (
+        "ρ = {rho} (zCDP) voor de hele publicatie, gelijk aan (ε = {eps}, δ = {delta}). Per "
+        "persoon, per instelling.",
+        "ρ = {rho} (zCDP) for the whole release, equal to (ε = {eps}, δ = {delta}). Per person, "
+        "per institution.",
+    ),
+    "privacy_cost_eps": (
+        "ε = {eps} (zuivere differentiële privacy) voor de hele publicatie. Per persoon, per "
+        "instelling.",
+        "ε = {eps} (pure differential privacy) for the whole release. Per person, per institution.",
+    ),
+    "mechanism": ("Mechanisme", "Mechanism"),
+    "gaussian": ("discrete Gaussische ruis", "discrete Gaussian noise"),
+    "laplace": ("discrete Laplace-ruis", "discrete Laplace noise"),
+    "mode": ("Samenvoegen", "Aggregation"),
+    "secure": (
+        "beveiligd: de aggregator zag alleen de sectorsom (drempel {t} instellingen)",
+        "secure: the aggregator saw only the sector sum (threshold {t} institutions)",
+    ),
+    "independent": (
+        "onafhankelijk: elke instelling voegde zelf alle ruis toe",
+        "independent: each institution added all of the noise itself",
+    ),
+    "bounds": ("Bijdrage per persoon", "Contribution per person"),
+    "bounds_text": (
+        "hoogstens {visits} bezoeken en {cells} cellen per persoon per instelling",
+        "at most {visits} visits and {cells} cells per person per institution",
+    ),
+    "institutions": ("Deelnemende instellingen", "Participating institutions"),
+    "coverage": ("Dekking", "Coverage"),
+    "coverage_text": (
+        "{answered} van {asked} gevraagde instellingen",
+        "{answered} of {asked} institutions asked",
+    ),
+    "missing": ("Ontbrekend", "Missing"),
+    "catalogue_version": ("Catalogusversie", "Catalogue version"),
+    "confidence": ("Betrouwbaarheid", "Confidence"),
+    "confidence_text": ("95%-intervallen", "95% intervals"),
+    "postprocessing": ("Nabewerking", "Post-processing"),
+    "pp_non_negative": (
+        "negatieve schattingen zijn als 0 gepubliceerd",
+        "negative estimates are published as 0",
+    ),
+    "pp_rounding": (
+        "cijfers zijn afgerond op een tiende van de marge (een macht van tien)",
+        "figures are rounded to a tenth of their margin (a power of ten)",
+    ),
+    "pp_totals": (
+        "totalen zijn de som van de gepubliceerde cellen",
+        "totals are the sum of the published cells",
+    ),
+    "pp_suppress": (
+        "cijfers met een marge van meer dan {limit}% zijn vervangen door een punt (.)",
+        "figures with a margin of more than {limit}% are replaced by a dot (.)",
+    ),
+    "pp_none": ("geen", "none"),
+    "privacy_link": ("Hoe de privacy beschermd wordt", "How privacy is protected"),
+    "per_table": ("Per tabel", "Per table"),
+    "downloads": ("Downloads", "Downloads"),
+    "dl_json": ("De hele publicatie (JSON, ondertekend)", "The whole release (JSON, signed)"),
+    "dl_csv": ("Tabel als CSV", "Table as CSV"),
+    "verify": ("Controleren", "Verify"),
+    "verify_text": (
+        "Deze publicatie is ondertekend met de sleutel van de aggregator en gekoppeld aan alle "
+        "eerdere publicaties. Controleer haar met:",
+        "This release is signed with the aggregator's key and linked to every earlier release. "
+        "Check it with:",
+    ),
+    "hash": ("Vingerafdruk (SHA-256)", "Hash (SHA-256)"),
+    "key": ("Sleutel", "Key"),
+    "sequence": ("Nummer in de keten", "Number in the chain"),
+    "previous": ("Vorige publicatie", "Previous release"),
+    "first": ("de eerste", "the first"),
+    "not_found": ("Niet gevonden", "Not found"),
+    "not_found_text": (
+        "Deze pagina bestaat niet. Bekijk de lijst met publicaties.",
+        "This page does not exist. See the list of releases.",
+    ),
+    "back": ("Alle publicaties", "All releases"),
+    "privacy_title": ("Hoe de privacy beschermd wordt", "How privacy is protected"),
+}
+
+
+def t(key: str, lang: str, **values: object) -> str:
+    nl, en = WORDS[key]
+    text = en if lang == "en" else nl
+    return text.format(**values) if values else text
+
+
+def number(value: float | None, lang: str, decimals: int = 0) -> str:
+    """4.100.000 (nl) or 4,100,000 (en); '.' for a missing figure."""
+    if value is None or not math.isfinite(value):
+        return "."
+    text = f"{value:,.{decimals}f}"
+    if lang == "nl":
+        text = text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
+    return text
+
+
+def small(value: float, lang: str) -> str:
+    """A privacy parameter: 0.1, 1.94, 1e-07 as written in each language."""
+    text = f"{value:.3g}" if value >= 1e-3 else f"{value:.0e}".replace("e-0", "e-")
+    return text.replace(".", ",") if lang == "nl" else text
+
+
+def day(value: date | datetime, lang: str) -> str:
+    return f"{value.day} {MONTHS[lang][value.month - 1]} {value.year}"

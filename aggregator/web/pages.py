@@ -1,0 +1,448 @@
+"""The public site's routes: no login, Dutch and English, cacheable.
+
+Releases never change, so each page, CSV and catalogue is rendered once and kept in memory,
+keyed by the chain's head (which changes only when a release is published: a newer version
+changes the older version's page, which then says "corrected"). The head is read from the
+database at most once a second. Every response carries a strong ETag (SHA-256 of the body) and
+Cache-Control; a request with a matching If-None-Match gets 304 without a body.
+
+    /                                   → /nl/
+    /nl/, /en/                          the list of releases
+    /nl/releases/{slug}, /en/…          a release: summary, charts, tables, method, downloads
+    /nl/privacy, /en/privacy            how privacy is protected, in plain words
+    /releases/{slug}.json               the signed release, byte for byte
+    /releases/{slug}/{table_id}.csv     one table
+    /catalog.jsonld                     the DCAT-AP catalogue of every release
+    /static/site.css                    the style sheet (no external assets anywhere)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
+
+from aggregator.deps import AggregatorState
+from aggregator.releases import store
+from aggregator.releases.chain import SealedRelease
+from aggregator.releases.document import Table
+from aggregator.web import charts, csvout, dcat
+from aggregator.web.i18n import LANGS, day, number, small, t
+
+router = APIRouter(include_in_schema=False)
+PAGE_MAX_AGE = "public, max-age=3600"  # a release page changes only when it is corrected
+LIST_MAX_AGE = "public, max-age=60"  # the index and catalogue change with every release
+IMMUTABLE = "public, max-age=31536000, immutable"  # signed files never change
+HEAD_TTL = 1.0  # seconds between reads of the chain's head
+CACHE_SIZE = 512
+
+_env = Environment(
+    loader=PackageLoader("aggregator.web", "templates"),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    body: bytes
+    media_type: str
+    cache_control: str
+    status: int = 200
+    etag: str = ""
+
+    @classmethod
+    def of(cls, body: bytes, media_type: str, cache_control: str, status: int = 200) -> Rendered:
+        etag = '"' + hashlib.sha256(body).hexdigest()[:40] + '"'
+        return cls(body, media_type, cache_control, status, etag)
+
+
+@dataclass
+class SiteCache:
+    """Rendered responses and the parsed release chain, per chain head."""
+
+    head: str = ""
+    checked_at: float = -1e9
+    releases: list[SealedRelease] = field(default_factory=list)
+    releases_head: str | None = None
+    rendered: OrderedDict[tuple[str, ...], Rendered] = field(default_factory=OrderedDict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+def _state(request: Request) -> AggregatorState:
+    state: AggregatorState = request.app.state.aggregator
+    return state
+
+
+def _cache(request: Request) -> SiteCache:
+    cache = getattr(request.app.state, "site", None)
+    if cache is None:
+        cache = SiteCache()
+        request.app.state.site = cache
+    return cache
+
+
+async def _current(request: Request) -> tuple[SiteCache, str]:
+    """The cache and the chain's head hash ("" before the first release)."""
+    cache = _cache(request)
+    if time.monotonic() - cache.checked_at > HEAD_TTL:
+        async with cache.lock:
+            if time.monotonic() - cache.checked_at > HEAD_TTL:
+                async with _state(request).factory() as session:
+                    head = await store.head(session)
+                cache.head = "" if head is None else head[1]
+                cache.checked_at = time.monotonic()
+    return cache, cache.head
+
+
+async def _releases(request: Request) -> list[SealedRelease]:
+    cache, head = await _current(request)
+    if cache.releases_head != head:
+        async with _state(request).factory() as session:
+            releases = await store.all_releases(session)
+        cache.releases, cache.releases_head = releases, head
+    return cache.releases
+
+
+def _base(request: Request) -> str:
+    configured = _state(request).settings.public_base_url
+    return (configured or str(request.base_url)).rstrip("/")
+
+
+async def _serve(
+    request: Request, key: tuple[str, ...], build: Callable[[], Awaitable[Rendered]]
+) -> Response:
+    cache, head = await _current(request)
+    full_key = (head, *key)
+    entry = cache.rendered.get(full_key)
+    if entry is None:
+        entry = await build()
+        cache.rendered[full_key] = entry
+        while len(cache.rendered) > CACHE_SIZE:
+            cache.rendered.popitem(last=False)
+    else:
+        cache.rendered.move_to_end(full_key)
+    headers = {"ETag": entry.etag, "Cache-Control": entry.cache_control}
+    if entry.status == 200 and entry.etag in _etags(request.headers.get("if-none-match", "")):
+        return Response(status_code=304, headers=headers)
+    return Response(entry.body, entry.status, headers=headers, media_type=entry.media_type)
+
+
+def _etags(header: str) -> set[str]:
+    return {part.strip().removeprefix("W/") for part in header.split(",") if part.strip()}
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def _html(template: str, lang: str, status: int = 200, **context: Any) -> Rendered:
+    other = "en" if lang == "nl" else "nl"
+
+    def words(key: str, **values: object) -> str:
+        return t(key, lang, **values)
+
+    body = _env.get_template(template).render(lang=lang, other=other, t=words, **context)
+    return Rendered.of(body.encode("utf-8"), "text/html; charset=utf-8", LIST_MAX_AGE, status)
+
+
+def _not_found(lang: str, site_name: str) -> Rendered:
+    return _html(
+        "notfound.html",
+        lang,
+        404,
+        site_name=site_name,
+        page_title=t("not_found", lang),
+        other_path="/" + ("en" if lang == "nl" else "nl") + "/",
+    )
+
+
+def _interval(lower: float | None, upper: float | None, lang: str) -> str:
+    if lower is None or upper is None:
+        return "."
+    return f"{number(lower, lang)} – {number(upper, lang)}"
+
+
+def _table_view(table: Table, lang: str, slug: str, limit: float | None) -> dict[str, Any]:
+    rows = [
+        {
+            "labels": cell.labels.get(lang).split(" · "),
+            "codes": cell.codes,
+            "value": number(cell.value, lang),
+            "interval": _interval(cell.lower, cell.upper, lang),
+            "suppressed": cell.suppressed,
+        }
+        for cell in table.cells
+    ]
+    total = None
+    if table.total is not None:
+        total = {
+            "value": number(table.total.value, lang),
+            "interval": _interval(table.total.lower, table.total.upper, lang),
+        }
+    title = table.title.get(lang)
+    chart, chart_note = _chart(table, lang, title)
+    privacy = table.privacy
+    mode = (
+        t("secure", lang, t=privacy.threshold)
+        if privacy.mode == "secure"
+        else t("independent", lang)
+    )
+    return {
+        "id": table.table_id,
+        "title": title,
+        "unit": table.unit.get(lang),
+        "dims": [d.get(lang) for d in table.dimension_titles],
+        "rows": rows,
+        "total": total,
+        "chart": chart,
+        "chart_note": chart_note,
+        "has_dots": any(c.suppressed for c in table.cells),
+        "limit": None if limit is None else f"{limit * 100:g}",
+        "csv": f"/releases/{slug}/{table.table_id}.csv",
+        "privacy": _privacy_line(table, lang, mode),
+        "coverage": t(
+            "coverage_text", lang, answered=table.coverage.answered,
+            asked=table.coverage.institutions,
+        ),
+        "missing": ", ".join(table.coverage.missing),
+        "bounds": t(
+            "bounds_text", lang, visits=table.bounds.get("max_visits_per_person", "?"),
+            cells=table.bounds.get("max_cells_per_person", "?"),
+        ),
+    }  # fmt: skip
+
+
+def _privacy_line(table: Table, lang: str, mode: str) -> str:
+    privacy = table.privacy
+    delta = small(privacy.delta, lang) if privacy.delta else "0"
+    parts = [f"ρ = {small(privacy.rho, lang)}"] if privacy.rho is not None else []
+    parts += [
+        f"(ε = {small(privacy.epsilon, lang)}, δ = {delta})",
+        t(privacy.mechanism, lang),
+        mode,
+    ]
+    return " · ".join(parts)
+
+
+def _chart(table: Table, lang: str, title: str) -> tuple[Markup | None, str]:
+    """A chart of the table: by its one dimension, or for a table of several dimensions the
+    totals along the first (additive measures only; a table of persons keeps only its table)."""
+    chart_id = f"chart-{table.table_id}"
+    desc = t("chart_desc", lang, title=title)
+    first = table.group_by[0]
+    if len(table.group_by) == 1:
+        points = [charts.Point(c.labels.get(lang), c.value, c.lower, c.upper) for c in table.cells]
+        note = ""
+    elif table.measure in ("visits", "revenue"):
+        sums: dict[str, list[float]] = {}
+        labels: dict[str, str] = {}
+        for cell in table.cells:
+            code = cell.codes[0]
+            labels.setdefault(code, cell.labels.get(lang).split(" · ")[0])
+            entry = sums.setdefault(code, [0.0, 0.0])
+            value = cell.value if cell.value is not None else 0.0
+            entry[0] += value
+            entry[1] += (cell.standard_error or 0.0) ** 2
+        points = [
+            charts.Point(labels[code], v, max(v - 1.96 * var**0.5, 0.0), v + 1.96 * var**0.5)
+            for code, (v, var) in sums.items()
+        ]
+        note = t("chart_margin", lang, dim=table.dimension_titles[0].get(lang).lower())
+    else:
+        return None, ""
+    draw = charts.line if first == "month" else charts.bars
+    return Markup(draw(points, chart_id, title, desc, lang)), note  # noqa: S704 - our own SVG
+
+
+def _release_view(
+    release: SealedRelease, lang: str, all_releases: list[SealedRelease]
+) -> dict[str, Any]:
+    doc = release.document
+    methodology = doc.methodology
+    pp = methodology.post_processing
+    limit = pp.suppress_relative_halfwidth
+    newer = [
+        r for r in all_releases
+        if r.document.release_id == doc.release_id and r.document.version > doc.version
+    ]  # fmt: skip
+    corrected = next((r for r in all_releases if r.hash == doc.corrects), None)
+    if methodology.rho_total is not None:
+        cost = t("privacy_cost", lang, rho=small(methodology.rho_total, lang),
+                 eps=small(methodology.epsilon_total, lang),
+                 delta=small(methodology.delta_total, lang))  # fmt: skip
+    else:
+        cost = t("privacy_cost_eps", lang, eps=small(methodology.epsilon_total, lang))
+    steps = []
+    if pp.non_negative:
+        steps.append(t("pp_non_negative", lang))
+    if pp.rounding:
+        steps.append(t("pp_rounding", lang))
+    if pp.consistent_totals:
+        steps.append(t("pp_totals", lang))
+    if limit is not None:
+        steps.append(t("pp_suppress", lang, limit=f"{limit * 100:g}"))
+    return {
+        "doc": doc,
+        "slug": release.slug,
+        "hash": release.hash,
+        "key_id": json.loads(release.data)["key_id"],
+        "title": doc.title.get(lang),
+        "description": doc.description.get(lang),
+        "summary": doc.summary.get(lang),
+        "published": day(doc.published_at, lang),
+        "period": f"{day(methodology.period_start, lang)} – {day(methodology.period_end, lang)}",
+        "tables": [_table_view(table, lang, release.slug, limit) for table in doc.tables],
+        "cost": cost,
+        "mechanisms": ", ".join(t(m, lang) for m in methodology.mechanisms),
+        "institutions": methodology.institutions,
+        "asked": methodology.institutions_asked,
+        "steps": steps or [t("pp_none", lang)],
+        "newest": newer[-1].slug if newer else None,
+        "corrected": corrected.slug if corrected else None,
+        "correction_note": doc.correction_note.get(lang) if doc.correction_note else None,
+    }
+
+
+# --- routes ---------------------------------------------------------------------------------
+
+
+@router.api_route("/", methods=["GET", "HEAD"])
+async def root() -> RedirectResponse:
+    return RedirectResponse("/nl/", status_code=307)
+
+
+@router.api_route("/static/site.css", methods=["GET", "HEAD"])
+async def stylesheet(request: Request) -> Response:
+    async def build() -> Rendered:
+        css = resources.files("aggregator.web").joinpath("static/site.css").read_bytes()
+        return Rendered.of(css, "text/css; charset=utf-8", "public, max-age=86400")
+
+    return await _serve(request, ("css",), build)
+
+
+@router.api_route("/catalog.jsonld", methods=["GET", "HEAD"])
+async def catalogue(request: Request) -> Response:
+    async def build() -> Rendered:
+        releases = await _releases(request)
+        document = dcat.catalog(releases, _base(request), _state(request).settings.name)
+        body = json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8")
+        return Rendered.of(body, "application/ld+json", LIST_MAX_AGE)
+
+    return await _serve(request, ("catalog", _base(request)), build)
+
+
+@router.api_route("/releases/{slug}.json", methods=["GET", "HEAD"])
+async def release_json(slug: str, request: Request) -> Response:
+    async def build() -> Rendered:
+        release = next((r for r in await _releases(request) if r.slug == slug), None)
+        if release is None:
+            return _missing()
+        return Rendered.of(release.data, "application/json", IMMUTABLE)
+
+    return await _serve(request, ("json", slug), build)
+
+
+@router.api_route("/releases/{slug}/{table_id}.csv", methods=["GET", "HEAD"])
+async def release_csv(slug: str, table_id: str, request: Request) -> Response:
+    async def build() -> Rendered:
+        release = next((r for r in await _releases(request) if r.slug == slug), None)
+        table = None
+        if release is not None:
+            table = next((x for x in release.document.tables if x.table_id == table_id), None)
+        if table is None:
+            return _missing()
+        return Rendered.of(csvout.table_csv(table), "text/csv; charset=utf-8", IMMUTABLE)
+
+    return await _serve(request, ("csv", slug, table_id), build)
+
+
+def _missing() -> Rendered:
+    body = json.dumps(
+        {"type": "about:blank", "title": "There is no release or table with that name.",
+         "status": 404, "code": "release_not_found"}
+    ).encode()  # fmt: skip
+    return Rendered.of(body, "application/problem+json", "no-store", 404)
+
+
+@router.api_route("/{lang}/", methods=["GET", "HEAD"])
+async def index(lang: str, request: Request) -> Response:
+    name = _state(request).settings.name
+
+    async def build() -> Rendered:
+        if lang not in LANGS:
+            return _not_found("nl", name)
+        releases = sorted(await _releases(request), key=lambda r: -r.document.sequence)
+        items = [
+            {
+                "slug": r.slug,
+                "title": r.document.title.get(lang),
+                "summary": r.document.summary.get(lang),
+                "version": r.document.version,
+                "published": day(r.document.published_at, lang),
+                "period": f"{day(r.document.methodology.period_start, lang)} – "
+                f"{day(r.document.methodology.period_end, lang)}",
+                "corrects": next(
+                    (c.document.version for c in releases if c.hash == r.document.corrects), None
+                ),
+                "superseded": any(
+                    c.document.release_id == r.document.release_id
+                    and c.document.version > r.document.version
+                    for c in releases
+                ),
+            }
+            for r in releases
+        ]
+        return _html(
+            "index.html", lang, site_name=name, page_title=t("releases", lang),
+            items=items, other_path=f"/{'en' if lang == 'nl' else 'nl'}/",
+        )  # fmt: skip
+
+    return await _serve(request, ("index", lang), build)
+
+
+@router.api_route("/{lang}/privacy", methods=["GET", "HEAD"])
+async def privacy(lang: str, request: Request) -> Response:
+    name = _state(request).settings.name
+
+    async def build() -> Rendered:
+        if lang not in LANGS:
+            return _not_found("nl", name)
+        return _html(
+            f"privacy_{lang}.html", lang, site_name=name, page_title=t("privacy_title", lang),
+            other_path=f"/{'en' if lang == 'nl' else 'nl'}/privacy",
+        )  # fmt: skip
+
+    return await _serve(request, ("privacy", lang), build)
+
+
+@router.api_route("/{lang}/releases/{slug}", methods=["GET", "HEAD"])
+async def release_page(lang: str, slug: str, request: Request) -> Response:
+    name = _state(request).settings.name
+
+    async def build() -> Rendered:
+        if lang not in LANGS:
+            return _not_found("nl", name)
+        releases = await _releases(request)
+        release = next((r for r in releases if r.slug == slug), None)
+        if release is None:
+            return _not_found(lang, name)
+        view = _release_view(release, lang, releases)
+        page = _html(
+            "release.html", lang, site_name=name, page_title=view["title"], r=view,
+            base=_base(request), other_path=f"/{'en' if lang == 'nl' else 'nl'}/releases/{slug}",
+        )  # fmt: skip
+        return Rendered.of(page.body, page.media_type, PAGE_MAX_AGE)
+
+    return await _serve(request, ("release", lang, slug, _base(request)), build)

@@ -279,7 +279,7 @@ def _release_view(
     ]  # fmt: skip
     corrected = next((r for r in all_releases if r.hash == doc.corrects), None)
     if methodology.rho_total is not None:
-        cost = t("privacy_cost", lang, rho=small(methodology.rho_total, lang),
+        cost = t("privacy_cost_text", lang, rho=small(methodology.rho_total, lang),
                  eps=small(methodology.epsilon_total, lang),
                  delta=small(methodology.delta_total, lang))  # fmt: skip
     else:

@@ -1,0 +1,314 @@
+"""The public site, in process: the index and release pages in both languages, the numbers on
+the page against the signed JSON, CSV round trips, the DCAT-AP catalogue against its schema,
+caching (ETag, 304, Cache-Control), not-found answers, and no external addresses."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jsonschema_rs
+import pytest
+
+from aggregator.app import create_app
+from aggregator.home import load_signing_key
+from aggregator.releases import store
+from aggregator.releases.chain import SealedRelease, parse, seal
+from aggregator.releases.document import (
+    Cell,
+    Methodology,
+    PostProcessing,
+    ReleaseDocument,
+    Table,
+    TableCoverage,
+    TablePrivacy,
+    Text,
+)
+from aggregator.settings import AggregatorSettings
+from aggregator.storage.db import make_async_engine, make_async_sessionmaker
+from tests.fedkit import make_aggregator
+
+pytestmark = pytest.mark.anyio
+BASE = "http://site.test"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def cell(codes: tuple[str, ...], nl: str, en: str, value: float | None, se: float) -> Cell:
+    if value is None:
+        return Cell(codes=codes, labels=Text(nl=nl, en=en), value=None, lower=None, upper=None,
+                    standard_error=se, rounded_to=10, suppressed=True)  # fmt: skip
+    half = round(1.96 * se)
+    return Cell(codes=codes, labels=Text(nl=nl, en=en), value=value, lower=max(value - half, 0),
+                upper=value + half, standard_error=se, rounded_to=1)  # fmt: skip
+
+
+def table(table_id: str, group_by: tuple[str, ...], cells: list[Cell], measure: str) -> Table:
+    total_value = sum(c.value or 0 for c in cells)
+    return Table(
+        table_id=table_id,
+        title=Text(nl=f"Tabel {table_id}", en=f"Table {table_id}"),
+        round_id="r-" + table_id,
+        measure=measure,  # type: ignore[arg-type]
+        unit=Text(nl="bezoeken", en="visits"),
+        group_by=group_by,
+        dimension_titles=tuple(Text(nl=d, en=d) for d in group_by),
+        cells=tuple(cells),
+        total=cell(("total",), "Totaal", "Total", total_value, 40.0),
+        privacy=TablePrivacy(
+            mode="secure", mechanism="gaussian", rho=0.1, epsilon=2.64, delta=1e-7, threshold=4
+        ),
+        coverage=TableCoverage(institutions=5, answered=4, missing=("Filmhuis",)),
+        bounds={"max_visits_per_person": 12, "max_cells_per_person": 12},
+    )
+
+
+def document(
+    sequence: int, previous: str | None, version: int, corrects: str | None
+) -> ReleaseDocument:
+    months = [
+        cell((f"2025-{m:02d}",), f"maand {m}", f"month {m}", 41_000.0 + 1_000 * m, 30.0)
+        for m in range(1, 13)
+    ]
+    artforms = [
+        cell(("theatre",), "toneel", "theatre", 1_234_567.0, 300.0),
+        cell(("dance",), "dans", "dance", 98_765.0, 20.0),
+        cell(("film",), "film", "film", None, 90.0),
+    ]
+    grid = [
+        cell((m, a), f"{m} · {a}", f"{m} · {a}", 500.0 + i, 10.0)
+        for i, (m, a) in enumerate([("2025-01", "theatre"), ("2025-01", "dance"),
+                                    ("2025-02", "theatre"), ("2025-02", "dance")])
+    ]  # fmt: skip
+    return ReleaseDocument(
+        release_id="sector-2025",
+        version=version,
+        sequence=sequence,
+        previous_hash=previous,
+        corrects=corrects,
+        correction_note=Text(nl="Titel verbeterd", en="Title fixed") if corrects else None,
+        published_at=datetime(2026, 1, 10 + sequence, tzinfo=UTC),
+        recipe="standard-2025",
+        title=Text(nl=f"Sector 2025 (v{version})", en=f"Sector 2025 (v{version})"),
+        description=Text(nl="Beschrijving", en="Description"),
+        summary=Text(nl="In 2025 telden de 4 instellingen …", en="In 2025 the 4 institutions …"),
+        methodology=Methodology(
+            rho_total=0.3,
+            epsilon_total=4.9,
+            delta_total=1e-7,
+            mechanisms=("gaussian",),
+            modes=("secure",),
+            catalogue_version="1",
+            period_start=date(2025, 1, 1),
+            period_end=date(2025, 12, 31),
+            institutions=("Museum", "Theater", "Bieb", "Podium"),
+            institutions_asked=5,
+            post_processing=PostProcessing(suppress_relative_halfwidth=0.5),
+            privacy_explanation="privacy",
+        ),
+        tables=(
+            table("visits-month", ("month",), months, "visits"),
+            table("visits-artform", ("artform",), artforms, "visits"),
+            table("visits-grid", ("month", "artform"), grid, "visits"),
+        ),
+    )
+
+
+async def publish_two(settings: AggregatorSettings) -> list[SealedRelease]:
+    key = load_signing_key(settings.signing_key_path)
+    first = seal(document(1, None, 1, None), key)
+    second = seal(document(2, first.hash, 2, first.hash), key)
+    engine = make_async_engine(settings.database_url)
+    async with make_async_sessionmaker(engine)() as session, session.begin():
+        for sealed in (first, second):
+            await store.append(session, sealed, datetime.now(UTC))
+    await engine.dispose()
+    return [first, second]
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, list[SealedRelease]]]:
+    settings = make_aggregator(tmp_path / "aggregator", None)
+    releases = await publish_two(settings)
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE) as client,
+    ):
+        yield client, releases
+
+
+def from_page(text: str, lang: str) -> float | None:
+    if text == ".":
+        return None
+    return float(text.replace(".", "").replace(",", ".") if lang == "nl" else text.replace(",", ""))
+
+
+def page_values(html: str, table_id: str) -> list[tuple[str, str, str]]:
+    """(codes, value, interval) per row of one data table, as shown."""
+    start = html.index(f'data-table="{table_id}"')
+    end = html.index("</table>", start)
+    rows = re.findall(
+        r'<tr data-codes="([^"]*)">.*?<td class="num value">([^<]*)</td>\s*'
+        r'<td class="num interval">([^<]*)</td>',
+        html[start:end],
+        re.S,
+    )
+    return [(c, v, i) for c, v, i in rows]
+
+
+async def test_the_index_lists_every_release_in_both_languages(site: Any) -> None:
+    client, releases = site
+    root = await client.get("/")
+    assert root.status_code == 307 and root.headers["location"] == "/nl/"
+    for lang, switch in (("nl", 'href="/en/"'), ("en", 'href="/nl/"')):
+        page = await client.get(f"/{lang}/")
+        assert page.status_code == 200
+        assert f'<html lang="{lang}">' in page.text and switch in page.text
+        assert page.text.count("<h1>") == 1
+        for release in releases:
+            assert f'href="/{lang}/releases/{release.slug}"' in page.text
+    english = (await client.get("/en/")).text
+    assert "corrects version 1" in english and "There is a corrected version" in english
+
+
+async def test_a_release_page_shows_the_signed_numbers(site: Any) -> None:
+    client, releases = site
+    for release in releases:
+        _, signed = parse((await client.get(f"/releases/{release.slug}.json")).content)
+        for lang in ("nl", "en"):
+            html = (await client.get(f"/{lang}/releases/{release.slug}")).text
+            assert signed.summary.get(lang) in html
+            for tbl in signed.tables:
+                shown = page_values(html, tbl.table_id)
+                assert len(shown) == len(tbl.cells) + 1  # and the total
+                expected = [*tbl.cells, tbl.total]
+                for (codes, value, interval), c in zip(shown, expected, strict=True):
+                    assert c is not None
+                    assert codes == "|".join(c.codes)
+                    assert from_page(value, lang) == c.value
+                    if c.lower is None:
+                        assert interval == "."
+                    else:
+                        low, high = interval.split(" – ")
+                        assert (from_page(low, lang), from_page(high, lang)) == (c.lower, c.upper)
+            assert html.count("<svg") == 3  # one chart per table (the grid: by month)
+            assert html.count('role="img"') == 3 and html.count("<desc") == 3
+            assert html.count("<caption") == 3
+            whole = "(ε = 4,9, δ = 1e-7)" if lang == "nl" else "(ε = 4.9, δ = 1e-7)"
+            assert whole in html  # the release's total privacy cost
+            assert "Filmhuis" in html  # who is missing
+    nl = (await client.get(f"/nl/releases/{releases[0].slug}")).text
+    assert "Er is een verbeterde versie" in nl and releases[1].slug in nl
+    assert "1.234.567" in nl and "Een punt (.) betekent" in nl
+    en = (await client.get(f"/en/releases/{releases[1].slug}")).text
+    assert "1,234,567" in en and "Title fixed" in en and releases[0].slug in en
+    assert f'href="/nl/releases/{releases[1].slug}"' in en  # the language switch
+
+
+async def test_csv_files_round_trip_to_the_json(site: Any) -> None:
+    client, releases = site
+    release = releases[1]
+    _, signed = parse((await client.get(f"/releases/{release.slug}.json")).content)
+    for tbl in signed.tables:
+        response = await client.get(f"/releases/{release.slug}/{tbl.table_id}.csv")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(response.text)))
+        assert len(rows) == len(tbl.cells) + 1
+        expected = [*tbl.cells, tbl.total]
+        for row, c in zip(rows, expected, strict=True):
+            assert c is not None
+            if c is not tbl.total:
+                assert tuple(row[d] for d in tbl.group_by) == c.codes
+            else:
+                assert row[tbl.group_by[0]] == "total"
+            for column in ("value", "lower", "upper", "standard_error"):
+                got = None if row[column] == "" else float(row[column])
+                assert got == getattr(c, column)
+            assert row["suppressed"] == ("true" if c.suppressed else "false")
+
+
+async def test_the_dcat_catalogue_meets_the_dcat_ap_schema(site: Any) -> None:
+    client, releases = site
+    response = await client.get("/catalog.jsonld")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/ld+json")
+    catalogue = response.json()
+    schema = json.loads(
+        resources.files("aggregator.web").joinpath("dcat-ap-schema.json").read_text("utf-8")
+    )
+    validator = jsonschema_rs.validator_for(schema)
+    errors = [e.message for e in validator.iter_errors(catalogue)]
+    assert not errors, errors
+    datasets = {d["dct:identifier"]: d for d in catalogue["dcat:dataset"]}
+    assert set(datasets) == {r.slug for r in releases}
+    second = datasets[releases[1].slug]
+    assert second["dct:replaces"]["@id"] == f"{BASE}/releases/{releases[0].slug}"
+    assert datasets[releases[0].slug]["dct:isReplacedBy"]["@id"].endswith(releases[1].slug)
+    urls = [d["dcat:downloadURL"]["@id"] for d in second["dcat:distribution"]]
+    assert f"{BASE}/releases/{releases[1].slug}/visits-month.csv" in urls
+    for url in urls:  # every distribution can be fetched
+        assert (await client.get(url.removeprefix(BASE))).status_code == 200
+    broken = dict(catalogue, **{"dcat:dataset": [{"@type": "dcat:Dataset"}]})
+    assert not validator.is_valid(broken)  # the schema does check
+
+
+async def test_pages_are_cacheable(site: Any) -> None:
+    client, releases = site
+    for path, policy in (
+        (f"/nl/releases/{releases[0].slug}", "max-age=3600"),
+        ("/en/", "max-age=60"),
+        (f"/releases/{releases[0].slug}.json", "immutable"),
+        (f"/releases/{releases[0].slug}/visits-month.csv", "immutable"),
+        ("/catalog.jsonld", "max-age=60"),
+        ("/static/site.css", "max-age=86400"),
+    ):
+        first = await client.get(path)
+        etag = first.headers["etag"]
+        assert first.status_code == 200 and etag.startswith('"')
+        assert (
+            policy in first.headers["cache-control"] and "public" in first.headers["cache-control"]
+        )
+        again = await client.get(path, headers={"if-none-match": etag})
+        assert again.status_code == 304 and again.content == b""
+        other = await client.get(path, headers={"if-none-match": '"something-else"'})
+        assert other.status_code == 200 and other.content == first.content
+        head = await client.head(path)
+        assert head.status_code == 200 and head.headers["etag"] == etag
+
+
+async def test_unknown_addresses_are_not_found(site: Any) -> None:
+    client, releases = site
+    for path in ("/nl/releases/nothing-v1", "/de/", "/fr/releases/x-v1"):
+        response = await client.get(path)
+        assert response.status_code == 404
+        assert "text/html" in response.headers["content-type"]
+    for path in ("/releases/nothing-v1.json", f"/releases/{releases[0].slug}/nothing.csv"):
+        response = await client.get(path)
+        assert response.status_code == 404
+        assert response.json()["code"] == "release_not_found"
+    assert (await client.get("/v1/health")).status_code == 200  # the API is not shadowed
+
+
+async def test_no_page_loads_anything_from_another_host(site: Any) -> None:
+    client, releases = site
+    paths = ["/nl/", "/en/", "/nl/privacy", "/en/privacy", "/static/site.css"]
+    paths += [f"/{lang}/releases/{r.slug}" for r in releases for lang in ("nl", "en")]
+    for path in paths:
+        text = (await client.get(path)).text
+        addresses = re.findall(r"https?://[^\s\"'<>)]+", text)
+        foreign = [a for a in addresses if not a.startswith((BASE, "http://www.w3.org/2000/svg"))]
+        assert not foreign, (path, foreign)
+        assert "<script" not in text

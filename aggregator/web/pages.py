@@ -13,7 +13,7 @@ Cache-Control; a request with a matching If-None-Match gets 304 without a body.
     /releases/{slug}.json               the signed release, byte for byte
     /releases/{slug}/{table_id}.csv     one table
     /catalog.jsonld                     the DCAT-AP catalogue of every release
-    /static/site.css                    the style sheet (no external assets anywhere)
+    /static/site.css, favicon.svg       our own assets (nothing is loaded from another host)
 """
 
 from __future__ import annotations
@@ -323,13 +323,23 @@ async def root() -> RedirectResponse:
     return RedirectResponse("/nl/", status_code=307)
 
 
-@router.api_route("/static/site.css", methods=["GET", "HEAD"])
-async def stylesheet(request: Request) -> Response:
-    async def build() -> Rendered:
-        css = resources.files("aggregator.web").joinpath("static/site.css").read_bytes()
-        return Rendered.of(css, "text/css; charset=utf-8", "public, max-age=86400")
+STATIC = {"site.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}
 
-    return await _serve(request, ("css",), build)
+
+@router.api_route("/static/{name}", methods=["GET", "HEAD"])
+async def static(name: str, request: Request) -> Response:
+    async def build() -> Rendered:
+        if name not in STATIC:
+            return _missing()
+        data = resources.files("aggregator.web").joinpath(f"static/{name}").read_bytes()
+        return Rendered.of(data, STATIC[name], "public, max-age=86400")
+
+    return await _serve(request, ("static", name), build)
+
+
+@router.api_route("/favicon.ico", methods=["GET", "HEAD"])
+async def favicon() -> RedirectResponse:
+    return RedirectResponse("/static/favicon.svg", status_code=301)
 
 
 @router.api_route("/catalog.jsonld", methods=["GET", "HEAD"])

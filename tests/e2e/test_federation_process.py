@@ -206,6 +206,11 @@ def test_demo_keeps_running_until_ctrl_c_and_leaves_no_process(tmp_path: Path) -
         assert "3 van 3 instellingen beantwoordden" in output
         url = ready.read_text("utf-8")
         assert httpx.get(f"{url}/v1/health", timeout=5).status_code == 200
+        # The demo ends by publishing a release and printing its page's address.
+        page = f"{url}/nl/releases/demo-sector-2025-v1"
+        assert page in output.replace("\n", "")
+        release = httpx.get(page, timeout=10)
+        assert release.status_code == 200 and "<svg" in release.text
         children = [pid for pid in _descendants_alive(str(home)) if pid != demo.pid]
         assert len(children) == 4, children  # the aggregator and three nodes
         demo.send_signal(signal.SIGINT)  # Ctrl-C

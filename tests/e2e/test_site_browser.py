@@ -1,0 +1,167 @@
+"""The public site in real headless Chromium (Debian's ``chromium`` and ``chromium-driver``,
+driven by Selenium) against a real ``publieksdata aggregator serve`` process.
+
+For the index and a release page in Dutch and English: the charts and tables are there, every
+number in every table equals the signed release JSON, the keyboard reaches the skip link first,
+and the browser logs no console errors. Screenshots are kept in ``build/test-artifacts/`` (or
+``$PUBLIEKSDATA_ARTIFACTS``). Without Chromium the tests skip, unless
+PUBLIEKSDATA_REQUIRE_BROWSER=1 (set by .ci/run), in which case they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from aggregator.releases.chain import SealedRelease, parse
+from publieksdata.processes import Service, free_port, start
+from tests.aggregator.test_public_site import from_page, publish_two
+from tests.fedkit import make_aggregator
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+ARTIFACTS = Path(
+    os.environ.get("PUBLIEKSDATA_ARTIFACTS", Path(__file__).parents[2] / "build" / "test-artifacts")
+)
+
+
+def _browser() -> Any:
+    missing = [p for p in (CHROMIUM, DRIVER) if not Path(p).exists()]
+    if missing:
+        reason = f"headless Chromium is not installed ({', '.join(missing)} missing)"
+        if os.environ.get("PUBLIEKSDATA_REQUIRE_BROWSER") == "1":
+            pytest.fail(f"PUBLIEKSDATA_REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as DriverService
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--window-size=1280,900", "--disable-extensions", "--no-first-run"):  # fmt: skip
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=DriverService(executable_path=DRIVER), options=options)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[SealedRelease]]]:
+    root = tmp_path_factory.mktemp("site")
+    settings = make_aggregator(root / "aggregator", None)
+    releases = asyncio.run(publish_two(settings))
+    port = free_port()
+    service: Service = start(
+        "aggregator",
+        ["aggregator", "serve", "--home", str(settings.home), "--port", str(port)],
+        port,
+        root / "aggregator.log",
+        {"PUBLIEKSDATA_LOG_LEVEL": "warning"},
+    )
+    try:
+        service.wait_healthy(60)
+        yield service.url, releases
+    finally:
+        service.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    driver = _browser()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _shot(driver: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    height = driver.execute_script("return document.body.scrollHeight")
+    driver.set_window_size(1280, min(int(height) + 100, 12_000))
+    driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
+    driver.set_window_size(1280, 900)
+
+
+def _console_errors(driver: Any) -> list[str]:
+    return [entry["message"] for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_the_index_in_a_real_browser(site: Any, browser: Any, lang: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    url, releases = site
+    browser.get(f"{url}/{lang}/")
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == lang
+    assert len(browser.find_elements(By.TAG_NAME, "h1")) == 1
+    links = {a.get_attribute("href") for a in browser.find_elements(By.CSS_SELECTOR, "ul a")}
+    for release in releases:
+        assert f"{url}/{lang}/releases/{release.slug}" in links
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    focused = browser.switch_to.active_element
+    assert "skip" in (focused.get_attribute("class") or "")  # the first stop: skip to content
+    _shot(browser, f"index-{lang}")
+    assert _console_errors(browser) == []
+
+
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_a_release_page_in_a_real_browser(site: Any, browser: Any, lang: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    url, releases = site
+    release = releases[1]
+    _, signed = parse(httpx.get(f"{url}/releases/{release.slug}.json", timeout=10).content)
+    browser.get(f"{url}/{lang}/releases/{release.slug}")
+    assert browser.title.startswith(signed.title.get(lang))
+    charts = browser.find_elements(By.CSS_SELECTOR, "svg.chart[role=img]")
+    assert len(charts) == 3
+    for chart in charts:
+        assert chart.size["width"] > 300 and chart.size["height"] > 50  # drawn, not empty
+        assert chart.find_element(By.TAG_NAME, "title").get_attribute("textContent")
+    for table in signed.tables:
+        element = browser.find_element(By.CSS_SELECTOR, f'table[data-table="{table.table_id}"]')
+        assert element.is_displayed()
+        rows = element.find_elements(By.CSS_SELECTOR, "tr[data-codes]")
+        expected = [*table.cells, table.total]
+        assert len(rows) == len(expected)
+        for row, cell in zip(rows, expected, strict=True):
+            assert cell is not None
+            shown = row.find_element(By.CSS_SELECTOR, "td.value").text
+            assert from_page(shown, lang) == cell.value, (table.table_id, cell.codes, shown)
+    switch = browser.find_element(By.CSS_SELECTOR, "header nav a")
+    other = "en" if lang == "nl" else "nl"
+    assert switch.get_attribute("href") == f"{url}/{other}/releases/{release.slug}"
+    _shot(browser, f"release-{lang}")
+    assert _console_errors(browser) == []
+    switch.click()
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == other
+    assert _console_errors(browser) == []
+
+
+def test_verify_release_checks_the_running_site(site: Any) -> None:
+    from typer.testing import CliRunner
+
+    from publieksdata.cli import app
+
+    url, releases = site
+    runner = CliRunner()
+    result = runner.invoke(app, ["verify-release", f"{url}/nl/releases/{releases[1].slug}"])
+    assert result.exit_code == 0, result.output
+    assert "fingerprint" in result.output and "2 release(s) checked" in result.output
+    first = runner.invoke(app, ["verify-release", f"{url}/releases/{releases[0].slug}.json"])
+    assert first.exit_code == 0 and "1 release(s) checked" in first.output
+    wrong_key = "A" * 43
+    pinned = runner.invoke(
+        app, ["verify-release", f"{url}/nl/releases/{releases[1].slug}", "--key", wrong_key]
+    )
+    assert pinned.exit_code == 1
+    missing = runner.invoke(app, ["verify-release", f"{url}/nl/releases/nothing-v1"])
+    assert missing.exit_code == 1 and "lists no release" in missing.output

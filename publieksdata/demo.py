@@ -288,6 +288,13 @@ def demo(
         except KeyboardInterrupt:
             console.print("\nStopping every process …")
     console.print("All demo processes have stopped.")
+    if not keep_running:
+        page = f"http://127.0.0.1:8480/{lang}/releases/demo-sector-{YEAR}-v1"
+        console.print(
+            "\nDe publicatie blijft bewaard. Bekijk haar opnieuw met\n"
+            f"  publieksdata aggregator serve --home {aggregator.home}\n"
+            f"en open {page}\n(of start de demo met --keep-running)."
+        )
 
 
 def _run(

@@ -60,6 +60,10 @@ WORDS: dict[str, tuple[str, str]] = {
         "De grafiek toont de totalen per {dim}; de tabel alle cellen.",
         "The chart shows the totals by {dim}; the table every cell.",
     ),
+    "no_chart": (
+        "Geen grafiek: alle cijfers van deze tabel zijn te onzeker om te publiceren.",
+        "No chart: every figure in this table is too uncertain to publish.",
+    ),
     "method": ("Methode", "Method"),
     "privacy_cost": ("Privacykosten", "Privacy cost"),
     "privacy_cost_text": (

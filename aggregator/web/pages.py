@@ -262,6 +262,8 @@ def _chart(table: Table, lang: str, title: str) -> tuple[Markup | None, str]:
         note = t("chart_margin", lang, dim=table.dimension_titles[0].get(lang).lower())
     else:
         return None, ""
+    if all(p.value is None for p in points):
+        return None, t("no_chart", lang)
     draw = charts.line if first == "month" else charts.bars
     return Markup(draw(points, chart_id, title, desc, lang)), note  # noqa: S704 - our own SVG
 

@@ -312,3 +312,18 @@ async def test_no_page_loads_anything_from_another_host(site: Any) -> None:
         foreign = [a for a in addresses if not a.startswith((BASE, "http://www.w3.org/2000/svg"))]
         assert not foreign, (path, foreign)
         assert "<script" not in text
+
+
+def test_chart_axes_use_whole_steps_and_a_table_of_dots_gets_no_chart() -> None:
+    from aggregator.web import charts
+    from aggregator.web.pages import _chart
+
+    assert charts.nice_ticks(3) == [0.0, 1.0, 2.0, 3.0]
+    assert charts.nice_ticks(40_229) == [0.0, 20_000.0, 40_000.0, 60_000.0]
+    assert charts.nice_ticks(0) == [0.0, 1.0]
+    dots = [cell((f"2025-{m:02d}",), f"m{m}", f"m{m}", None, 30.0) for m in range(1, 4)]
+    chart, note = _chart(table("dots", ("month",), dots, "visits"), "en", "Dots")
+    assert chart is None and "too uncertain" in note
+    svg, _ = _chart(table("some", ("month",), [*dots, cell(("2025-04",), "a", "a", 9.0, 1.0)],
+                          "visits"), "nl", "Wat")  # fmt: skip
+    assert svg is not None and svg.count("<circle") == 1 and "<title" in svg

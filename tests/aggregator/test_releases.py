@@ -350,9 +350,11 @@ async def test_publishing_from_a_missing_or_failed_round_publishes_nothing(
 
 
 @pytest.mark.anyio
-async def test_a_correction_is_a_new_version_that_points_to_the_old_one(tmp_path: Path) -> None:
+async def test_a_correction_is_a_new_version_that_points_to_the_old_one(
+    tmp_path: Path, db_url: str
+) -> None:
     rows = [audience(i, 120, seed=90 + i) for i in range(2)]
-    async with federation(tmp_path, rows) as fed:
+    async with federation(tmp_path, rows, agg_db_url=db_url) as fed:
         result = await volume_round(fed)  # secure (the default under rho)
         assert result.measures, result
         first = await publish(fed, {"recipe": volume_recipe(result.round_id)})
@@ -442,3 +444,22 @@ def test_verify_release_checks_files_and_names_what_is_wrong(tmp_path: Path) -> 
     (tmp_path / f"{sealed[0].slug}.json").write_text(json.dumps(data), encoding="utf-8")
     edited = runner.invoke(cli, ["verify-release", str(tmp_path), "--key", key_text])
     assert edited.exit_code == 1 and "signature does not match" in edited.output
+
+
+@pytest.mark.anyio
+async def test_concurrent_publications_form_one_unbroken_chain(tmp_path: Path, db_url: str) -> None:
+    import asyncio
+
+    rows = [audience(i, 100, seed=60 + i) for i in range(2)]
+    async with federation(tmp_path, rows, agg_db_url=db_url) as fed:
+        result = await volume_round(fed, mode="independent")
+        bodies = [
+            {"recipe": volume_recipe(result.round_id, release_id=f"parallel-{i}")} for i in range(4)
+        ]
+        responses = await asyncio.gather(*(publish(fed, body) for body in bodies))
+        assert all(r.status_code == 201 for r in responses), [r.text for r in responses]
+        assert sorted(r.json()["sequence"] for r in responses) == [1, 2, 3, 4]
+        chain = (await fed.client.get("/v1/releases")).json()["releases"]
+        data = [(await fed.client.get(entry["json_path"])).content for entry in chain]
+        key = load_signing_key(fed.settings.signing_key_path)
+        assert verify_chain(data, key.public).ok

@@ -79,6 +79,17 @@ def load_rotations(settings: AggregatorSettings) -> dict[str, Envelope]:
     return rotations
 
 
+def retired_keys(settings: AggregatorSettings) -> list[SigningKey]:
+    """The keys this aggregator signed with before its key rotations (``retired-*.key``)."""
+    found = []
+    for path in sorted(settings.signing_key_path.parent.glob("retired-*.key")):
+        try:
+            found.append(load_signing_key(path))
+        except KeyFileError:
+            continue
+    return found
+
+
 def rotation_chain(
     rotations: dict[str, Envelope], from_key_id: str, to_key_id: str
 ) -> list[Envelope]:

@@ -126,4 +126,8 @@ class ReleaseChain(_Model):
     key_id: str
     public_key: str
     fingerprint: str
+    # The aggregator's keys, current and retired, in an envelope of type RELEASE_KEYS signed by
+    # its current key: releases signed before a key rotation verify against the retired key
+    # that the current key vouches for.
+    keys: dict[str, Any]
     releases: list[ChainEntry]

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import typer
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -32,9 +33,17 @@ from rich.progress import (
 from aggregator.client import TOKEN_ENV, URL_ENV, ClientError, NotConfigured
 from aggregator.releases import recipe as recipes
 from aggregator.releases.chain import ChainReport, ReleaseFormatError, parse, verify_chain
+from aggregator.releases.document import RELEASE_KEYS
 from node.cli import fail
 from protocol.api import ReleaseChain
-from protocol.signing import fingerprint, public_key_from_text
+from protocol.signing import (
+    Envelope,
+    SignatureError,
+    fingerprint,
+    key_id_of,
+    public_key_from_text,
+    verify_once,
+)
 from publieksdata.ask import open_client
 
 EXIT_USAGE = 2
@@ -214,6 +223,23 @@ def _print_report(report: ChainReport, releases: list[bytes], target: str | None
         err.print(f"  • {problem}")
 
 
+def _keyring(index: ReleaseChain, trusted: Ed25519PublicKey) -> dict[str, Ed25519PublicKey]:
+    """The aggregator's keys, current and retired, as its trusted current key vouches for them."""
+    try:
+        envelope = Envelope.model_validate(index.keys)
+        payload = verify_once(envelope, RELEASE_KEYS, trusted)
+        keys = {}
+        for entry in payload["keys"]:
+            public = public_key_from_text(entry["public_key"])
+            if key_id_of(public) != entry["key_id"]:
+                raise ValueError("a key does not match its key id")
+            keys[entry["key_id"]] = public
+    except (SignatureError, ValueError, KeyError, TypeError) as exc:
+        raise fail(f"the site's list of aggregator keys is not valid: {exc}") from None
+    keys[key_id_of(trusted)] = trusted
+    return keys
+
+
 def verify_release(
     source: Annotated[
         str,
@@ -224,43 +250,47 @@ def verify_release(
         ),
     ],
     key: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
-            help="The aggregator's public key (base64url). Default: the key the site serves; "
-            "compare its fingerprint with one published elsewhere."
+            help="The aggregator's public key (base64url); repeat it for keys it used before a "
+            "key rotation. Default: the key the site serves; compare its fingerprint with one "
+            "published elsewhere.",
         ),
     ] = None,
 ) -> None:
     """Check a release's signature and the whole chain back to the first release."""
+    try:
+        pinned = [public_key_from_text(k) for k in key or ()]
+    except ValueError as exc:
+        raise fail(f"--key: {exc}", EXIT_USAGE) from None
+    keyring: dict[str, Ed25519PublicKey] = {key_id_of(k): k for k in pinned}
     target: str | None
     if source.startswith(("http://", "https://")):
         try:
             releases, index, target = _from_site(source)
         except (httpx.HTTPError, ValueError) as exc:
             raise fail(f"cannot read the releases from {_site_root(source)}: {exc}") from None
-        public_text = key or index.public_key
-        if key is None:
+        if pinned:
+            trusted = next((k for k in pinned if key_id_of(k) == index.key_id), pinned[0])
+        else:
+            trusted = public_key_from_text(index.public_key)
             console.print(f"Key of {index.aggregator}: fingerprint {index.fingerprint}")
+        keyring |= _keyring(index, trusted)
         if target is not None and not any(parse(r)[1].slug == target for r in releases):
             raise fail(f"the site lists no release {target!r}")
     else:
         path = Path(source)
         if not path.exists():
             raise fail(f"there is no file or directory {source}", EXIT_USAGE)
-        if key is None:
+        if not pinned:
             raise fail("give the aggregator's public key with --key to check files", EXIT_USAGE)
         try:
             releases, target = _from_files(path)
         except (OSError, ReleaseFormatError) as exc:
             raise fail(f"{source}: {exc}") from None
-        public_text = key
-    try:
-        public = public_key_from_text(public_text)
-    except ValueError as exc:
-        raise fail(f"--key: {exc}", EXIT_USAGE) from None
-    if key is not None:
+    for public in pinned:
         console.print(f"Checking against the key with fingerprint {fingerprint(public)}")
-    report = verify_chain(releases, public)
+    report = verify_chain(releases, keyring)
     _print_report(report, releases, target)
     if not report.ok:
         raise typer.Exit(1)

@@ -13,13 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aggregator.deps import AdminDep, StateDep
 from aggregator.errors import AggregatorError, ErrorCode
+from aggregator.home import retired_keys
 from aggregator.releases import recipe as recipes
 from aggregator.releases import store
 from aggregator.releases.compose import ComposeError
-from aggregator.releases.document import Text
+from aggregator.releases.document import RELEASE_KEYS, Text
 from aggregator.releases.publish import PublishError, publish
 from protocol.api import ChainEntry, PublishedRelease, PublishRequest, ReleaseChain
-from protocol.signing import fingerprint, public_key_to_text
+from protocol.signing import fingerprint, public_key_to_text, sign
 
 router = APIRouter(prefix="/v1", tags=["releases"])
 
@@ -82,11 +83,18 @@ async def create_release(body: PublishRequest, state: StateDep, _: AdminDep) -> 
 async def list_releases(state: StateDep) -> ReleaseChain:
     async with state.factory() as session:
         rows = await store.chain_index(session)
+    keys = [state.key, *retired_keys(state.settings)]
+    vouched = sign(
+        RELEASE_KEYS,
+        {"keys": [{"key_id": k.key_id, "public_key": public_key_to_text(k.public)} for k in keys]},
+        state.key,
+    )
     return ReleaseChain(
         aggregator=state.settings.name,
         key_id=state.key.key_id,
         public_key=public_key_to_text(state.key.public),
         fingerprint=fingerprint(state.key.public),
+        keys=vouched.model_dump(mode="json"),
         releases=[
             ChainEntry(
                 sequence=sequence,

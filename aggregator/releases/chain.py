@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ from pydantic import ValidationError
 
 from aggregator.releases.document import RELEASE, ReleaseDocument
 from protocol.canonical import canonical_bytes
-from protocol.signing import Envelope, SignatureError, SigningKey, sign, verify_once
+from protocol.signing import Envelope, SignatureError, SigningKey, key_id_of, sign, verify_once
 
 
 def release_hash(sealed: bytes) -> str:
@@ -105,8 +106,12 @@ def _label(index: int, document: ReleaseDocument | None) -> str:
     return f"sequence {document.sequence} ({document.slug})"
 
 
-def verify_chain(releases: list[bytes], public_key: Ed25519PublicKey) -> ChainReport:
-    """Check sealed releases, given in chain order starting with the first (sequence 1)."""
+def verify_chain(
+    releases: list[bytes], keys: Ed25519PublicKey | Mapping[str, Ed25519PublicKey]
+) -> ChainReport:
+    """Check sealed releases, given in chain order starting with the first (sequence 1), against
+    the aggregator's key, or its keys by key id (its current key and those it retired)."""
+    keyring = {key_id_of(keys): keys} if isinstance(keys, Ed25519PublicKey) else dict(keys)
     report = ChainReport()
     previous: ReleaseDocument | None = None
     previous_hash: str | None = None
@@ -120,16 +125,26 @@ def verify_chain(releases: list[bytes], public_key: Ed25519PublicKey) -> ChainRe
             previous, previous_hash = None, release_hash(data)
             continue
         where = _label(index, document)
-        try:
-            verify_once(envelope, RELEASE, public_key)
-        except SignatureError:
+        public_key = keyring.get(envelope.key_id)
+        if public_key is None:
             report.problems.append(
                 Problem(
                     where,
-                    "the signature does not match: the release was changed after signing "
-                    "or was not signed by this aggregator's key",
+                    f"it is signed by key {envelope.key_id}, which is not one of the "
+                    "aggregator's keys given to this check",
                 )
             )
+        else:
+            try:
+                verify_once(envelope, RELEASE, public_key)
+            except SignatureError:
+                report.problems.append(
+                    Problem(
+                        where,
+                        "the signature does not match: the release was changed after signing, "
+                        "or was not signed by this aggregator",
+                    )
+                )
         if canonical_bytes(json.loads(data)) != data:
             report.problems.append(
                 Problem(where, "the file is not in its published (canonical) form: it was edited")

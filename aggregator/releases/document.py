@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA: Final = "publieksdata.release/1"
 RELEASE = "RELEASE"  # the envelope type of a signed release
+RELEASE_KEYS = "RELEASE_KEYS"  # the current key vouching for the aggregator's retired keys
 
 
 class _Frozen(BaseModel):

@@ -463,3 +463,51 @@ async def test_concurrent_publications_form_one_unbroken_chain(tmp_path: Path, d
         data = [(await fed.client.get(entry["json_path"])).content for entry in chain]
         key = load_signing_key(fed.settings.signing_key_path)
         assert verify_chain(data, key.public).ok
+
+
+def test_releases_signed_before_a_key_rotation_verify_with_the_retired_key() -> None:
+    old, new = SigningKey.generate(), SigningKey.generate()
+    first = seal(document(1, None), old)
+    second = seal(document(2, first.hash, release_id="r2"), new)
+    data = [first.data, second.data]
+    assert verify_chain(data, {old.key_id: old.public, new.key_id: new.public}).ok
+    report = verify_chain(data, new.public)
+    assert [p.where for p in report.problems] == ["sequence 1 (sector-2025-v1)"]
+    assert f"signed by key {old.key_id}" in report.problems[0].reason
+
+
+@pytest.mark.anyio
+async def test_the_site_vouches_for_its_retired_keys(tmp_path: Path) -> None:
+    import httpx
+    import typer
+
+    from aggregator.app import create_app
+    from aggregator.home import rotate_signing_key
+    from aggregator.releases import store
+    from protocol.api import ReleaseChain
+    from publieksdata.releases import _keyring
+    from tests.fedkit import make_aggregator
+
+    settings = make_aggregator(tmp_path / "aggregator")
+    old = load_signing_key(settings.signing_key_path)
+    first = seal(document(1, None), old)
+    _, new = rotate_signing_key(settings)
+    second = seal(document(2, first.hash, release_id="r2"), new)
+    engine = make_async_engine(settings.database_url)
+    async with make_async_sessionmaker(engine)() as session, session.begin():
+        for sealed in (first, second):
+            await store.append(session, sealed, datetime.now(UTC))
+    await engine.dispose()
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://agg") as client,
+    ):
+        index = ReleaseChain.model_validate((await client.get("/v1/releases")).json())
+        data = [(await client.get(e.json_path)).content for e in index.releases]
+    assert index.key_id == new.key_id
+    keys = _keyring(index, new.public)
+    assert set(keys) == {old.key_id, new.key_id}
+    assert verify_chain(data, keys).ok
+    with pytest.raises(typer.Exit):
+        _keyring(index, SigningKey.generate().public)  # not vouched for by the trusted key

@@ -42,9 +42,9 @@ async def test_publish_asks_the_reports_then_a_correction_reuses_the_rounds(
             )
             result = await anyio.to_thread.run_sync(first)
             assert result.exit_code == 0, result.output
-            assert "Published sector-2025-v1: version 1, 5 tables" in result.output
+            assert "Published sector-2025-v1: version 1, 6 tables" in result.output
             rounds = dict(re.findall(r"report (\w+): round ([0-9a-f-]{36})", result.output))
-            assert set(rounds) == {"volume", "reach_age", "origin_province"}
+            assert set(rounds) == {"volume", "reach_age", "origin_province", "segment_profile"}
 
             again = ["aggregator", "publish", "standard-2025", "--token", fed.admin]
             for report, round_id in rounds.items():

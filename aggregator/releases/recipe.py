@@ -7,7 +7,8 @@ A table shows one measure, by all of the round's dimensions or by some of them (
 other dimensions are summed over (only for additive measures: visits and revenue).
 
 The built-in recipe ``standard-YEAR`` (for example ``standard-2025``) is the sector's annual
-report: visits by month and by artform, reach by age band and visits and reach by province.
+report: visits by month and by artform, reach by age band, visits and reach by province, and
+reach by audience segment.
 """
 
 from __future__ import annotations
@@ -95,15 +96,15 @@ def standard(year: int) -> Recipe:
         description=Text(
             nl=(
                 f"Bezoek en bereik van de deelnemende culturele instellingen in {year}: per "
-                "maand, per discipline, per leeftijdsgroep en per provincie. Elke instelling "
-                "hield haar eigen gegevens; de cijfers zijn samengevoegd met differentiële "
-                "privacy, zodat geen bezoeker en geen instelling herkenbaar is."
+                "maand, discipline, leeftijdsgroep, provincie en doelgroepsegment. Elke "
+                "instelling hield haar eigen gegevens; de cijfers zijn samengevoegd met "
+                "differentiële privacy, zodat geen bezoeker en geen instelling herkenbaar is."
             ),
             en=(
                 f"Visits and reach of the participating cultural institutions in {year}: by "
-                "month, artform, age band and province. Every institution kept its own data; "
-                "the figures were merged with differential privacy, so that no visitor and no "
-                "institution can be singled out."
+                "month, artform, age band, province and audience segment. Every institution "
+                "kept its own data; the figures were merged with differential privacy, so that "
+                "no visitor and no institution can be singled out."
             ),
         ),
         year=year,
@@ -120,6 +121,9 @@ def standard(year: int) -> Recipe:
             ),
             TableRecipe(
                 table_id="reach-province", report="origin_province", measure=Measure.PERSONS
+            ),
+            TableRecipe(
+                table_id="reach-segment", report="segment_profile", measure=Measure.PERSONS
             ),
         ),
     )

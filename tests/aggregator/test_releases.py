@@ -399,7 +399,12 @@ def test_compose_refuses_an_open_round_and_persons_summed_over_cells() -> None:
 def test_recipes_load_from_toml_and_builtin_names(tmp_path: Path) -> None:
     builtin = recipe.load("standard-2025")
     assert builtin.release_id == "sector-2025"
-    assert set(builtin.reports_to_ask()) == {"volume", "reach_age", "origin_province"}
+    assert set(builtin.reports_to_ask()) == {
+        "volume",
+        "reach_age",
+        "origin_province",
+        "segment_profile",
+    }
     path = tmp_path / "r.toml"
     path.write_text(
         'release_id = "museum-2025"\nyear = 2025\n'

@@ -3,7 +3,7 @@ p95 < 50 ms on 2 cores.
 
 A fresh aggregator home (SQLite) gets closed secure rounds for the three standard reports of the
 built-in recipe ``standard-2025`` (visits by month × artform, reach by age band, visits and
-reach by province; 10 institutions each), and the release is published with the real
+reach by province, reach by segment; 10 institutions each), and the release is published with the real
 ``publish``. The aggregator then runs as a real ``publieksdata aggregator serve`` process (one
 uvicorn worker), and ``wrk`` (Debian package ``wrk``, C, one thread per core) loads the release
 page over loopback for ``--seconds`` per URL with ``--connections`` open connections. A Lua
@@ -127,7 +127,9 @@ def main() -> None:
     )
     print(f"* Command: `{command}`")
     print(f"* Machine: {machine()}; wrk: 2 threads; aggregator: 1 uvicorn worker, SQLite")
-    print(f"* Release page: {size / 1024:.0f} KB of HTML (5 tables, charts inline)")
+    print(
+        f"* Release page: {size / 1024:.0f} KB of HTML (the annual recipe's tables, charts inline)"
+    )
     print()
     print("| URL | requests/s | p50 ms | p95 ms | p99 ms | errors / non-2xx | target |")
     print("|---|---:|---:|---:|---:|---|---|")  # fmt: skip

@@ -5,11 +5,11 @@ A fresh aggregator home (SQLite) gets closed secure rounds for the four standard
 the built-in recipe ``standard-2025`` (visits by month × artform, reach by age band, visits and
 reach by province, reach by segment; 10 institutions each), and the release is published with
 the real ``publish``. The aggregator then runs as a real ``publieksdata aggregator serve``
-process (one uvicorn worker), and ``wrk`` (Debian package ``wrk``, C, one thread per core) loads the release
-page over loopback for ``--seconds`` per URL with ``--connections`` open connections. A Lua
-hook makes wrk print its exact p50/p95/p99. For comparison, the same wrk run against the
-aggregator's ``/v1/health``, an ordinary FastAPI JSON route (validated response model, no cache),
-shows what the same server does without the site's cache of rendered bytes.
+process (one uvicorn worker), and ``wrk`` (Debian package ``wrk``, C, one thread per core)
+loads the release page over loopback for ``--seconds`` per URL with ``--connections`` open
+connections. A Lua hook makes wrk print its exact p50/p95/p99. For comparison, the same wrk run
+against the aggregator's ``/v1/health``, an ordinary FastAPI JSON route (validated response
+model, no cache), shows what the same server does without the site's cache of rendered bytes.
 
     python -m bench.site_bench --seconds 15 --connections 16
 """

@@ -5,14 +5,11 @@ from __future__ import annotations
 import math
 from datetime import date, datetime
 
+from aggregator.releases.compose import MONTHS_EN, MONTHS_NL
+
 LANGS = ("nl", "en")
 
-MONTHS = {
-    "nl": ("januari", "februari", "maart", "april", "mei", "juni", "juli", "augustus",
-           "september", "oktober", "november", "december"),
-    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December"),
-}  # fmt: skip
+MONTHS = {"nl": MONTHS_NL, "en": MONTHS_EN}
 
 WORDS: dict[str, tuple[str, str]] = {
     "site": (

@@ -21,12 +21,6 @@ def _sealed(row: Release) -> SealedRelease:
     return SealedRelease(data=row.data, document=document)
 
 
-async def all_releases(session: AsyncSession) -> list[SealedRelease]:
-    """Every release in chain order (sequence 1 first)."""
-    rows = await session.scalars(select(Release).order_by(Release.sequence))
-    return [_sealed(row) for row in rows]
-
-
 async def chain_index(session: AsyncSession) -> list[tuple[int, str, str]]:
     """(sequence, slug, hash) of every release in chain order, without the documents."""
     rows = await session.execute(
@@ -35,9 +29,9 @@ async def chain_index(session: AsyncSession) -> list[tuple[int, str, str]]:
     return [(sequence, slug, digest) for sequence, slug, digest in rows]
 
 
-async def by_slug(session: AsyncSession, slug: str) -> SealedRelease | None:
-    row = await session.scalar(select(Release).where(Release.slug == slug))
-    return None if row is None else _sealed(row)
+async def by_hashes(session: AsyncSession, hashes: list[str]) -> list[SealedRelease]:
+    rows = await session.scalars(select(Release).where(Release.hash.in_(hashes)))
+    return [_sealed(row) for row in rows]
 
 
 async def head(session: AsyncSession) -> tuple[int, str] | None:

@@ -76,6 +76,7 @@ class SiteCache:
     head: str = ""
     checked_at: float = -1e9
     releases: list[SealedRelease] = field(default_factory=list)
+    parsed: dict[str, SealedRelease] = field(default_factory=dict)  # by hash; never changes
     releases_head: str | None = None
     rendered: OrderedDict[tuple[str, ...], Rendered] = field(default_factory=OrderedDict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -108,11 +109,17 @@ async def _current(request: Request) -> tuple[SiteCache, str]:
 
 
 async def _releases(request: Request) -> list[SealedRelease]:
+    """Every release in chain order. A release never changes, so each is parsed once: a new
+    head loads only the releases not seen before."""
     cache, head = await _current(request)
     if cache.releases_head != head:
         async with _state(request).factory() as session:
-            releases = await store.all_releases(session)
-        cache.releases, cache.releases_head = releases, head
+            index = await store.chain_index(session)
+            new = [digest for _, _, digest in index if digest not in cache.parsed]
+            for sealed in await store.by_hashes(session, new) if new else []:
+                cache.parsed[sealed.hash] = sealed
+        cache.releases = [cache.parsed[digest] for _, _, digest in index]
+        cache.releases_head = head
     return cache.releases
 
 

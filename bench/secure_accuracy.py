@@ -33,20 +33,14 @@ from pathlib import Path
 
 import numpy as np
 
-from node.privacy.distributed import (
-    MIN_SHARE_SCALE,
-    kls_rho,
-    kls_tau,
-    secure_calibrations,
-    share_scale,
-    worst_case_rho,
-)
+from node.privacy.distributed import secure_calibrations
 from node.privacy.noise import Calibration, add_noise, noise_sd
 from node.privacy.release import calibrations
-from node.privacy.sensitivity import Sensitivity
 from protocol.catalogue import dimension
+from protocol.noise_shares import MIN_SHARE_SCALE, kls_rho, kls_tau, share_scale, worst_case_rho
 from protocol.query import Bounds, Measure, Mechanism, Period, Privacy, QuerySpec
 from protocol.secagg import default_threshold
+from protocol.sensitivity import Sensitivity
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"

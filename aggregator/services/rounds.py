@@ -45,6 +45,7 @@ from protocol.messages import (
     RefusalReason,
     SecAggMasked,
 )
+from protocol.noise_shares import query_worst_case_rho
 from protocol.query import Mechanism, Mode, QuerySpec
 from protocol.results import (
     Coverage,
@@ -84,13 +85,6 @@ class LRU(Generic[V]):
         self._items.move_to_end(key)
         while len(self._items) > self.size:
             self._items.popitem(last=False)
-
-
-def worst_case_rho(spec: QuerySpec, threshold: int) -> float:
-    """ρ of one node's own noise share alone in a secure round (what its policy limits)."""
-    from node.privacy.distributed import secure_calibrations
-
-    return math.fsum(c.rho_worst for c in secure_calibrations(spec, threshold).values())
 
 
 def _member(task: Task, key_id: str, public_key: str) -> secure.Member:
@@ -133,7 +127,7 @@ def precheck(
     if threshold is not None and policy.secure_max_worst_rho is not None:
         if policy.secure_max_worst_rho <= 0:
             return RefusalReason.POLICY_MODE.value
-        if worst_case_rho(spec, threshold) > policy.secure_max_worst_rho * (1 + 1e-9):
+        if query_worst_case_rho(spec, threshold) > policy.secure_max_worst_rho * (1 + 1e-9):
             return RefusalReason.POLICY_SECURE_WORST_CASE.value
     remaining = registry.remaining_estimate(node, pending)
     if remaining is not None and cost > remaining * (1 + 1e-9) + 1e-12:

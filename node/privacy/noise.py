@@ -21,8 +21,8 @@ import opendp.measurements as dp_m
 import opendp.metrics as dp_metrics
 from opendp.mod import enable_features
 
-from node.privacy.sensitivity import Sensitivity
 from protocol.query import Mechanism
+from protocol.sensitivity import Sensitivity
 
 enable_features("contrib")
 

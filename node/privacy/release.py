@@ -11,9 +11,9 @@ from node.privacy.noise import (
     calibrate_laplace,
     zcdp_to_epsilon,
 )
-from node.privacy.sensitivity import sensitivity
 from protocol.messages import MeasureResult, PrivacySpent
 from protocol.query import Measure, Mechanism, QuerySpec
+from protocol.sensitivity import sensitivity
 
 
 def calibrations(spec: QuerySpec) -> dict[Measure, Calibration]:

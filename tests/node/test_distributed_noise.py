@@ -23,21 +23,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from node.privacy.distributed import (
-    MIN_SHARE_SCALE,
-    SecureCalibration,
-    kls_rho,
-    kls_tau,
-    secure_calibrations,
-    share_scale,
-    worst_case_rho,
-)
+from node.privacy.distributed import SecureCalibration, secure_calibrations
 from node.privacy.noise import _gaussian, add_noise, noise_sd
 from node.privacy.release import calibrations
-from node.privacy.sensitivity import Sensitivity, sensitivity
 from protocol.catalogue import dimension
+from protocol.noise_shares import MIN_SHARE_SCALE, kls_rho, kls_tau, share_scale, worst_case_rho
 from protocol.query import Bounds, Measure, Mechanism, Period, Privacy, QuerySpec
 from protocol.secagg import default_threshold
+from protocol.sensitivity import Sensitivity, sensitivity
 
 ALPHA = 1e-6
 Z_CRIT = float(stats.norm.isf(ALPHA / 2))  # two-sided z bound, about 4.89

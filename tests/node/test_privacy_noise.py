@@ -42,8 +42,8 @@ from node.privacy.noise import (
     zcdp_to_epsilon,
 )
 from node.privacy.release import calibrations, privacy_spent, release
-from node.privacy.sensitivity import Sensitivity, sensitivity
 from protocol.query import Bounds, Measure, Mechanism, Period, Privacy, QuerySpec
+from protocol.sensitivity import Sensitivity, sensitivity
 
 ALPHA = 1e-6
 Z_CRIT = float(stats.norm.isf(ALPHA / 2))  # two-sided z bound, about 4.89

@@ -9,7 +9,7 @@ import io
 import json
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,6 @@ from aggregator.releases import store
 from aggregator.releases.chain import SealedRelease, parse, seal
 from aggregator.releases.document import (
     Cell,
-    Methodology,
     PostProcessing,
     ReleaseDocument,
     Table,
@@ -34,6 +33,7 @@ from aggregator.releases.document import (
 )
 from aggregator.settings import AggregatorSettings
 from aggregator.storage.db import make_async_engine, make_async_sessionmaker
+from tests.aggregator.test_releases import methodology
 from tests.fedkit import make_aggregator
 
 pytestmark = pytest.mark.anyio
@@ -103,19 +103,11 @@ def document(
         title=Text(nl=f"Sector 2025 (v{version})", en=f"Sector 2025 (v{version})"),
         description=Text(nl="Beschrijving", en="Description"),
         summary=Text(nl="In 2025 telden de 4 instellingen …", en="In 2025 the 4 institutions …"),
-        methodology=Methodology(
+        methodology=methodology(
             rho_total=0.3,
             epsilon_total=4.9,
-            delta_total=1e-7,
-            mechanisms=("gaussian",),
-            modes=("secure",),
-            catalogue_version="1",
-            period_start=date(2025, 1, 1),
-            period_end=date(2025, 12, 31),
             institutions=("Museum", "Theater", "Bieb", "Podium"),
-            institutions_asked=5,
             post_processing=PostProcessing(suppress_relative_halfwidth=0.5),
-            privacy_explanation="privacy",
         ),
         tables=(
             table("visits-month", ("month",), months, "visits"),

@@ -94,6 +94,25 @@ def test_a_published_table_adds_up_and_every_interval_holds_its_value(
 # --- sealing and the chain -----------------------------------------------------------------
 
 
+def methodology(**changes: Any) -> Methodology:
+    """A release's methodology for tests; ``changes`` replace fields."""
+    base = Methodology(
+        rho_total=0.1,
+        epsilon_total=1.9,
+        delta_total=1e-7,
+        mechanisms=("gaussian",),
+        modes=("secure",),
+        catalogue_version="1",
+        period_start=date(2025, 1, 1),
+        period_end=date(2025, 12, 31),
+        institutions=("A", "B"),
+        institutions_asked=5,
+        post_processing=PostProcessing(),
+        privacy_explanation="privacy",
+    )
+    return base.model_copy(update=changes)
+
+
 def document(sequence: int, previous: str | None, *, version: int = 1, corrects: str | None = None,
              release_id: str = "sector-2025") -> ReleaseDocument:  # fmt: skip
     cell = Cell(codes=("theatre",), labels=T, value=1200.0, lower=1100.0, upper=1300.0,
@@ -125,20 +144,7 @@ def document(sequence: int, previous: str | None, *, version: int = 1, corrects:
         title=T,
         description=T,
         summary=T,
-        methodology=Methodology(
-            rho_total=0.1,
-            epsilon_total=1.9,
-            delta_total=1e-7,
-            mechanisms=("gaussian",),
-            modes=("secure",),
-            catalogue_version="1",
-            period_start=date(2025, 1, 1),
-            period_end=date(2025, 12, 31),
-            institutions=("A", "B"),
-            institutions_asked=5,
-            post_processing=PostProcessing(),
-            privacy_explanation="privacy",
-        ),
+        methodology=methodology(),
         tables=(table,),
     )
 

@@ -3,24 +3,30 @@
 Each chart is ``<svg role="img">`` with a ``<title>`` and a ``<desc>`` (referenced by
 ``aria-labelledby``), and the page puts the same figures in a data table right after it. Values
 are bars (categories) or points on a line (months); the 95% interval is a whisker. A suppressed
-figure (".") gets no bar and its label says so. Colours keep a contrast of at least 3:1 against
-the white background (WCAG 2.1, non-text contrast).
+figure (".") gets no bar and a dot instead. A table of two dimensions is drawn as small
+multiples: one small chart per value of one dimension, all on the same scale. Colours keep a
+contrast of at least 3:1 against the white background (WCAG 2.1, non-text contrast).
+
+Pure functions: points in, SVG text out.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
+from typing import Literal
 
 from aggregator.web.i18n import number
 
 INK = "#1a1a1a"  # text and whiskers: 17:1 on white
 BAR = "#1f5f8b"  # bars and points: 6.9:1 on white
-BAND = "#c9dced"  # the interval band behind a line (decorative; whiskers carry the interval)
 GRID = "#8c8c8c"  # 3.4:1 on white
 WIDTH = 720
+MAX_LINE_LABELS = 16  # a longer series labels every n-th point
+_YEAR = re.compile(r"\s(\d{4})$")
 
 
 @dataclass(frozen=True)
@@ -44,10 +50,10 @@ def nice_ticks(top: float, count: int = 4) -> list[float]:
     return ticks
 
 
-def _head(chart_id: str, title: str, desc: str, height: int) -> list[str]:
+def _head(chart_id: str, title: str, desc: str, height: float) -> list[str]:
     return [
         f'<svg id="{chart_id}" class="chart" role="img" aria-labelledby="{chart_id}-t '
-        f'{chart_id}-d" viewBox="0 0 {WIDTH} {height}" width="100%" '
+        f'{chart_id}-d" viewBox="0 0 {WIDTH} {height:.0f}" width="100%" '
         f'preserveAspectRatio="xMinYMin meet" xmlns="http://www.w3.org/2000/svg">',
         f'<title id="{chart_id}-t">{escape(title)}</title>',
         f'<desc id="{chart_id}-d">{escape(desc)}</desc>',
@@ -55,96 +61,178 @@ def _head(chart_id: str, title: str, desc: str, height: int) -> list[str]:
 
 
 def _top(points: Sequence[Point]) -> float:
-    return max((p.upper if p.upper is not None else p.value or 0.0) for p in points) or 1.0
+    return max(((p.upper if p.upper is not None else p.value) or 0.0) for p in points) or 1.0
 
 
-def bars(points: Sequence[Point], chart_id: str, title: str, desc: str, lang: str) -> str:
-    """Horizontal bars with 95% whiskers, one row per category."""
-    left, right, row, top_pad = 210, 70, 26, 30
-    plot = WIDTH - left - right
-    height = top_pad + row * len(points) + 10
-    ticks = nice_ticks(_top(points))
-    scale = plot / ticks[-1]
-    out = _head(chart_id, title, desc, height)
-    out.append(f'<g font-size="12" fill="{INK}">')
+def _short(label: str, limit: int) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def _bar_rows(
+    points: Sequence[Point],
+    ticks: Sequence[float],
+    x: float,
+    y: float,
+    width: float,
+    lang: str,
+    *,
+    label_width: float,
+    row: float,
+) -> tuple[list[str], float]:
+    """Horizontal bars with whiskers in a box at (x, y); the SVG elements and the height used."""
+    left = x + label_width
+    scale = (width - label_width - 34) / ticks[-1]  # room for the last tick's label
+    axis = y + 14
+    first = axis + 8
+    bottom = first + row * len(points)
+    out = []
     for tick in ticks:
-        x = left + tick * scale
+        tx = left + tick * scale
         out.append(
-            f'<line x1="{x:.1f}" y1="{top_pad - 6}" x2="{x:.1f}" y2="{height - 10}" '
+            f'<line x1="{tx:.1f}" y1="{first - 4:.1f}" x2="{tx:.1f}" y2="{bottom:.1f}" '
             f'stroke="{GRID}" stroke-width="0.5"/>'
-            f'<text x="{x:.1f}" y="{top_pad - 10}" text-anchor="middle">'
+            f'<text x="{tx:.1f}" y="{axis:.1f}" text-anchor="middle">'
             f"{escape(number(tick, lang))}</text>"
         )
+    chars = max(int(label_width / 7), 6)
     for i, p in enumerate(points):
-        y = top_pad + i * row
-        label = p.label if len(p.label) <= 30 else p.label[:29] + "…"
+        top = first + i * row
+        mid = top + row / 2
         out.append(
-            f'<text x="{left - 8}" y="{y + row / 2 + 4:.1f}" text-anchor="end">'
-            f"{escape(label)}</text>"
+            f'<text x="{left - 8:.1f}" y="{mid + 4:.1f}" text-anchor="end">'
+            f"{escape(_short(p.label, chars))}</text>"
         )
         if p.value is None:
-            out.append(f'<text x="{left + 4}" y="{y + row / 2 + 4:.1f}">.</text>')
+            out.append(f'<text x="{left + 4:.1f}" y="{mid + 4:.1f}">.</text>')
             continue
-        width = max(p.value * scale, 0.0)
         out.append(
-            f'<rect x="{left}" y="{y + 5}" width="{width:.1f}" height="{row - 10}" fill="{BAR}"/>'
+            f'<rect x="{left:.1f}" y="{top + row * 0.2:.1f}" width="{max(p.value * scale, 0):.1f}" '
+            f'height="{row * 0.6:.1f}" fill="{BAR}"/>'
         )
         if p.lower is not None and p.upper is not None:
-            x1, x2, mid = left + p.lower * scale, left + p.upper * scale, y + row / 2
+            x1, x2 = left + p.lower * scale, left + p.upper * scale
             out.append(
                 f'<path d="M{x1:.1f},{mid:.1f}H{x2:.1f}M{x1:.1f},{mid - 5:.1f}V{mid + 5:.1f}'
                 f'M{x2:.1f},{mid - 5:.1f}V{mid + 5:.1f}" stroke="{INK}" stroke-width="1.5" '
                 'fill="none"/>'
             )
-    out.append("</g></svg>")
-    return "".join(out)
+    return out, bottom - y + 4
 
 
-def line(points: Sequence[Point], chart_id: str, title: str, desc: str, lang: str) -> str:
-    """A time series: points joined by a line, each with its 95% whisker."""
-    left, right, top_pad, bottom = 80, 20, 20, 50
-    height = 300
-    plot_w, plot_h = WIDTH - left - right, height - top_pad - bottom
-    ticks = nice_ticks(_top(points))
-    scale = plot_h / ticks[-1]
-    step = plot_w / max(len(points), 1)
-    out = _head(chart_id, title, desc, height)
-    out.append(f'<g font-size="12" fill="{INK}">')
-    base = top_pad + plot_h
+def _series(
+    points: Sequence[Point],
+    ticks: Sequence[float],
+    x: float,
+    y: float,
+    width: float,
+    height: float,
+    lang: str,
+    *,
+    axis_width: float,
+    short: int,
+) -> list[str]:
+    """Points joined by a line, each with its whisker, in a box at (x, y). Month labels are cut
+    to ``short`` letters; the year is written under the first point of each year."""
+    left = x + axis_width
+    base = y + height - 34
+    scale = (base - y - 8) / ticks[-1]
+    step = (width - axis_width - 8) / max(len(points), 1)
+    every = math.ceil(len(points) / MAX_LINE_LABELS)
+    out = []
     for tick in ticks:
-        y = base - tick * scale
+        ty = base - tick * scale
         out.append(
-            f'<line x1="{left}" y1="{y:.1f}" x2="{WIDTH - right}" y2="{y:.1f}" stroke="{GRID}" '
-            f'stroke-width="0.5"/><text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">'
-            f"{escape(number(tick, lang))}</text>"
+            f'<line x1="{left:.1f}" y1="{ty:.1f}" x2="{x + width - 8:.1f}" y2="{ty:.1f}" '
+            f'stroke="{GRID}" stroke-width="0.5"/><text x="{left - 6:.1f}" y="{ty + 4:.1f}" '
+            f'text-anchor="end">{escape(number(tick, lang))}</text>'
         )
     path: list[str] = []
+    year = ""
     for i, p in enumerate(points):
-        x = left + step * (i + 0.5)
-        out.append(
-            f'<text x="{x:.1f}" y="{base + 18}" text-anchor="middle">{escape(p.label[:3])}</text>'
-        )
+        px = left + step * (i + 0.5)
+        found = _YEAR.search(p.label)
+        if i % every == 0:
+            out.append(
+                f'<text x="{px:.1f}" y="{base + 16:.1f}" text-anchor="middle">'
+                f"{escape(p.label[:short])}</text>"
+            )
+        if found and found.group(1) != year:
+            year = found.group(1)
+            out.append(f'<text x="{px:.1f}" y="{base + 30:.1f}" text-anchor="middle">{year}</text>')
         if p.value is None:
-            out.append(f'<text x="{x:.1f}" y="{base - 6}" text-anchor="middle">.</text>')
+            out.append(f'<text x="{px:.1f}" y="{base - 6:.1f}" text-anchor="middle">.</text>')
             path.append("")
             continue
-        y = base - p.value * scale
-        path.append(f"{x:.1f},{y:.1f}")
+        py = base - p.value * scale
+        path.append(f"{px:.1f},{py:.1f}")
         if p.lower is not None and p.upper is not None:
             y1, y2 = base - p.lower * scale, base - p.upper * scale
             out.append(
-                f'<path d="M{x:.1f},{y1:.1f}V{y2:.1f}M{x - 5:.1f},{y1:.1f}H{x + 5:.1f}'
-                f'M{x - 5:.1f},{y2:.1f}H{x + 5:.1f}" stroke="{INK}" stroke-width="1.5" '
+                f'<path d="M{px:.1f},{y1:.1f}V{y2:.1f}M{px - 4:.1f},{y1:.1f}H{px + 4:.1f}'
+                f'M{px - 4:.1f},{y2:.1f}H{px + 4:.1f}" stroke="{INK}" stroke-width="1.5" '
                 'fill="none"/>'
             )
     segments = " ".join(
         ("M" if i == 0 or not path[i - 1] else "L") + xy for i, xy in enumerate(path) if xy
     )
     if segments:
-        out.append(f'<path d="{segments}" stroke="{BAR}" stroke-width="2.5" fill="none"/>')
+        out.append(f'<path d="{segments}" stroke="{BAR}" stroke-width="2" fill="none"/>')
     for xy in path:
         if xy:
             cx, cy = xy.split(",")
-            out.append(f'<circle cx="{cx}" cy="{cy}" r="4.5" fill="{BAR}"/>')
-    out.append("</g></svg>")
-    return "".join(out)
+            out.append(f'<circle cx="{cx}" cy="{cy}" r="3.5" fill="{BAR}"/>')
+    return out
+
+
+def bars(points: Sequence[Point], chart_id: str, title: str, desc: str, lang: str) -> str:
+    """Horizontal bars with 95% whiskers, one row per category."""
+    rows, height = _bar_rows(
+        points, nice_ticks(_top(points)), 0, 10, WIDTH - 50, lang, label_width=210, row=26
+    )
+    out = _head(chart_id, title, desc, height + 16)
+    return "".join([*out, f'<g font-size="12" fill="{INK}">', *rows, "</g></svg>"])
+
+
+def line(points: Sequence[Point], chart_id: str, title: str, desc: str, lang: str) -> str:
+    """A time series: points joined by a line, each with its 95% whisker."""
+    ticks = nice_ticks(_top(points))
+    rows = _series(points, ticks, 0, 10, WIDTH, 300, lang, axis_width=80, short=3)
+    out = _head(chart_id, title, desc, 310)
+    return "".join([*out, f'<g font-size="12" fill="{INK}">', *rows, "</g></svg>"])
+
+
+def panels(
+    groups: Sequence[tuple[str, Sequence[Point]]],
+    kind: Literal["line", "bars"],
+    chart_id: str,
+    title: str,
+    desc: str,
+    lang: str,
+) -> str:
+    """Small multiples: one small chart per group, in a grid, all on the same scale."""
+    ticks = nice_ticks(max(_top(points) for _, points in groups), 3 if kind == "line" else 2)
+    cols, gap = (3, 16) if kind == "line" else (2, 24)
+    width = (WIDTH - gap * (cols - 1)) / cols
+    drawn: list[tuple[str, list[str], float]] = []
+    for label, points in groups:
+        if kind == "line":
+            short = 3 if len(points) <= 8 else 1  # "jan" or "j"
+            body = _series(points, ticks, 0, 0, width, 170, lang, axis_width=62, short=short)
+            drawn.append((label, body, 170))
+        else:
+            body, height = _bar_rows(points, ticks, 0, 0, width, lang, label_width=120, row=20)
+            drawn.append((label, body, height))
+    out = []
+    y = 0.0
+    for start in range(0, len(drawn), cols):
+        line_of = drawn[start : start + cols]
+        for i, (label, body, _) in enumerate(line_of):
+            x = i * (width + gap)
+            out.append(
+                f'<g transform="translate({x:.1f},{y:.1f})"><text x="0" y="14" '
+                f'font-weight="700">{escape(_short(label, int(width / 7)))}</text>'
+                f'<g transform="translate(0,20)">{"".join(body)}</g></g>'
+            )
+        y += 20 + max(height for _, _, height in line_of) + gap
+    head = _head(chart_id, title, desc, y)
+    return "".join([*head, f'<g font-size="11" fill="{INK}">', *out, "</g></svg>"])

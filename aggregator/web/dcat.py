@@ -1,10 +1,12 @@
 """The DCAT-AP catalogue of every release, in JSON-LD, for open-data portals to harvest.
 
 Follows DCAT-AP 3.0.0 (SEMIC, https://semiceu.github.io/DCAT-AP/releases/3.0.0/): a
-``dcat:Catalog`` with its mandatory title, description and publisher and its datasets; per
-release a ``dcat:Dataset`` (mandatory title and description; recommended publisher, temporal
-coverage, theme, landing page, distributions) and per download a ``dcat:Distribution``
-(mandatory access URL; recommended download URL, media type, format, licence). Vocabularies:
+``dcat:Catalog`` with its mandatory title, description and publisher, its datasets and the
+recommended homepage, languages, licence, themes and dates; per release a ``dcat:Dataset``
+(mandatory title and description; recommended publisher, contact point, keywords, spatial and
+temporal coverage, theme, distributions; optional landing page, version, replaces) and per
+download a ``dcat:Distribution`` (mandatory access URL; recommended description, format and
+licence; optional download URL, media type, title). Vocabularies:
 the EU's authority tables for languages, file types and data themes, and IANA media types.
 ``web/dcat-ap-schema.json`` states these rules as a JSON Schema, which the tests apply.
 """
@@ -17,7 +19,8 @@ from typing import Any
 from aggregator.releases.chain import SealedRelease
 from aggregator.releases.document import Text
 
-LICENSE = "https://creativecommons.org/licenses/by/4.0/"  # CC BY 4.0 for every release
+# Every release is open data under Creative Commons Attribution 4.0 International (CC BY 4.0).
+LICENSE = "https://creativecommons.org/licenses/by/4.0/"
 EU = "http://publications.europa.eu/resource/authority"
 CONTEXT = {
     "dcat": "http://www.w3.org/ns/dcat#",
@@ -26,6 +29,8 @@ CONTEXT = {
     "xsd": "http://www.w3.org/2001/XMLSchema#",
     "owl": "http://www.w3.org/2002/07/owl#",
     "adms": "http://www.w3.org/ns/adms#",
+    "skos": "http://www.w3.org/2004/02/skos/core#",
+    "vcard": "http://www.w3.org/2006/vcard/ns#",
 }
 IANA = "https://www.iana.org/assignments/media-types"
 MEDIA = {
@@ -43,12 +48,30 @@ def _id(url: str) -> dict[str, str]:
     return {"@id": url}
 
 
+DESCRIPTIONS = {
+    "json": Text(
+        nl="De hele publicatie met methode, ondertekend door de aggregator.",
+        en="The whole release with its method, signed by the aggregator.",
+    ),
+    "csv": Text(
+        nl="Eén tabel: per cel de code en het label, het cijfer, de 95%-marge en de standaardfout.",
+        en="One table: per cell its code and label, the figure, its 95% interval and standard "
+        "error.",
+    ),
+    "html": Text(
+        nl="De publicatie als webpagina, met grafieken en tabellen.",
+        en="The release as a web page, with charts and tables.",
+    ),
+}
+
+
 def _distribution(url: str, kind: str, title: Text) -> dict[str, Any]:
     media, file_type = MEDIA[kind]
     return {
         "@id": url,
         "@type": "dcat:Distribution",
         "dct:title": _text(title),
+        "dct:description": _text(DESCRIPTIONS[kind]),
         "dcat:accessURL": _id(url),
         "dcat:downloadURL": _id(url),
         "dcat:mediaType": _id(media),
@@ -60,6 +83,12 @@ def _distribution(url: str, kind: str, title: Text) -> dict[str, Any]:
 def catalog(releases: Sequence[SealedRelease], base: str, publisher: str) -> dict[str, Any]:
     """The catalogue; ``base`` is the site's address without a trailing slash."""
     agent = {"@id": f"{base}/#publisher", "@type": "foaf:Agent", "foaf:name": publisher}
+    contact = {
+        "@id": f"{base}/#contact",
+        "@type": "vcard:Organization",
+        "vcard:fn": publisher,
+        "vcard:hasURL": _id(f"{base}/nl/"),
+    }
     replaced_by: dict[str, str] = {}
     by_hash = {r.hash: r for r in releases}
     for release in releases:
@@ -89,6 +118,7 @@ def catalog(releases: Sequence[SealedRelease], base: str, publisher: str) -> dic
             "dct:description": _text(doc.description),
             "dct:issued": {"@value": doc.published_at.isoformat(), "@type": "xsd:dateTime"},
             "dct:publisher": agent,
+            "dcat:contactPoint": contact,
             "dct:language": [_id(f"{EU}/language/NLD"), _id(f"{EU}/language/ENG")],
             "dct:spatial": _id(f"{EU}/country/NLD"),
             "dcat:theme": _id(f"{EU}/data-theme/EDUC"),  # education, culture and sport
@@ -121,8 +151,8 @@ def catalog(releases: Sequence[SealedRelease], base: str, publisher: str) -> dic
         if release.slug in replaced_by:
             dataset["dct:isReplacedBy"] = _id(f"{base}/releases/{replaced_by[release.slug]}")
         datasets.append(dataset)
-    return {
-        "@context": {**CONTEXT, "skos": "http://www.w3.org/2004/02/skos/core#"},
+    catalogue: dict[str, Any] = {
+        "@context": CONTEXT,
         "@id": f"{base}/catalog.jsonld",
         "@type": "dcat:Catalog",
         "dct:title": _text(Text(nl=f"Publicaties van {publisher}", en=f"Releases of {publisher}")),
@@ -138,5 +168,11 @@ def catalog(releases: Sequence[SealedRelease], base: str, publisher: str) -> dic
         "foaf:homepage": _id(f"{base}/nl/"),
         "dct:language": [_id(f"{EU}/language/NLD"), _id(f"{EU}/language/ENG")],
         "dct:license": _id(LICENSE),
+        "dcat:themeTaxonomy": _id(f"{EU}/data-theme"),
         "dcat:dataset": datasets,
     }
+    if releases:
+        issued = [r.document.published_at for r in releases]
+        catalogue["dct:issued"] = {"@value": min(issued).isoformat(), "@type": "xsd:dateTime"}
+        catalogue["dct:modified"] = {"@value": max(issued).isoformat(), "@type": "xsd:dateTime"}
+    return catalogue

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import date, datetime
+from decimal import Decimal
 
 from aggregator.releases.compose import MONTHS_EN, MONTHS_NL
 
@@ -34,6 +35,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "version": ("versie", "version"),
     "corrects": ("verbetert versie", "corrects version"),
     "corrected_by": ("Er is een verbeterde versie", "There is a corrected version"),
+    "corrected_by_v": ("verbeterd in versie {v}", "corrected by version {v}"),
     "correction": ("Verbetering", "Correction"),
     "catalogue": ("Open-datacatalogus (DCAT-AP)", "Open data catalogue (DCAT-AP)"),
     "contents": ("Inhoud", "Contents"),
@@ -53,13 +55,38 @@ WORDS: dict[str, tuple[str, str]] = {
         "{title}. Bars or points show the figure, the lines its 95% interval. The table below "
         "holds the same figures.",
     ),
+    "chart_desc_panels": (
+        "{title}: één kleine grafiek per {dim}, alle op dezelfde schaal. Balken of punten tonen "
+        "het cijfer, de lijnen de 95%-marge. De tabel hieronder bevat dezelfde cijfers.",
+        "{title}: one small chart per {dim}, all on the same scale. Bars or points show the "
+        "figure, the lines its 95% interval. The table below holds the same figures.",
+    ),
+    "chart_panels": (
+        "Eén grafiek per {dim}, alle op dezelfde schaal.",
+        "One chart per {dim}, all on the same scale.",
+    ),
+    "chart_desc_margin": (
+        "{title}: de totalen per {dim}, met hun 95%-marge. Een totaal met een te onzeker cijfer "
+        "erin staat als punt (.). De tabel hieronder bevat alle cellen.",
+        "{title}: the totals by {dim}, with their 95% interval. A total that includes a figure "
+        "too uncertain to publish is a dot (.). The table below holds every cell.",
+    ),
     "chart_margin": (
         "De grafiek toont de totalen per {dim}; de tabel alle cellen.",
         "The chart shows the totals by {dim}; the table every cell.",
     ),
+    "chart_largest": (
+        "De grafiek toont de {n} grootste van de {total}; de tabel ze allemaal.",
+        "The chart shows the {n} largest of {total}; the table shows all of them.",
+    ),
     "no_chart": (
         "Geen grafiek: alle cijfers van deze tabel zijn te onzeker om te publiceren.",
         "No chart: every figure in this table is too uncertain to publish.",
+    ),
+    "no_chart_table": (
+        "Deze tabel heeft te veel cellen voor een leesbare grafiek; alle cijfers staan in de "
+        "tabel.",
+        "This table has too many cells for a readable chart; every figure is in the table.",
     ),
     "method": ("Methode", "Method"),
     "privacy_cost": ("Privacykosten", "Privacy cost"),
@@ -100,7 +127,7 @@ WORDS: dict[str, tuple[str, str]] = {
     "missing": ("Ontbrekend", "Missing"),
     "catalogue_version": ("Catalogusversie", "Catalogue version"),
     "confidence": ("Betrouwbaarheid", "Confidence"),
-    "confidence_text": ("95%-intervallen", "95% intervals"),
+    "confidence_text": ("{level}%-intervallen", "{level}% intervals"),
     "postprocessing": ("Nabewerking", "Post-processing"),
     "pp_non_negative": (
         "negatieve schattingen zijn als 0 gepubliceerd",
@@ -152,11 +179,16 @@ def t(key: str, lang: str, **values: object) -> str:
     return text.format(**values) if values else text
 
 
-def number(value: float | None, lang: str, decimals: int = 0) -> str:
-    """4.100.000 (nl) or 4,100,000 (en); '.' for a missing figure."""
+def number(value: float | None, lang: str) -> str:
+    """4.100.000 or 12,5 (nl); 4,100,000 or 12.5 (en); '.' for a missing figure.
+
+    Whole numbers get no decimals; any other number gets exactly the digits of its shortest
+    round-trip form, so that the page reads back to the release's JSON value.
+    """
     if value is None or not math.isfinite(value):
         return "."
-    text = f"{value:,.{decimals}f}"
+    value = float(value)
+    text = f"{value:,.0f}" if value.is_integer() else f"{Decimal(repr(value)):,f}"
     if lang == "nl":
         text = text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
     return text

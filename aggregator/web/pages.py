@@ -21,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
@@ -36,14 +37,17 @@ from markupsafe import Markup
 from aggregator.deps import AggregatorState
 from aggregator.releases import store
 from aggregator.releases.chain import SealedRelease
-from aggregator.releases.document import Table
+from aggregator.releases.document import Cell, Table
 from aggregator.web import charts, csvout, dcat
 from aggregator.web.i18n import LANGS, day, number, small, t
+from protocol.results import Z95
 
 router = APIRouter(include_in_schema=False)
 PAGE_MAX_AGE = "public, max-age=3600"  # a release page changes only when it is corrected
 LIST_MAX_AGE = "public, max-age=60"  # the index and catalogue change with every release
-IMMUTABLE = "public, max-age=31536000, immutable"  # signed files never change
+# Signed files never change on one aggregator, but a demo or test aggregator that is set up
+# again reuses the same addresses for new releases; a day of caching is safe for both.
+DOWNLOAD_MAX_AGE = "public, max-age=86400"
 HEAD_TTL = 1.0  # seconds between reads of the chain's head
 CACHE_SIZE = 512
 
@@ -142,7 +146,8 @@ async def _serve(
     else:
         cache.rendered.move_to_end(full_key)
     headers = {"ETag": entry.etag, "Cache-Control": entry.cache_control}
-    if entry.status == 200 and entry.etag in _etags(request.headers.get("if-none-match", "")):
+    matches = _etags(request.headers.get("if-none-match", ""))
+    if entry.status == 200 and (entry.etag in matches or "*" in matches):
         return Response(status_code=304, headers=headers)
     return Response(entry.body, entry.status, headers=headers, media_type=entry.media_type)
 
@@ -243,36 +248,90 @@ def _privacy_line(table: Table, lang: str, mode: str) -> str:
     return " · ".join(parts)
 
 
+MAX_BARS = 30  # a longer list of categories: the chart shows the largest, the table all
+MAX_PANELS = 12  # small multiples: at most this many small charts
+MAX_LINE_POINTS = 60
+
+
+def _points(cells: Sequence[Cell], lang: str, part: int | None = None) -> list[charts.Point]:
+    return [
+        charts.Point(
+            c.labels.get(lang) if part is None else c.labels.get(lang).split(" · ")[part],
+            c.value,
+            c.lower,
+            c.upper,
+        )
+        for c in cells
+    ]
+
+
 def _chart(table: Table, lang: str, title: str) -> tuple[Markup | None, str]:
-    """A chart of the table: by its one dimension, or for a table of several dimensions the
-    totals along the first (additive measures only; a table of persons keeps only its table)."""
+    """A chart of the table and a note under it. One dimension: a line over months, else bars
+    (the largest ``MAX_BARS`` when there are more). Two dimensions: small multiples, one small
+    chart per value of the dimension that is not the month (the cells as in the table). More
+    cells than that: the totals along the first dimension (additive measures), or no chart."""
     chart_id = f"chart-{table.table_id}"
-    desc = t("chart_desc", lang, title=title)
-    first = table.group_by[0]
-    if len(table.group_by) == 1:
-        points = [charts.Point(c.labels.get(lang), c.value, c.lower, c.upper) for c in table.cells]
-        note = ""
-    elif table.measure in ("visits", "revenue"):
-        sums: dict[str, list[float]] = {}
-        labels: dict[str, str] = {}
-        for cell in table.cells:
-            code = cell.codes[0]
-            labels.setdefault(code, cell.labels.get(lang).split(" · ")[0])
-            entry = sums.setdefault(code, [0.0, 0.0])
-            value = cell.value if cell.value is not None else 0.0
-            entry[0] += value
-            entry[1] += (cell.standard_error or 0.0) ** 2
-        points = [
-            charts.Point(labels[code], v, max(v - 1.96 * var**0.5, 0.0), v + 1.96 * var**0.5)
-            for code, (v, var) in sums.items()
-        ]
-        note = t("chart_margin", lang, dim=table.dimension_titles[0].get(lang).lower())
-    else:
-        return None, ""
-    if all(p.value is None for p in points):
+    if all(c.value is None for c in table.cells):
         return None, t("no_chart", lang)
-    draw = charts.line if first == "month" else charts.bars
-    return Markup(draw(points, chart_id, title, desc, lang)), note  # noqa: S704 - our own SVG
+    desc = t("chart_desc", lang, title=title)
+    dims = [d.get(lang).lower() for d in table.dimension_titles]
+    if len(table.group_by) == 1:
+        points = _points(table.cells, lang)
+        if table.group_by[0] == "month" and len(points) <= MAX_LINE_POINTS:
+            return Markup(charts.line(points, chart_id, title, desc, lang)), ""  # noqa: S704
+        note = ""
+        if len(points) > MAX_BARS:
+            shown = [p for p in points if p.value is not None]
+            shown.sort(key=lambda p: -(p.value or 0.0))
+            note = t("chart_largest", lang, n=min(MAX_BARS, len(shown)), total=len(points))
+            points = shown[:MAX_BARS]
+        return Markup(charts.bars(points, chart_id, title, desc, lang)), note  # noqa: S704
+    if len(table.group_by) == 2:
+        across = table.group_by.index("month") if "month" in table.group_by else 1
+        panel = 1 - across
+        groups: dict[str, list[Cell]] = {}
+        for cell in table.cells:
+            groups.setdefault(cell.codes[panel], []).append(cell)
+        longest = max(len(cells) for cells in groups.values())
+        kind: Literal["line", "bars"] = "line" if table.group_by[across] == "month" else "bars"
+        if len(groups) <= MAX_PANELS and longest <= (24 if kind == "line" else MAX_BARS):
+            drawn = [
+                (cells[0].labels.get(lang).split(" · ")[panel], _points(cells, lang, across))
+                for cells in groups.values()
+            ]
+            desc = t("chart_desc_panels", lang, title=title, dim=dims[panel])
+            svg = charts.panels(drawn, kind, chart_id, title, desc, lang)
+            return Markup(svg), t("chart_panels", lang, dim=dims[panel])  # noqa: S704
+    if table.measure not in ("visits", "revenue"):
+        return None, t("no_chart_table", lang)
+    return _margin_chart(table, lang, title, chart_id, dims[0])
+
+
+def _margin_chart(
+    table: Table, lang: str, title: str, chart_id: str, dim: str
+) -> tuple[Markup | None, str]:
+    """The totals along the table's first dimension, from the published cells; a total with a
+    suppressed cell in it is unknown, so it is drawn as a dot."""
+    sums: dict[str, tuple[str, float | None, float]] = {}
+    for cell in table.cells:
+        code = cell.codes[0]
+        label, value, variance = sums.get(code, (cell.labels.get(lang).split(" · ")[0], 0.0, 0.0))
+        value = None if value is None or cell.value is None else value + cell.value
+        sums[code] = (label, value, variance + (cell.standard_error or 0.0) ** 2)
+    points = [
+        charts.Point(label, v, None, None)
+        if v is None
+        else charts.Point(label, v, max(v - Z95 * math.sqrt(var), 0.0), v + Z95 * math.sqrt(var))
+        for label, v, var in sums.values()
+    ]
+    if all(p.value is None for p in points) or len(points) > MAX_LINE_POINTS:
+        return None, t("no_chart_table", lang)
+    desc = t("chart_desc_margin", lang, title=title, dim=dim)
+    draw = charts.line if table.group_by[0] == "month" else charts.bars
+    if draw is charts.bars and len(points) > MAX_BARS:
+        return None, t("no_chart_table", lang)
+    svg = draw(points, chart_id, title, desc, lang)
+    return Markup(svg), t("chart_margin", lang, dim=dim)  # noqa: S704 - our own SVG
 
 
 def _release_view(
@@ -318,6 +377,7 @@ def _release_view(
         "institutions": methodology.institutions,
         "asked": methodology.institutions_asked,
         "steps": steps or [t("pp_none", lang)],
+        "confidence": f"{methodology.confidence * 100:g}",
         "newest": newer[-1].slug if newer else None,
         "corrected": corrected.slug if corrected else None,
         "correction_note": doc.correction_note.get(lang) if doc.correction_note else None,
@@ -368,7 +428,7 @@ async def release_json(slug: str, request: Request) -> Response:
         release = next((r for r in await _releases(request) if r.slug == slug), None)
         if release is None:
             return _missing()
-        return Rendered.of(release.data, "application/json", IMMUTABLE)
+        return Rendered.of(release.data, "application/json", DOWNLOAD_MAX_AGE)
 
     return await _serve(request, ("json", slug), build)
 
@@ -382,7 +442,7 @@ async def release_csv(slug: str, table_id: str, request: Request) -> Response:
             table = next((x for x in release.document.tables if x.table_id == table_id), None)
         if table is None:
             return _missing()
-        return Rendered.of(csvout.table_csv(table), "text/csv; charset=utf-8", IMMUTABLE)
+        return Rendered.of(csvout.table_csv(table), "text/csv; charset=utf-8", DOWNLOAD_MAX_AGE)
 
     return await _serve(request, ("csv", slug, table_id), build)
 
@@ -403,26 +463,28 @@ async def index(lang: str, request: Request) -> Response:
         if lang not in LANGS:
             return _not_found("nl", name)
         releases = sorted(await _releases(request), key=lambda r: -r.document.sequence)
-        items = [
-            {
+        items = []
+        for r in releases:
+            doc = r.document
+            corrected = next((c for c in releases if c.hash == doc.corrects), None)
+            newer = next(
+                (c for c in releases
+                 if c.document.release_id == doc.release_id and c.document.version > doc.version),
+                None,
+            )  # fmt: skip  # the newest, as the list runs newest first
+            items.append({
                 "slug": r.slug,
-                "title": r.document.title.get(lang),
-                "summary": r.document.summary.get(lang),
-                "version": r.document.version,
-                "published": day(r.document.published_at, lang),
-                "period": f"{day(r.document.methodology.period_start, lang)} – "
-                f"{day(r.document.methodology.period_end, lang)}",
-                "corrects": next(
-                    (c.document.version for c in releases if c.hash == r.document.corrects), None
-                ),
-                "superseded": any(
-                    c.document.release_id == r.document.release_id
-                    and c.document.version > r.document.version
-                    for c in releases
-                ),
-            }
-            for r in releases
-        ]
+                "title": doc.title.get(lang),
+                "summary": doc.summary.get(lang),
+                "version": doc.version,
+                "published": day(doc.published_at, lang),
+                "period": f"{day(doc.methodology.period_start, lang)} – "
+                f"{day(doc.methodology.period_end, lang)}",
+                "corrects": corrected.document.version if corrected else None,
+                "corrects_slug": corrected.slug if corrected else None,
+                "corrected_by": newer.document.version if newer else None,
+                "corrected_by_slug": newer.slug if newer else None,
+            })  # fmt: skip
         return _html(
             "index.html", lang, site_name=name, page_title=t("releases", lang),
             items=items, other_path=f"/{'en' if lang == 'nl' else 'nl'}/",

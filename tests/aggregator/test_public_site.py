@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import jsonschema_rs
@@ -22,6 +23,7 @@ from aggregator.app import create_app
 from aggregator.home import load_signing_key
 from aggregator.releases import store
 from aggregator.releases.chain import SealedRelease, parse, seal
+from aggregator.releases.compose import cell_label as label
 from aggregator.releases.document import (
     Cell,
     PostProcessing,
@@ -54,18 +56,24 @@ def cell(codes: tuple[str, ...], nl: str, en: str, value: float | None, se: floa
                 upper=value + half, standard_error=se, rounded_to=1)  # fmt: skip
 
 
-def table(table_id: str, group_by: tuple[str, ...], cells: list[Cell], measure: str) -> Table:
+Measure = Literal["visits", "persons", "revenue", "mean_price"]
+
+
+def table(table_id: str, group_by: tuple[str, ...], cells: list[Cell], measure: Measure) -> Table:
     total_value = sum(c.value or 0 for c in cells)
+    total = (
+        None if measure == "mean_price" else cell(("total",), "Totaal", "Total", total_value, 40)
+    )
     return Table(
         table_id=table_id,
         title=Text(nl=f"Tabel {table_id}", en=f"Table {table_id}"),
         round_id="r-" + table_id,
-        measure=measure,  # type: ignore[arg-type]
+        measure=measure,
         unit=Text(nl="bezoeken", en="visits"),
         group_by=group_by,
         dimension_titles=tuple(Text(nl=d, en=d) for d in group_by),
         cells=tuple(cells),
-        total=cell(("total",), "Totaal", "Total", total_value, 40.0),
+        total=total,
         privacy=TablePrivacy(
             mode="secure", mechanism="gaussian", rho=0.1, epsilon=2.64, delta=1e-7, threshold=4
         ),
@@ -74,11 +82,22 @@ def table(table_id: str, group_by: tuple[str, ...], cells: list[Cell], measure: 
     )
 
 
+def names(*codes: str) -> tuple[str, str]:
+    """A cell's labels (nl, en): month names as the composer writes them, other codes as is."""
+    return (
+        " · ".join(label("month", c, "nl") if c.startswith("20") else c for c in codes),
+        " · ".join(label("month", c, "en") if c.startswith("20") else c for c in codes),
+    )
+
+
 def document(
-    sequence: int, previous: str | None, version: int, corrects: str | None
+    sequence: int, previous: str | None, version: int, corrects: str | None, *, more: bool = False
 ) -> ReleaseDocument:
+    """Three tables (months, artforms with a dot, month x artform); ``more`` adds a mean price
+    (decimals, no total) and reach by artform x age band (persons, with a dot). The browser
+    tests (tests/e2e) use the three."""
     months = [
-        cell((f"2025-{m:02d}",), f"maand {m}", f"month {m}", 41_000.0 + 1_000 * m, 30.0)
+        cell((f"2025-{m:02d}",), *names(f"2025-{m:02d}"), 41_000.0 + 1_000 * m, 30.0)
         for m in range(1, 13)
     ]
     artforms = [
@@ -86,11 +105,21 @@ def document(
         cell(("dance",), "dans", "dance", 98_765.0, 20.0),
         cell(("film",), "film", "film", None, 90.0),
     ]
+    pairs = [("2025-01", "theatre"), ("2025-01", "dance"), ("2025-02", "theatre")]
     grid = [
-        cell((m, a), f"{m} · {a}", f"{m} · {a}", 500.0 + i, 10.0)
-        for i, (m, a) in enumerate([("2025-01", "theatre"), ("2025-01", "dance"),
-                                    ("2025-02", "theatre"), ("2025-02", "dance")])
-    ]  # fmt: skip
+        cell(pair, *names(*pair), 500.0 + i, 10.0)
+        for i, pair in enumerate([*pairs, ("2025-02", "dance")])
+    ]
+    prices = [  # a mean, in euros: not whole numbers, and no total row
+        cell(("0-19",), "0-19 jaar", "0-19 years", 12.5, 0.8),
+        cell(("20-64",), "20-64 jaar", "20-64 years", 23.45, 0.4),
+        cell(("65+",), "65+ jaar", "65+ years", 31.0625, 0.6),
+    ]
+    ages = [(a, b) for a in ("theatre", "dance") for b in ("0-19", "20-64", "65+")]
+    reach = [  # one cell suppressed
+        cell(pair, *names(*pair), None if i == 5 else 2_000.0 * (i + 1), 50)
+        for i, pair in enumerate(ages)
+    ]
     return ReleaseDocument(
         release_id="sector-2025",
         version=version,
@@ -113,14 +142,22 @@ def document(
             table("visits-month", ("month",), months, "visits"),
             table("visits-artform", ("artform",), artforms, "visits"),
             table("visits-grid", ("month", "artform"), grid, "visits"),
+            *(
+                [
+                    table("price-age", ("age_band",), prices, "mean_price"),
+                    table("reach-grid", ("artform", "age_band"), reach, "persons"),
+                ]
+                if more
+                else []
+            ),
         ),
     )
 
 
-async def publish_two(settings: AggregatorSettings) -> list[SealedRelease]:
+async def publish_two(settings: AggregatorSettings, *, more: bool = False) -> list[SealedRelease]:
     key = load_signing_key(settings.signing_key_path)
-    first = seal(document(1, None, 1, None), key)
-    second = seal(document(2, first.hash, 2, first.hash), key)
+    first = seal(document(1, None, 1, None, more=more), key)
+    second = seal(document(2, first.hash, 2, first.hash, more=more), key)
     engine = make_async_engine(settings.database_url)
     async with make_async_sessionmaker(engine)() as session, session.begin():
         for sealed in (first, second):
@@ -132,7 +169,7 @@ async def publish_two(settings: AggregatorSettings) -> list[SealedRelease]:
 @pytest.fixture
 async def site(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, list[SealedRelease]]]:
     settings = make_aggregator(tmp_path / "aggregator", None)
-    releases = await publish_two(settings)
+    releases = await publish_two(settings, more=True)
     app = create_app(settings)
     async with (
         app.router.lifespan_context(app),
@@ -172,7 +209,9 @@ async def test_the_index_lists_every_release_in_both_languages(site: Any) -> Non
         for release in releases:
             assert f'href="/{lang}/releases/{release.slug}"' in page.text
     english = (await client.get("/en/")).text
-    assert "corrects version 1" in english and "There is a corrected version" in english
+    assert "corrects version 1" in english and "corrected by version 2" in english
+    assert english.index(releases[1].slug) < english.index(releases[0].slug)  # newest first
+    assert 'href="/catalog.jsonld"' in english
 
 
 async def test_a_release_page_shows_the_signed_numbers(site: Any) -> None:
@@ -184,8 +223,8 @@ async def test_a_release_page_shows_the_signed_numbers(site: Any) -> None:
             assert signed.summary.get(lang) in html
             for tbl in signed.tables:
                 shown = page_values(html, tbl.table_id)
-                assert len(shown) == len(tbl.cells) + 1  # and the total
-                expected = [*tbl.cells, tbl.total]
+                expected = [*tbl.cells, *([tbl.total] if tbl.total else [])]
+                assert len(shown) == len(expected)
                 for (codes, value, interval), c in zip(shown, expected, strict=True):
                     assert c is not None
                     assert codes == "|".join(c.codes)
@@ -195,17 +234,26 @@ async def test_a_release_page_shows_the_signed_numbers(site: Any) -> None:
                     else:
                         low, high = interval.split(" – ")
                         assert (from_page(low, lang), from_page(high, lang)) == (c.lower, c.upper)
-            assert html.count("<svg") == 3  # one chart per table (the grid: by month)
-            assert html.count('role="img"') == 3 and html.count("<desc") == 3
-            assert html.count("<caption") == 3
+            count = len(signed.tables)  # one chart and one table each
+            assert html.count("<svg") == count
+            assert html.count('role="img"') == count and html.count("<desc") == count
+            assert html.count("<caption") == count
             whole = "(ε = 4,9, δ = 1e-7)" if lang == "nl" else "(ε = 4.9, δ = 1e-7)"
             assert whole in html  # the release's total privacy cost
             assert "Filmhuis" in html  # who is missing
     nl = (await client.get(f"/nl/releases/{releases[0].slug}")).text
     assert "Er is een verbeterde versie" in nl and releases[1].slug in nl
     assert "1.234.567" in nl and "Een punt (.) betekent" in nl
+    assert "23,45" in nl and "31,0625" in nl  # decimal comma
     en = (await client.get(f"/en/releases/{releases[1].slug}")).text
     assert "1,234,567" in en and "Title fixed" in en and releases[0].slug in en
+    assert "23.45" in en and "31.0625" in en
+    for words in ("ρ = 0.1", "secure", "threshold 4", "at most 12 visits", "4 of 5 institutions",
+                  "Catalogue version", "95% intervals", 'href="/en/privacy"', "Post-processing",
+                  f"/releases/{releases[1].slug}.json", "/catalog.jsonld", releases[1].hash,
+                  releases[0].hash, "Number in the chain"):  # fmt: skip
+        assert words in en, words
+    assert json.loads(releases[1].data)["key_id"] in en
     assert f'href="/nl/releases/{releases[1].slug}"' in en  # the language switch
 
 
@@ -217,13 +265,20 @@ async def test_csv_files_round_trip_to_the_json(site: Any) -> None:
         response = await client.get(f"/releases/{release.slug}/{tbl.table_id}.csv")
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/csv")
-        rows = list(csv.DictReader(io.StringIO(response.text)))
-        assert len(rows) == len(tbl.cells) + 1
-        expected = [*tbl.cells, tbl.total]
+        reader = csv.DictReader(io.StringIO(response.content.decode("utf-8")))
+        labels = [f"{d}_label" for d in tbl.group_by]
+        assert reader.fieldnames == [
+            *[c for pair in zip(tbl.group_by, labels, strict=True) for c in pair],
+            *["value", "lower", "upper", "standard_error", "suppressed"],
+        ]
+        rows = list(reader)
+        expected = [*tbl.cells, *([tbl.total] if tbl.total else [])]
+        assert len(rows) == len(expected)
         for row, c in zip(rows, expected, strict=True):
             assert c is not None
             if c is not tbl.total:
                 assert tuple(row[d] for d in tbl.group_by) == c.codes
+                assert " · ".join(row[label] for label in labels) == c.labels.en
             else:
                 assert row[tbl.group_by[0]] == "total"
             for column in ("value", "lower", "upper", "standard_error"):
@@ -262,8 +317,8 @@ async def test_pages_are_cacheable(site: Any) -> None:
     for path, policy in (
         (f"/nl/releases/{releases[0].slug}", "max-age=3600"),
         ("/en/", "max-age=60"),
-        (f"/releases/{releases[0].slug}.json", "immutable"),
-        (f"/releases/{releases[0].slug}/visits-month.csv", "immutable"),
+        (f"/releases/{releases[0].slug}.json", "max-age=86400"),
+        (f"/releases/{releases[0].slug}/visits-month.csv", "max-age=86400"),
         ("/catalog.jsonld", "max-age=60"),
         ("/static/site.css", "max-age=86400"),
     ):
@@ -275,6 +330,10 @@ async def test_pages_are_cacheable(site: Any) -> None:
         )
         again = await client.get(path, headers={"if-none-match": etag})
         assert again.status_code == 304 and again.content == b""
+        assert again.headers["etag"] == etag and again.headers["cache-control"]
+        listed = await client.get(path, headers={"if-none-match": f'"x", {etag}'})
+        assert listed.status_code == 304
+        assert (await client.get(path, headers={"if-none-match": "*"})).status_code == 304
         other = await client.get(path, headers={"if-none-match": '"something-else"'})
         assert other.status_code == 200 and other.content == first.content
         head = await client.head(path)
@@ -319,3 +378,116 @@ def test_chart_axes_use_whole_steps_and_a_table_of_dots_gets_no_chart() -> None:
     svg, _ = _chart(table("some", ("month",), [*dots, cell(("2025-04",), "a", "a", 9.0, 1.0)],
                           "visits"), "nl", "Wat")  # fmt: skip
     assert svg is not None and svg.count("<circle") == 1 and "<title" in svg
+
+
+def test_numbers_read_the_way_each_language_writes_them() -> None:
+    from aggregator.web.i18n import number
+
+    assert number(4_100_000.0, "nl") == "4.100.000" and number(4_100_000, "en") == "4,100,000"
+    assert number(1234.5, "nl") == "1.234,5" and number(1234.5, "en") == "1,234.5"
+    assert number(0.1 + 0.2, "en") == "0.30000000000000004"  # exactly the JSON's value
+    assert number(None, "nl") == "."
+
+
+def test_two_dimensional_tables_are_small_multiples_of_their_own_cells() -> None:
+    from aggregator.web.pages import MAX_BARS, _chart
+
+    doc = document(1, None, 1, None, more=True)
+    svg, note = _chart(doc.table("reach-grid"), "en", "Reach")
+    assert svg is not None and note == "One chart per artform, all on the same scale."
+    assert ">theatre<" in svg and ">dance<" in svg and svg.count("<rect") == 5  # one is a dot
+    svg, note = _chart(doc.table("visits-grid"), "nl", "Bezoek")
+    assert svg is not None and svg.count("<circle") == 4 and "artform" in note  # month lines
+    many = [cell((f"m{i:03d}",), f"g{i}", f"g{i}", 10.0 * i, 1.0) for i in range(1, 81)]
+    svg, note = _chart(table("wide", ("municipality",), many, "visits"), "en", "Wide")
+    assert svg is not None and svg.count("<rect") == MAX_BARS and "30 largest of 80" in note
+    assert ">g80<" in svg and ">g1<" not in svg
+    # more panels than fit: the totals along the first dimension; a suppressed cell makes its
+    # total unknown (a dot), never silently zero
+    grid = [
+        cell((f"2025-{m:02d}", f"a{a}"), f"m{m} · a{a}", f"m{m} · a{a}",
+             None if (m, a) == (2, 3) else 100.0, 5.0)
+        for m in range(1, 4) for a in range(1, 15)
+    ]  # fmt: skip
+    svg, note = _chart(table("margin", ("month", "artform"), grid, "visits"), "en", "Margin")
+    assert svg is not None and "totals by month" in note
+    assert svg.count("<circle") == 2  # February holds the dot
+    svg, note = _chart(table("margin-p", ("month", "artform"), grid, "persons"), "en", "P")
+    assert svg is None and "too many cells" in note
+
+
+async def test_release_pages_have_an_accessible_structure(site: Any) -> None:
+    client, releases = site
+    for lang in ("nl", "en"):
+        for path in (f"/{lang}/", f"/{lang}/releases/{releases[1].slug}", f"/{lang}/privacy"):
+            html = (await client.get(path)).text
+            levels = [int(level) for level in re.findall(r"<h([1-6])[ >]", html)]
+            assert levels[0] == 1 and levels.count(1) == 1, path
+            assert all(b - a <= 1 for a, b in itertools.pairwise(levels)), path
+            ids = re.findall(r'\sid="([^"]+)"', html)
+            assert len(ids) == len(set(ids)), path  # no duplicate ids
+            for ref in re.findall(r'aria-labelledby="([^"]+)"', html):
+                assert all(part in ids for part in ref.split()), (path, ref)
+            for anchor in re.findall(r'href="#([^"]+)"', html):
+                assert anchor in ids, (path, anchor)
+            assert 'class="skip" href="#main"' in html
+        page = (await client.get(f"/{lang}/releases/{releases[1].slug}")).text
+        for chart in re.finditer(r"<svg [^>]*>", page):
+            assert 'role="img"' in chart.group(0)
+            assert page.index("<table", chart.end()) < page.find("<svg", chart.end()) or (
+                page.find("<svg", chart.end()) == -1
+            )  # every chart is followed by its table before the next chart
+        assert '<th scope="col"' in page and '<th scope="row"' in page
+    css = (await client.get("/static/site.css")).text
+    assert ":focus-visible" in css and "@media" in css
+
+
+async def test_an_empty_site_says_so_and_its_catalogue_is_valid(tmp_path: Path) -> None:
+    settings = make_aggregator(tmp_path / "aggregator", None)
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE) as client,
+    ):
+        assert "Nothing has been published yet." in (await client.get("/en/")).text
+        assert "Er is nog niets gepubliceerd." in (await client.get("/nl/")).text
+        catalogue = (await client.get("/catalog.jsonld")).json()
+        schema = json.loads(
+            resources.files("aggregator.web").joinpath("dcat-ap-schema.json").read_text("utf-8")
+        )
+        assert jsonschema_rs.validator_for(schema).is_valid(catalogue)
+        assert catalogue["dcat:dataset"] == []
+
+
+async def test_a_new_release_shows_up_and_old_pages_learn_they_were_corrected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aggregator.web import pages
+
+    monkeypatch.setattr(pages, "HEAD_TTL", 0.0)  # read the chain's head on every request
+    settings = make_aggregator(tmp_path / "aggregator", None)
+    key = load_signing_key(settings.signing_key_path)
+    first = seal(document(1, None, 1, None), key)
+    engine = make_async_engine(settings.database_url)
+    factory = make_async_sessionmaker(engine)
+    async with factory() as session, session.begin():
+        await store.append(session, first, datetime.now(UTC))
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE) as client,
+    ):
+        index = await client.get("/en/")
+        page = await client.get(f"/en/releases/{first.slug}")
+        assert "corrected by" not in index.text and "corrected version" not in page.text
+        second = seal(document(2, first.hash, 2, first.hash), key)
+        async with factory() as session, session.begin():
+            await store.append(session, second, datetime.now(UTC))
+        again = await client.get("/en/", headers={"if-none-match": index.headers["etag"]})
+        assert again.status_code == 200 and second.slug in again.text
+        assert again.headers["etag"] != index.headers["etag"]
+        page = await client.get(f"/en/releases/{first.slug}")
+        assert "There is a corrected version" in page.text and second.slug in page.text
+        signed = await client.get(f"/releases/{first.slug}.json")
+        assert signed.content == first.data  # the signed bytes never change
+    await engine.dispose()

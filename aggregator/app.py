@@ -19,7 +19,7 @@ from aggregator.api.releases import router as releases_router
 from aggregator.api.routes import router
 from aggregator.deps import AggregatorState
 from aggregator.errors import AggregatorError, ErrorCode, problem
-from aggregator.home import load_rotations, load_signing_key
+from aggregator.home import load_rotations, load_signing_key, retired_keys
 from aggregator.services.notify import Notifier
 from aggregator.services.registry import NodeKeys
 from aggregator.services.rounds import Rounds
@@ -91,6 +91,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
                 join_nonces=MemoryNonceStore(retention),
                 rounds=rounds,
                 rotations=load_rotations(settings),
+                retired_keys=retired_keys(settings),
             )
             app.state.loop = asyncio.get_running_loop()
             resumed = await rounds.resume()

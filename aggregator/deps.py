@@ -31,6 +31,7 @@ class AggregatorState:
     join_nonces: MemoryNonceStore
     rounds: Rounds
     rotations: dict[str, Envelope]  # key-rotation messages by the old key id
+    retired_keys: list[SigningKey]  # keys it signed with before a rotation (releases)
 
 
 def _state(request: Request) -> AggregatorState:

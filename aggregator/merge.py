@@ -220,6 +220,44 @@ def derived(spec: QuerySpec, measures: Sequence[MeasureEstimate]) -> tuple[Ratio
     return ()
 
 
+def margins(
+    spec: QuerySpec, estimate: MeasureEstimate, keep: Sequence[str]
+) -> tuple[list[tuple[str, ...]], MeasureEstimate]:
+    """Totals over every dimension not in ``keep``: the kept dimensions' value combinations (in
+    canonical order) and, per combination, the sum of its cells, with variance the sum of theirs
+    (the cells' noise is independent).
+
+    Not for ``persons`` unless ``keep`` is every dimension: a person counted in several cells
+    would be counted several times.
+    """
+    keep = tuple(keep)
+    if estimate.measure is Measure.PERSONS and keep != spec.group_by:
+        raise ValueError("persons cannot be summed over cells: a person may be in several")
+    unknown = [d for d in keep if d not in spec.group_by]
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is not one of the query's group_by dimensions")
+    _check_length(spec, estimate)
+    positions = [spec.group_by.index(d) for d in keep]
+    sums: dict[tuple[str, ...], int] = {}
+    variances: dict[tuple[str, ...], list[float]] = {}
+    for cell, value, se in zip(
+        spec.cells(), estimate.estimates, estimate.standard_errors, strict=True
+    ):
+        key = tuple(cell[p] for p in positions)
+        sums[key] = sums.get(key, 0) + value
+        variances.setdefault(key, []).append(se * se)
+    keys = list(sums)  # first appearance in the canonical (row-major) cell order
+    errors = [math.sqrt(math.fsum(variances[k])) for k in keys]
+    totals = [sums[k] for k in keys]
+    return keys, MeasureEstimate(
+        measure=estimate.measure,
+        estimates=tuple(totals),
+        standard_errors=tuple(errors),
+        lower=tuple(s - Z95 * e for s, e in zip(totals, errors, strict=True)),
+        upper=tuple(s + Z95 * e for s, e in zip(totals, errors, strict=True)),
+    )
+
+
 def margin(
     spec: QuerySpec, estimate: MeasureEstimate, keep: str
 ) -> tuple[tuple[str, ...], MeasureEstimate]:
@@ -230,25 +268,5 @@ def margin(
     """
     if estimate.measure is Measure.PERSONS:
         raise ValueError("persons cannot be summed over cells: a person may be in several")
-    if keep not in spec.group_by:
-        raise ValueError(f"{keep!r} is not one of the query's group_by dimensions")
-    _check_length(spec, estimate)
-    position = spec.group_by.index(keep)
-    domain = spec.domain(keep)
-    index = {value: i for i, value in enumerate(domain)}
-    sums = [0] * len(domain)
-    variances: list[list[float]] = [[] for _ in domain]
-    for cell, value, se in zip(
-        spec.cells(), estimate.estimates, estimate.standard_errors, strict=True
-    ):
-        i = index[cell[position]]
-        sums[i] += value
-        variances[i].append(se * se)
-    errors = [math.sqrt(math.fsum(v)) for v in variances]
-    return domain, MeasureEstimate(
-        measure=estimate.measure,
-        estimates=tuple(sums),
-        standard_errors=tuple(errors),
-        lower=tuple(s - Z95 * e for s, e in zip(sums, errors, strict=True)),
-        upper=tuple(s + Z95 * e for s, e in zip(sums, errors, strict=True)),
-    )
+    keys, summed = margins(spec, estimate, (keep,))
+    return tuple(k[0] for k in keys), summed

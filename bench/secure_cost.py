@@ -154,23 +154,10 @@ class BenchParty(SecureParty):
             period=answerer.budget_period(), cap_rho=settings.budget_rho, spent_rho=0.0
         )
 
-    def _afford(self, spec: QuerySpec) -> None:
+    def _check_budget(self, spec: QuerySpec) -> None:
+        # SecureParty._check_budget with the ledger read replaced by the in-memory budget.
         if self.budget.spent_rho + spec.privacy.rho_charged > self.budget.cap_rho * (1 + 1e-9):
             raise _Refused(RefusalReason.BUDGET_EXHAUSTED, "the privacy budget does not cover it")
-
-    def _check_answerable(self, spec: QuerySpec, threshold: int) -> None:
-        # SecureParty._check_answerable with the ledger read replaced by the in-memory budget.
-        refusal = check_policy(spec, self.settings)
-        if refusal is not None:
-            raise _Refused(refusal.reason, refusal.message)
-        try:
-            calibrations = secure_calibrations(spec, threshold)
-        except ValueError as exc:
-            raise _Refused(RefusalReason.POLICY_MODE, str(exc)) from None
-        worst = sum(c.rho_worst for c in calibrations.values())
-        if worst > self.settings.secure_max_worst_rho * (1 + 1e-9):
-            raise _Refused(RefusalReason.POLICY_SECURE_WORST_CASE, f"worst case ρ={worst:.4g}")
-        self._afford(spec)
 
     def _release(self, session: Session, seeds: dict[str, bytes], bad: tuple[str, ...]) -> bytes:
         # SecureParty._release without the database: the aggregate is precomputed, the debit is
@@ -182,7 +169,7 @@ class BenchParty(SecureParty):
         calibrations = secure_calibrations(spec, session.threshold)
         now = datetime.now(UTC)
         cost = spec.privacy.rho_charged
-        self._afford(spec)
+        self._check_budget(spec)
         exact = exact_values(spec)
         values: list[int] = []
         for measure in spec.measures:

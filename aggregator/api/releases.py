@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aggregator.deps import AdminDep, StateDep
 from aggregator.errors import AggregatorError, ErrorCode
-from aggregator.home import retired_keys
 from aggregator.releases import recipe as recipes
 from aggregator.releases import store
 from aggregator.releases.compose import ComposeError
@@ -83,7 +82,7 @@ async def create_release(body: PublishRequest, state: StateDep, _: AdminDep) -> 
 async def list_releases(state: StateDep) -> ReleaseChain:
     async with state.factory() as session:
         rows = await store.chain_index(session)
-    keys = [state.key, *retired_keys(state.settings)]
+    keys = [state.key, *state.retired_keys]
     vouched = sign(
         RELEASE_KEYS,
         {"keys": [{"key_id": k.key_id, "public_key": public_key_to_text(k.public)} for k in keys]},

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from aggregator.merge import margins
 from aggregator.releases import postprocess
 from aggregator.releases.document import (
     Cell,
@@ -27,8 +28,8 @@ from aggregator.releases.document import (
 )
 from aggregator.releases.recipe import Recipe, TableRecipe
 from protocol.catalogue import CATALOGUE_VERSION, dimension
-from protocol.query import Measure, Mechanism, QuerySpec
-from protocol.results import MeasureEstimate, NodeStatus, RoundResult, RoundState
+from protocol.query import Measure, Mechanism
+from protocol.results import NodeStatus, RoundResult, RoundState
 
 # The public site's plain-language privacy page, relative to the release page's language root
 # (/nl/privacy, /en/privacy); the full explanation is docs/explanation/privacy.md.
@@ -139,33 +140,16 @@ def check(recipe: Recipe, results: Mapping[str, RoundResult | None]) -> list[_So
     return sources
 
 
-def _margin(
-    spec: QuerySpec, estimate: MeasureEstimate, keep: tuple[str, ...]
-) -> tuple[list[tuple[str, ...]], list[float], list[float]]:
-    """Sums over the dimensions not in ``keep``, with variances summed (independent cells)."""
-    positions = [spec.group_by.index(d) for d in keep]
-    sums: dict[tuple[str, ...], int] = {}
-    variances: dict[tuple[str, ...], list[float]] = {}
-    for cell, value, se in zip(
-        spec.cells(), estimate.estimates, estimate.standard_errors, strict=True
-    ):
-        key = tuple(cell[p] for p in positions)
-        sums[key] = sums.get(key, 0) + value
-        variances.setdefault(key, []).append(se * se)
-    keys = list(sums)  # in canonical order of the kept dimensions (first appearance)
-    return keys, [float(sums[k]) for k in keys], [math.sqrt(math.fsum(variances[k])) for k in keys]
-
-
 def _table(source: _Source, recipe: Recipe) -> Table:
     table, result = source.table, source.result
     spec = result.spec
     by = tuple(table.by or spec.group_by)
-    codes, estimates, errors = _margin(spec, result.measure(table.measure), by)
+    codes, summed = margins(spec, result.measure(table.measure), by)
     pp = recipe.post_processing
     scale = 0.01 if table.measure is Measure.REVENUE else 1.0  # cents → euros
     figures, total = postprocess.publish_table(
-        estimates,
-        errors,
+        [float(e) for e in summed.estimates],
+        summed.standard_errors,
         non_negative=pp.non_negative,
         rounding=pp.rounding,
         suppress_above=pp.suppress_relative_halfwidth,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aggregator.releases.chain import SealedRelease, parse
@@ -42,13 +42,6 @@ async def head(session: AsyncSession) -> tuple[int, str] | None:
         )
     ).first()
     return None if row is None else (row[0], row[1])
-
-
-async def next_version(session: AsyncSession, release_id: str) -> int:
-    latest = await session.scalar(
-        select(func.max(Release.version)).where(Release.release_id == release_id)
-    )
-    return 1 if latest is None else latest + 1
 
 
 async def latest_of(session: AsyncSession, release_id: str) -> SealedRelease | None:

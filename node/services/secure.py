@@ -200,6 +200,9 @@ class SecureParty:
                 f"with threshold {threshold} this node's own noise share alone gives "
                 f"ρ={worst:.4g}; this node allows at most ρ={limit:g} in the worst case",
             )
+        self._check_budget(spec)
+
+    def _check_budget(self, spec: QuerySpec) -> None:
         with self.answerer.reader() as session:
             period = self.answerer.budget_period()
             cost = spec.privacy.rho_charged

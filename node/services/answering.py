@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.privacy.release import privacy_spent, release
-from node.services import ledger
+from node.services import audit, ledger
 from node.services.aggregate import run_aggregate
 from node.services.policy import check_policy
 from node.settings import NodeSettings
@@ -71,6 +71,21 @@ class Answerer:
             return Answered(body=bytes(entry.answer), replayed=True)
 
     def answer(self, request: QueryRequest, requester_key_id: str) -> Outcome:
+        """Answer or refuse; every refusal is written to the audit log."""
+        outcome = self._answer(request, requester_key_id)
+        if isinstance(outcome, Refusal):
+            audit.record_refusal(
+                self.writer,
+                query_id=outcome.query_id,
+                reason=outcome.reason.value,
+                message=outcome.message,
+                analyst=request.analyst,
+                via=requester_key_id,
+                spec=request.spec,
+            )
+        return outcome
+
+    def _answer(self, request: QueryRequest, requester_key_id: str) -> Outcome:
         spec = request.spec
         stored = self._stored(request)
         if stored is not None:
@@ -127,7 +142,9 @@ class Answerer:
                 )
                 envelope = sign(ANSWER, answer.model_dump(mode="json"), self.key, now=now)
                 body = envelope.model_dump_json().encode("utf-8")
-                ledger.record(session, debit, body)
+                ledger.record(
+                    session, debit, body, spec=spec, cap_rho=self.settings.budget_rho
+                )
         except ledger.BudgetExhausted as exc:
             return self._budget_refusal(request, exc.scope)
         except IntegrityError:

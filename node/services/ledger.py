@@ -22,8 +22,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from node.services import audit
 from node.storage.models import AnalystBudget, BudgetPeriod, LedgerEntry
 from protocol.messages import BudgetStatus
+from protocol.query import QuerySpec
 
 UNITS_PER_RHO = 1_000_000_000
 
@@ -139,8 +141,17 @@ def debit(
             raise BudgetExhausted("analyst")
 
 
-def record(session: Session, entry: Debit, answer: bytes) -> None:
-    """Store the released answer with its debit (same transaction as ``debit``)."""
+def record(
+    session: Session,
+    entry: Debit,
+    answer: bytes,
+    *,
+    spec: QuerySpec | None = None,
+    cap_rho: float | None = None,
+) -> None:
+    """Store the released answer with its debit, and its audit event (same transaction as
+    ``debit``, so nothing leaves the node that is not on record)."""
+    digest = hashlib.sha256(answer).hexdigest()
     session.add(
         LedgerEntry(
             query_id=entry.query_id,
@@ -154,13 +165,44 @@ def record(session: Session, entry: Debit, answer: bytes) -> None:
             delta=entry.delta,
             created_at=entry.created_at,
             answer=answer,
-            answer_sha256=hashlib.sha256(answer).hexdigest(),
+            answer_sha256=digest,
             mode=entry.mode,
             threshold=entry.threshold,
             rho_worst=entry.rho_worst,
         )
     )
     session.flush()
+    audit.append(
+        session,
+        audit.ANSWER,
+        at=entry.created_at,
+        query_id=entry.query_id,
+        analyst=entry.analyst,
+        via=entry.requester_key_id,
+        mode=entry.mode,
+        threshold=entry.threshold,
+        rho=entry.rho,
+        rho_worst=entry.rho_worst,
+        epsilon=entry.epsilon,
+        delta=entry.delta,
+        period=entry.period,
+        cap_rho=cap_rho,
+        query=query_summary(spec) if spec is not None else None,
+        answer_sha256=digest,
+    )
+
+
+def query_summary(spec: QuerySpec) -> dict[str, object]:
+    """What the audit log keeps of a query: enough to describe it in plain language."""
+    return {
+        "title": spec.title,
+        "period": [spec.period.start.isoformat(), spec.period.end.isoformat()],
+        "measures": [m.value for m in spec.measures],
+        "group_by": list(spec.group_by),
+        "filters": {k: list(v) for k, v in spec.filters.items()},
+        "cells": spec.cell_count,
+        "mode": spec.mode.value,
+    }
 
 
 def stored_answer(session: Session, query_id: str) -> LedgerEntry | None:

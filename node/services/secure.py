@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from node.privacy.distributed import SecureCalibration, secure_calibrations
 from node.privacy.noise import add_noise, zcdp_to_epsilon
-from node.services import ledger
+from node.services import audit, ledger
 from node.services.aggregate import run_aggregate
 from node.services.answering import Answerer
 from node.services.policy import check_policy
@@ -130,11 +130,11 @@ class SecureParty:
                     return self._unmask(session, task)
                 raise ProtocolViolation(f"unknown phase {task.phase}")
         except ProtocolViolation as exc:
-            return self._refusal(spec, RefusalReason.SECURE_PROTOCOL, str(exc))
+            return self._refusal(task, requester_key_id, RefusalReason.SECURE_PROTOCOL, str(exc))
         except secagg.SecAggError as exc:  # a peer's key or share that breaks the arithmetic
-            return self._refusal(spec, RefusalReason.SECURE_PROTOCOL, str(exc))
+            return self._refusal(task, requester_key_id, RefusalReason.SECURE_PROTOCOL, str(exc))
         except _Refused as exc:
-            return self._refusal(spec, exc.reason, exc.message)
+            return self._refusal(task, requester_key_id, exc.reason, exc.message)
 
     def _expire(self) -> None:
         now = datetime.now(UTC)
@@ -146,8 +146,21 @@ class SecureParty:
         with self._lock:
             self._sessions.pop(round_id, None)
 
-    def _refusal(self, spec: QuerySpec, reason: RefusalReason, message: str) -> bytes:
+    def _refusal(
+        self, task: Task, requester_key_id: str, reason: RefusalReason, message: str
+    ) -> bytes:
+        spec = task.request.spec
         refusal = Refusal(query_id=spec.query_id, reason=reason, message=message)
+        audit.record_refusal(
+            self.answerer.writer,
+            query_id=spec.query_id,
+            reason=reason.value,
+            message=message,
+            analyst=task.request.analyst,
+            via=requester_key_id,
+            spec=spec,
+            phase=task.phase.value if task.phase is not None else None,
+        )
         return _body(sign(REFUSAL, refusal.model_dump(mode="json"), self.key))
 
     # --- phase 1 ----------------------------------------------------------------------------
@@ -411,7 +424,7 @@ class SecureParty:
                 body = _body(
                     sign(SECAGG_MASKED, message.model_dump(mode="json"), self.key, now=now)
                 )
-                ledger.record(db, debit, body)
+                ledger.record(db, debit, body, spec=spec, cap_rho=self.settings.budget_rho)
         except ledger.BudgetExhausted as exc:
             reason = (
                 RefusalReason.ANALYST_BUDGET_EXHAUSTED

@@ -21,6 +21,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -197,3 +198,88 @@ class GdprRequest(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     found: Mapped[bool] = mapped_column(Boolean)
     admissions: Mapped[int] = mapped_column(Integer)
+
+
+class AuditEvent(Base):
+    """The operator's audit log (node/services/audit.py): append-only and hash-chained.
+
+    ``body`` is the event's canonical JSON, and ``hash`` = SHA-256(previous hash ‖ body), so any
+    change to an event, or a removed event, breaks the chain from that point on. ``at`` and
+    ``kind`` repeat what the body says, for listing and filtering.
+    """
+
+    __tablename__ = "audit_event"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """One row: the chain's last sequence number and hash. Appends lock it (SELECT … FOR UPDATE
+    on PostgreSQL; SQLite's write transactions are serial already), so the chain never forks."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class PolicySetting(Base):
+    """A policy value set on the admin pages; it overrides node.env (node/services/policy_store)."""
+
+    __tablename__ = "policy_setting"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)  # JSON
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PendingApproval(Base):
+    """A query waiting for the operator's decision (policy ``approval = manual``)."""
+
+    __tablename__ = "pending_approval"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)  # the query id
+    task_id: Mapped[str] = mapped_column(String(120))
+    request: Mapped[str] = mapped_column(Text)  # the QueryRequest as JSON
+    requester_key_id: Mapped[str] = mapped_column(String(32))
+    analyst: Mapped[str] = mapped_column(String(120))
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    deadline: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # waiting/approved/declined/expired
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AdminAccount(Base):
+    """The operator's login (one account). Only an scrypt hash of the password is stored."""
+
+    __tablename__ = "admin_account"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AdminSession(Base):
+    """A logged-in browser. The cookie holds a random token; only its SHA-256 is stored."""
+
+    __tablename__ = "admin_session"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AdminLoginFailure(Base):
+    """A failed login, for the lockout. Nothing about who tried is kept."""
+
+    __tablename__ = "admin_login_failure"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -25,10 +25,13 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.link import AggregatorLink, save_link
+from node.services import approvals, audit, ledger
 from node.services.answering import Answered, Answerer
+from node.services.approvals import Approvals
 from node.services.secure import SecureParty
 from node.services.trust import trust_key, untrust_key
 from node.settings import NodeSettings
+from node.storage.db import transaction
 from protocol import catalogue
 from protocol.messages import (
     KEY_ROTATION,
@@ -41,6 +44,8 @@ from protocol.messages import (
     Phase,
     PolicySummary,
     Poll,
+    Refusal,
+    RefusalReason,
     Task,
 )
 from protocol.signing import (
@@ -105,6 +110,7 @@ class Connector:
         client: httpx.AsyncClient,
         factory: sessionmaker[Session],
         backoff: Backoff | None = None,
+        approvals: Approvals | None = None,
     ) -> None:
         self.settings = settings
         self.link = link
@@ -119,6 +125,8 @@ class Connector:
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._rejected = _Rejected()
         self.secure = SecureParty(answerer)
+        self.approvals = approvals or Approvals(factory, answerer.reader)
+        self.awaiting: set[str] = set()  # task ids waiting for the operator's approval
 
     # --- polling ----------------------------------------------------------------------------
 
@@ -148,6 +156,7 @@ class Connector:
             report=await self._report(),
             wait_seconds=wait,
             in_flight=tuple(self._in_flight) + tuple(self._rejected.active()),
+            awaiting_approval=tuple(sorted(self.awaiting)),
         )
         envelope = sign(POLL, message.model_dump(mode="json"), self.key)
         response = await self.client.post(
@@ -196,6 +205,14 @@ class Connector:
                 }
             )
             save_link(self.settings.home, self.link)
+            with transaction(self.factory) as session:
+                audit.append(
+                    session,
+                    audit.KEY_ROTATION,
+                    old_key_id=rotation.old_key_id,
+                    new_key_id=rotation.new_key_id,
+                    fingerprint=fingerprint(new_key),
+                )
             log.warning(
                 "the aggregator rotated its key; now trusting %s (fingerprint %s)",
                 rotation.new_key_id,
@@ -252,10 +269,25 @@ class Connector:
             self.status.tasks_rejected += 1
             self._rejected.add(task_id)
             log.warning("rejected a task: %s", _describe(exc))
+            await to_thread.run_sync(self._log_rejected, task_id, _describe(exc))
             return
         if task.deadline <= datetime.now(UTC):
             self._rejected.add(task.task_id)
             return
+        if task.phase in (Phase.QUERY, Phase.KEYS) and self.settings.approval == "manual":
+            decision = await self._approval(task, envelope.key_id)
+            if decision == approvals.EXPIRED:
+                return  # undecided at the deadline: the aggregator times this node out
+            if decision == approvals.DECLINED:
+                refusal = Refusal(
+                    query_id=task.request.spec.query_id,
+                    reason=RefusalReason.DECLINED,
+                    message="the institution's operator declined this query",
+                )
+                await to_thread.run_sync(self._log_declined, task, envelope.key_id, refusal)
+                signed = sign(REFUSAL, refusal.model_dump(mode="json"), self.key)
+                await self._deliver(task, signed.model_dump_json().encode("utf-8"))
+                return
         if task.phase is not Phase.QUERY:
             body = await to_thread.run_sync(self.secure.handle, task, envelope.key_id)
             await self._deliver(task, body)
@@ -267,6 +299,42 @@ class Connector:
             refusal = sign(REFUSAL, outcome.model_dump(mode="json"), self.key)
             body = refusal.model_dump_json().encode("utf-8")
         await self._deliver(task, body)
+
+    async def _approval(self, task: Task, requester_key_id: str) -> str:
+        """The operator's decision on this task's query (waiting for it when needed). A query
+        already answered (a re-sent task) needs none: its stored answer goes out again."""
+        if await to_thread.run_sync(self._answered_before, task):
+            return approvals.APPROVED
+        status = await to_thread.run_sync(
+            self.approvals.file, task.task_id, task.request, requester_key_id, task.deadline
+        )
+        if status != approvals.WAITING:
+            return status
+        self.awaiting.add(task.task_id)
+        try:
+            return await self.approvals.wait(task.request.spec.query_id, task.deadline)
+        finally:
+            self.awaiting.discard(task.task_id)
+
+    def _answered_before(self, task: Task) -> bool:
+        with self.answerer.reader() as session:
+            return ledger.stored_answer(session, task.request.spec.query_id) is not None
+
+    def _log_rejected(self, task_id: str, reason: str) -> None:
+        with transaction(self.factory) as session:
+            audit.append(session, audit.REJECTED_TASK, task_id=task_id, reason=reason)
+
+    def _log_declined(self, task: Task, requester_key_id: str, refusal: Refusal) -> None:
+        audit.record_refusal(
+            self.factory,
+            query_id=refusal.query_id,
+            reason=refusal.reason.value,
+            message=refusal.message,
+            analyst=task.request.analyst,
+            via=requester_key_id,
+            spec=task.request.spec,
+            phase=task.phase.value if task.phase is not None else None,
+        )
 
     async def _deliver(self, task: Task, body: bytes) -> None:
         attempt = 0

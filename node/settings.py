@@ -46,6 +46,21 @@ class NodeSettings(BaseSettings):
     # (about t·ρ): 10 admits ρ = 0.1 at the sector's 90 institutions (t = 60, worst case 6).
     secure_max_worst_rho: float = Field(default=10.0, gt=0, le=1000)
     secure_answers: bool = True  # False: refuse every secure round
+    # "manual": every query waits on the admin pages for the operator's approval.
+    approval: Literal["auto", "manual"] = "auto"
+
+    # Retention: admissions whose event is older than this many days are deleted (daily).
+    retention_days: int | None = Field(default=None, ge=30, le=36_500)
+
+    # Admin pages (/admin): the operator's login. Only loopback clients unless admin_remote.
+    admin_enabled: bool = True
+    admin_remote: bool = False
+    admin_cookie_secure: bool = True
+    admin_session_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    admin_session_max_hours: int = Field(default=12, ge=1, le=24 * 7)
+    admin_max_failures: int = Field(default=5, ge=1, le=100)
+    admin_lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    admin_max_upload_bytes: int = Field(default=1024**3, ge=1024, le=16 * 1024**3)
 
     # Transport.
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)

@@ -86,6 +86,7 @@ class RefusalReason(StrEnum):
     QUERY_ID_REUSED = "query_id_reused"
     POLICY_SECURE_WORST_CASE = "policy_secure_worst_case_too_high"
     SECURE_PROTOCOL = "secure_protocol_violation"
+    DECLINED = "declined_by_operator"
 
 
 class Refusal(_Frozen):
@@ -140,12 +141,14 @@ class NodeReport(_Frozen):
 
 
 class Poll(_Frozen):
-    """A node asking for work. ``in_flight`` lists tasks it is answering now."""
+    """A node asking for work. ``in_flight`` lists tasks it is answering now, and
+    ``awaiting_approval`` those of them that wait for its operator's decision."""
 
     aggregator_key_id: KeyId
     report: NodeReport
     wait_seconds: Annotated[float, Field(ge=0, le=120)] = 25.0
     in_flight: Annotated[tuple[str, ...], Field(max_length=1000)] = ()
+    awaiting_approval: Annotated[tuple[str, ...], Field(max_length=1000)] = ()
 
 
 # --- Secure aggregation (design §9; protocol/secagg.py) ---------------------------------------

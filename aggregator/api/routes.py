@@ -224,6 +224,7 @@ async def poll(request: Request, state: StateDep) -> dict[str, list[dict[str, An
 
     async def remember(session: Any) -> None:
         await registry.record_report(session, node.node_id, report, now)
+        await registry.record_awaiting(session, node.node_id, message.awaiting_approval)
 
     await state.writer.run(remember)
     loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -71,6 +72,30 @@ async def record_report(
         update(Node)
         .where(Node.id == node_id)
         .values(report=report.model_dump_json(), report_at=at, last_seen_at=at)
+    )
+
+
+AWAITING_APPROVAL = "awaiting_approval"  # a pending task's reason while its node's operator decides
+
+
+async def record_awaiting(
+    session: AsyncSession, node_id: str, task_ids: Sequence[str]
+) -> None:
+    """Mark this node's pending tasks that wait for its operator's approval (the node's poll
+    lists them; a secure phase's task id carries a ".phase" suffix). The mark goes when the
+    task settles or its node sends the phase message (aggregator/services/rounds.py)."""
+    if not task_ids:
+        return
+    waiting = {t.split(".", 1)[0] for t in task_ids}
+    await session.execute(
+        update(Task)
+        .where(
+            Task.node_id == node_id,
+            Task.id.in_(waiting),
+            Task.status == NodeStatus.PENDING.value,
+        )
+        .values(reason=AWAITING_APPROVAL)
+        .execution_options(synchronize_session=False)
     )
 
 

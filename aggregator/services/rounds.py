@@ -460,6 +460,7 @@ class Rounds:
             if status is None:
                 pass  # UNMASK without usable shares: nothing to store
             elif status is NodeStatus.PENDING:
+                current.reason = None  # e.g. no longer awaiting its operator's approval
                 columns = {"keys": "keys", "shares": "shares", "mask": "body", "unmask": "reveal"}
                 setattr(current, columns[phase.value], raw)
                 if phase is Phase.MASK:

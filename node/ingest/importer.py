@@ -32,6 +32,7 @@ from node.ingest.profile import Profile
 from node.ingest.report import ImportReport, Reject, default_rejects_path, write_rejects
 from node.ingest.stream import ParsedFile
 from node.ingest.writer import AdmissionWriter
+from node.services import audit
 from node.storage.models import ImportBatch
 
 # Files at least this large are parsed in a helper process (about 100,000 rows), when at least
@@ -282,3 +283,17 @@ def _finish_batch(
         )
     )
     report.batch_id = batch_id
+    with Session(bind=conn) as session:  # joins the import's transaction
+        audit.append(
+            session,
+            audit.IMPORT,
+            batch=batch_id,
+            file=report.file[:255],
+            source=report.source,
+            profile=report.profile,
+            rows_read=report.rows_read,
+            inserted=report.inserted,
+            updated=report.updated,
+            unchanged=report.unchanged,
+            rejected=report.rejected,
+        )

@@ -13,14 +13,16 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from node.identity import pseudonym
+from node.services import audit
 from node.storage.db import transaction
 from node.storage.models import Admission, Event, GdprRequest, Person
 
 
 def _log(session: Session, action: str, found: bool, admissions: int) -> None:
-    session.add(
-        GdprRequest(action=action, at=datetime.now(UTC), found=found, admissions=admissions)
-    )
+    at = datetime.now(UTC)
+    session.add(GdprRequest(action=action, at=at, found=found, admissions=admissions))
+    kind = audit.GDPR_ACCESS if action == "access" else audit.GDPR_ERASURE
+    audit.append(session, kind, at=at, found=found, admissions=admissions)
 
 
 def export_person(

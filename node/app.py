@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -22,16 +23,21 @@ from node.deps import NodeState
 from node.errors import ErrorCode, NodeError, problem
 from node.identity import load_signing_key
 from node.link import load_link
-from node.services import ledger
+from node.services import ledger, policy_store
 from node.services.answering import Answerer
+from node.services.approvals import Approvals
+from node.services.benchmark import ReleaseSource
+from node.services.retention import apply_retention
 from node.services.trust import DatabaseKeyRing, DatabaseNonceStore
 from node.settings import NodeSettings
 from node.storage.db import make_engine, make_sessionmaker, require_current_schema
+from node.web import admin
 from protocol.http import PROBLEM_JSON, BodyLimit
 from protocol.messages import BudgetStatus
 from protocol.signing import Verifier
 
 log = logging.getLogger("publieksdata.node")
+RETENTION_INTERVAL_SECONDS = 24 * 3600
 
 
 def _problem_response(code: ErrorCode, detail: str | None = None, **extra: Any) -> JSONResponse:
@@ -66,6 +72,7 @@ async def _connection(state: NodeState, client: httpx.AsyncClient | None) -> Asy
         _budget_reader(state),
         http,
         state.writer,
+        approvals=state.approvals,
     )
     state.connector = connector
     runner = asyncio.create_task(connector.run(), name="aggregator-connector")
@@ -79,6 +86,36 @@ async def _connection(state: NodeState, client: httpx.AsyncClient | None) -> Asy
         await connector.close()
         if own_client:
             await http.aclose()
+
+
+@asynccontextmanager
+async def _retention(state: NodeState) -> AsyncIterator[None]:
+    """Apply the retention period at start-up and then daily (when one is set)."""
+
+    async def run() -> None:
+        while True:
+            days = state.settings.retention_days
+            if days is not None:
+                try:
+                    done = await to_thread.run_sync(apply_retention, state.writer, days)
+                except Exception as exc:  # keep serving; try again tomorrow
+                    log.error("retention run failed: %s", type(exc).__name__)
+                else:
+                    if done.admissions:
+                        log.info(
+                            "retention: deleted %d admissions from before %s",
+                            done.admissions,
+                            done.cutoff,
+                        )
+            await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
+
+    task = asyncio.create_task(run(), name="retention")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def create_app(
@@ -102,6 +139,7 @@ def create_app(
                 DatabaseNonceStore(writer, retention=max_age * 2 + timedelta(minutes=1)),
                 max_age=max_age,
             )
+            policy_store.load(reader, settings)  # the admin pages' policy overrides node.env
             state = NodeState(
                 settings=settings,
                 writer=writer,
@@ -109,9 +147,11 @@ def create_app(
                 key=key,
                 verifier=verifier,
                 answerer=Answerer(settings, writer, reader, key),
+                approvals=Approvals(writer, reader),
+                releases=ReleaseSource(),
             )
             app.state.node = state
-            async with _connection(state, aggregator_client):
+            async with _connection(state, aggregator_client), _retention(state):
                 yield
         finally:
             write_engine.dispose()
@@ -124,6 +164,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(router)
+    admin.install(app)
 
     @app.exception_handler(NodeError)
     async def _node_error(_request: Request, exc: NodeError) -> JSONResponse:
@@ -151,5 +192,6 @@ def create_app(
         limit=settings.max_body_bytes,
         too_large=problem(ErrorCode.BODY_TOO_LARGE),
         exceeded=lambda: NodeError(ErrorCode.BODY_TOO_LARGE),
+        path_limits={"/admin/import": settings.admin_max_upload_bytes},
     )
     return app

@@ -23,7 +23,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from node.home import HomeExists, init_home
 from node.identity import IdentityError, load_secret, load_signing_key
-from node.services import ledger
+from node.services import audit, ledger
+from node.services.admin_auth import (
+    PasswordTooWeak,
+    check_strength,
+    generate_password,
+    set_password,
+)
 from node.services.answering import LOCAL_OPERATOR, Answered, Answerer
 from node.services.gdpr import export_person, forget_person
 from node.services.trust import trust_key, trusted_keys, untrust_key
@@ -58,6 +64,8 @@ geo_app = typer.Typer(help="The PC4 → municipality → province table.", no_ar
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(geo_app, name="geo")
+audit_app = typer.Typer(help="The node's audit log: verify it, export it.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 console = Console()
 err = Console(stderr=True)
@@ -125,13 +133,29 @@ def init(
         str | None,
         typer.Option(help="SQLAlchemy URL; default: SQLite in the home directory."),
     ] = None,
+    admin_password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PUBLIEKSDATA_NODE_ADMIN_PASSWORD",
+            help="Password for the admin pages (at least 10 characters); default: a generated "
+            "one, printed once.",
+        ),
+    ] = None,
 ) -> None:
-    """Create a node: secrets, signing key, settings file and database."""
+    """Create a node: secrets, signing key, settings file, database and the admin password."""
+    if admin_password is not None:
+        try:
+            check_strength(admin_password)
+        except PasswordTooWeak as exc:
+            raise fail(str(exc)) from None
     try:
         settings = init_home(home, name, database_url)
     except HomeExists as exc:
         raise fail(str(exc)) from None
     key = load_signing_key(settings.signing_key_path)
+    with open_db(settings) as (_, factory):
+        password = admin_password or generate_password()
+        set_password(factory, password)
     console.print(f"[green]✓[/] Node for [bold]{name}[/] created in {settings.home}")
     console.print(f"  Key id:      {key.key_id}")
     console.print(f"  Fingerprint: {fingerprint(key.public)}")
@@ -139,6 +163,15 @@ def init(
         "  Keep secret.key and signing.key safe and back them up: without secret.key, "
         "imported people can no longer be found for GDPR requests."
     )
+    console.print(
+        f"  Admin pages: http://{settings.host}:{settings.port}/admin/ "
+        "(after 'publieksdata node serve')"
+    )
+    if admin_password is None:
+        console.print(
+            f"  Admin password: [bold]{password}[/] (shown once; change it with "
+            "'publieksdata node admin-password')"
+        )
 
 
 @db_app.command("upgrade")
@@ -672,4 +705,99 @@ def serve(
         log_level=level,
         access_log=False,
         timeout_graceful_shutdown=5,
+    )
+
+
+# -- admin pages, audit log, retention ------------------------------------------------------------
+
+
+@app.command("admin-password")
+def admin_password_cmd(
+    home: HomeOption = DEFAULT_HOME,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PUBLIEKSDATA_NODE_ADMIN_PASSWORD",
+            help="The new password; default: asked for (hidden), or generated with --generate.",
+        ),
+    ] = None,
+    generate: Annotated[
+        bool, typer.Option("--generate", help="Generate a password and print it once.")
+    ] = False,
+) -> None:
+    """Set the password of the admin pages. Logs every browser out."""
+    settings = load_settings(home)
+    if password is None:
+        if generate:
+            password = generate_password()
+        else:
+            password = typer.prompt("New admin password", hide_input=True, confirmation_prompt=True)
+    try:
+        check_strength(password)
+    except PasswordTooWeak as exc:
+        raise fail(str(exc)) from None
+    with open_db(settings) as (_, factory):
+        set_password(factory, password)
+    console.print("[green]✓[/] The admin password was changed; every session was logged out.")
+    if generate:
+        console.print(f"  New password: [bold]{password}[/] (shown once)")
+
+
+@audit_app.command("verify")
+def audit_verify(home: HomeOption = DEFAULT_HOME) -> None:
+    """Recompute the audit log's hash chain and check it against the ledger."""
+    settings = load_settings(home)
+    with open_db(settings) as (_, factory), factory() as session:
+        result = audit.verify(session)
+    if result.ok:
+        console.print(
+            f"[green]✓[/] The audit log is intact: {result.events} events; every answer in the "
+            "ledger is in it."
+        )
+        console.print(f"  Head hash: {result.head_hash}")
+        console.print("  Keep the head hash elsewhere: a later check can then show a rewrite.")
+        return
+    for problem in result.problems[:50]:
+        err.print(f"[red]✗[/] {problem}")
+    if len(result.problems) > 50:
+        err.print(f"… and {len(result.problems) - 50} more")
+    raise fail(f"the audit log does not add up ({len(result.problems)} problem(s))")
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Option("--out", help="CSV file to write.")],
+    home: HomeOption = DEFAULT_HOME,
+    lang: Annotated[str, typer.Option(help="Describe queries in nl or en.")] = "nl",
+) -> None:
+    """Export the whole audit log as CSV (oldest first)."""
+    from node.web.i18n import describe
+
+    settings = load_settings(home)
+    with open_db(settings) as (_, factory), factory() as session:
+        chunks = audit.export_csv(session, lambda data: describe(data.get("query"), lang))
+        try:
+            with out.open("w", encoding="utf-8", newline="") as handle:
+                rows = -1
+                for chunk in chunks:
+                    handle.write(chunk)
+                    rows += 1
+        except OSError as exc:
+            raise fail(f"cannot write {out}: {exc.strerror}") from None
+    console.print(f"[green]✓[/] {rows} events written to {out}")
+
+
+@app.command()
+def retention(home: HomeOption = DEFAULT_HOME) -> None:
+    """Apply the retention period now (the running node does this daily)."""
+    from node.services.retention import apply_retention
+
+    settings = load_settings(home)
+    if settings.retention_days is None:
+        raise fail("no retention period is set (PUBLIEKSDATA_NODE_RETENTION_DAYS in node.env)")
+    with open_db(settings) as (_, factory):
+        done = apply_retention(factory, settings.retention_days)
+    console.print(
+        f"[green]✓[/] Deleted {done.admissions} admissions from before {done.cutoff} and "
+        f"{done.persons} persons left without any."
     )

@@ -296,8 +296,8 @@ class Connector:
         if isinstance(outcome, Answered):
             body = outcome.body
         else:
-            refusal = sign(REFUSAL, outcome.model_dump(mode="json"), self.key)
-            body = refusal.model_dump_json().encode("utf-8")
+            signed = sign(REFUSAL, outcome.model_dump(mode="json"), self.key)
+            body = signed.model_dump_json().encode("utf-8")
         await self._deliver(task, body)
 
     async def _approval(self, task: Task, requester_key_id: str) -> str:

@@ -10,6 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from node.connector import Connector
 from node.services.answering import Answerer
+from node.services.approvals import Approvals
+from node.services.benchmark import ReleaseSource
 from node.settings import NodeSettings
 from protocol.signing import SigningKey, Verifier
 
@@ -22,6 +24,8 @@ class NodeState:
     key: SigningKey
     verifier: Verifier
     answerer: Answerer
+    approvals: Approvals
+    releases: ReleaseSource
     connector: Connector | None = None
 
 

@@ -4,7 +4,7 @@ request-body size limit. Plain ASGI and the standard library only."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 PROBLEM_JSON = "application/problem+json"
@@ -57,9 +57,12 @@ class BodyLimit:
         limit: int,
         too_large: dict[str, Any],
         exceeded: Callable[[], Exception],
+        path_limits: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
         self.limit = limit
+        # Other limits for exact paths (e.g. an upload form); every other path gets ``limit``.
+        self.path_limits = dict(path_limits or {})
         self.too_large = too_large
         self.exceeded = exceeded
 
@@ -67,8 +70,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope.get("path", ""), self.limit)
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
                 await send_problem(send, self.too_large)
                 return
         received = 0
@@ -78,7 +82,7 @@ class BodyLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.limit:
+                if received > limit:
                     raise self.exceeded()
             return message
 

@@ -32,6 +32,7 @@ from aggregator.services.tokens import Role, create_token
 from aggregator.storage.db import make_async_engine, make_async_sessionmaker
 from node.home import init_home as init_node
 from node.identity import load_secret, load_signing_key
+from node.services.admin_auth import generate_password, set_password
 from node.services.joining import join
 from node.storage.db import make_engine, make_sessionmaker
 from protocol.query import Mode
@@ -64,6 +65,7 @@ class DemoNode:
     kind: str
     home: Path
     port: int
+    admin_password: str = ""
 
 
 def _progress() -> Progress:
@@ -117,7 +119,13 @@ def _prepare_nodes(home: Path, count: int, rows: int) -> list[DemoNode]:
             finally:
                 engine.dispose()
             export.unlink()  # the raw export is not needed once imported
-            nodes.append(DemoNode(f"{name} (synthetisch)", kind, node_home, free_port()))
+            password = generate_password()
+            engine = make_engine(settings.database_url)
+            try:
+                set_password(make_sessionmaker(engine), password)
+            finally:
+                engine.dispose()
+            nodes.append(DemoNode(f"{name} (synthetisch)", kind, node_home, free_port(), password))
             bar.advance(task)
     return nodes
 
@@ -374,8 +382,10 @@ def _print_urls(url: str, members: list[DemoNode], analyst: str, home: Path) -> 
     console.print("\n[bold]De federatie blijft draaien[/] (Ctrl-C stopt alles):")
     console.print(f"  aggregator   {url}/docs")
     console.print(f"  publieke site {url}/nl/ (English: {url}/en/)")
+    console.print("\n[bold]Beheerpagina's van de instellingen[/] (admin pages):")
     for node in members:
-        console.print(f"  {node.name:<40} http://127.0.0.1:{node.port}/docs")
+        console.print(f"  {node.name:<40} http://127.0.0.1:{node.port}/admin/")
+        console.print(f"  {'':<40} wachtwoord (password): {node.admin_password}")
     console.print(f"  logs         {home / 'logs'}")
     console.print("\nProbeer als analist:")
     console.print(f"  export PUBLIEKSDATA_AGGREGATOR_URL={url}")

@@ -78,9 +78,7 @@ async def record_report(
 AWAITING_APPROVAL = "awaiting_approval"  # a pending task's reason while its node's operator decides
 
 
-async def record_awaiting(
-    session: AsyncSession, node_id: str, task_ids: Sequence[str]
-) -> None:
+async def record_awaiting(session: AsyncSession, node_id: str, task_ids: Sequence[str]) -> None:
     """Mark this node's pending tasks that wait for its operator's approval (the node's poll
     lists them; a secure phase's task id carries a ".phase" suffix). The mark goes when the
     task settles or its node sends the phase message (aggregator/services/rounds.py)."""

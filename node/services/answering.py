@@ -142,9 +142,7 @@ class Answerer:
                 )
                 envelope = sign(ANSWER, answer.model_dump(mode="json"), self.key, now=now)
                 body = envelope.model_dump_json().encode("utf-8")
-                ledger.record(
-                    session, debit, body, spec=spec, cap_rho=self.settings.budget_rho
-                )
+                ledger.record(session, debit, body, spec=spec, cap_rho=self.settings.budget_rho)
         except ledger.BudgetExhausted as exc:
             return self._budget_refusal(request, exc.scope)
         except IntegrityError:

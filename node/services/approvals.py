@@ -11,6 +11,7 @@ debit before release); an approval is for one query id, so a re-sent task does n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -127,10 +128,8 @@ class Approvals:
                 if remaining <= 0:
                     return await to_thread.run_sync(self._expire, query_id)
                 event.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), timeout=min(1.0, remaining))
-                except TimeoutError:
-                    pass
         finally:
             self._wake.pop(query_id, None)
 

@@ -52,7 +52,7 @@ GDPR_ERASURE = "gdpr_erasure"
 RETENTION = "retention"
 LOGIN_FAILED = "login_failed"
 LOCKED_OUT = "locked_out"
-PASSWORD_SET = "password_set"
+PASSWORD_SET = "password_set"  # noqa: S105 - an event kind, not a password
 
 KINDS = (
     ANSWER,
@@ -157,7 +157,10 @@ def _all(session: Session, batch: int = 2000) -> Iterator[AuditEvent]:
     while True:
         rows = list(
             session.scalars(
-                select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+                select(AuditEvent)
+                .where(AuditEvent.seq > last)
+                .order_by(AuditEvent.seq)
+                .limit(batch)
             )
         )
         if not rows:

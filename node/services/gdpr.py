@@ -90,3 +90,19 @@ def forget_person(factory: sessionmaker[Session], secret: bytes, identifier: str
         session.execute(delete(Person).where(Person.id == person_id))
         _log(session, "erasure", True, int(count))
         return int(count)
+
+
+def count_person(factory: sessionmaker[Session], secret: bytes, identifier: str) -> int | None:
+    """How many admissions an erasure would remove (None: nobody found). Not logged: nothing is
+    disclosed or changed; the erasure that may follow is."""
+    key = pseudonym(secret, identifier)
+    with factory() as session:
+        person_id = session.scalar(select(Person.id).where(Person.pseudonym == key))
+        if person_id is None:
+            return None
+        return int(
+            session.scalar(
+                select(func.count()).select_from(Admission).where(Admission.person_id == person_id)
+            )
+            or 0
+        )

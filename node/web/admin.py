@@ -20,6 +20,7 @@ cached and may not be framed.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import secrets
 import shutil
@@ -56,6 +57,7 @@ from protocol.catalogue import DIMENSIONS
 from protocol.signing import fingerprint, public_key_from_text
 
 router = APIRouter(prefix="/admin", include_in_schema=False)
+log = logging.getLogger("publieksdata.node.admin")
 
 SESSION_COOKIE = "pd_admin"
 LOGIN_COOKIE = "pd_login"
@@ -395,32 +397,16 @@ def import_page(request: Request) -> Response:
 async def import_upload(request: Request) -> Response:
     ctx = _ctx(request)
     limit = ctx.state.settings.admin_max_upload_bytes
-    form = await request.form()
-    if not csrf_ok(ctx.session.csrf, _text(form.get("csrf"))):
-        raise _Redirect("/admin/import?csrf=1")
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile) or not upload.filename:
-        raise _Redirect("/admin/import?error=no_file")
-    profile_name = _text(form.get("profile")) or "generic"
-    source = (_text(form.get("source")) or "").strip() or None
-    skip_invalid = form.get("skip_invalid") == "on"
-    uploads = ctx.state.settings.home / "uploads"
-    uploads.mkdir(mode=0o700, exist_ok=True)
-    suffix = ".xlsx" if upload.filename.lower().endswith(".xlsx") else ".csv"
-    safe = "".join(c for c in Path(upload.filename).name if c.isalnum() or c in "._-")[:80]
-    job = ImportJob(job_id=uuid.uuid4().hex, file_name=safe or f"upload{suffix}")
-    target = Path(tempfile.mkdtemp(dir=uploads)) / job.file_name
-    if not target.name.lower().endswith(suffix):
-        target = target.with_name(target.name + suffix)
-    size = 0
-    with target.open("wb") as out:
-        while chunk := await upload.read(1024 * 1024):
-            size += len(chunk)
-            if size > limit:
-                out.close()
-                shutil.rmtree(target.parent, ignore_errors=True)
-                raise _Redirect("/admin/import?error=too_big")
-            out.write(chunk)
+    async with request.form() as form:  # closes the spooled upload afterwards
+        if not csrf_ok(ctx.session.csrf, _text(form.get("csrf"))):
+            raise _Redirect("/admin/import?csrf=1")
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile) or not upload.filename:
+            raise _Redirect("/admin/import?error=no_file")
+        profile_name = _text(form.get("profile")) or "generic"
+        source = (_text(form.get("source")) or "").strip() or None
+        skip_invalid = form.get("skip_invalid") == "on"
+        job, target = await _save_upload(ctx, upload, limit)
     with _jobs_lock:
         _jobs[job.job_id] = job
     thread = threading.Thread(
@@ -431,6 +417,30 @@ async def import_upload(request: Request) -> Response:
     )
     thread.start()
     raise _Redirect(f"/admin/import/{job.job_id}")
+
+
+async def _save_upload(ctx: Ctx, upload: UploadFile, limit: int) -> tuple[ImportJob, Path]:
+    """Copy the upload to a private directory under the node's home (removed after import)."""
+    uploads = ctx.state.settings.home / "uploads"
+    uploads.mkdir(mode=0o700, exist_ok=True)
+    name = upload.filename or "upload.csv"
+    suffix = ".xlsx" if name.lower().endswith(".xlsx") else ".csv"
+    safe = "".join(c for c in Path(name).name if c.isalnum() or c in "._-")[:80]
+    job = ImportJob(job_id=uuid.uuid4().hex, file_name=safe or f"upload{suffix}")
+    target = Path(tempfile.mkdtemp(dir=uploads)) / job.file_name
+    if not target.name.lower().endswith(suffix):
+        target = target.with_name(target.name + suffix)
+    size = 0
+    with target.open("wb") as out:
+        while chunk := await upload.read(1024 * 1024):
+            size += len(chunk)
+            if size > limit:
+                break
+            out.write(chunk)
+    if size > limit:
+        shutil.rmtree(target.parent, ignore_errors=True)
+        raise _Redirect("/admin/import?error=too_big")
+    return job, target
 
 
 def _run_import(
@@ -463,8 +473,11 @@ def _run_import(
     except ImportRefused as exc:
         job.report = exc.report
         job.refused = True
-    except Exception as exc:  # every import error is shown on the page, nothing is half-written
+    except (ValueError, OSError) as exc:  # a bad file or profile: the message says what
         job.error = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+    except Exception as exc:  # the import's transaction rolled back: nothing is half-written
+        log.error("upload import failed: %s", type(exc).__name__)
+        job.error = f"{type(exc).__name__}; nothing was imported (see the node's log)"
     finally:
         shutil.rmtree(path.parent, ignore_errors=True)  # raw data does not linger on disk
         job.finished = True
@@ -521,7 +534,7 @@ def approvals_page(request: Request) -> Response:
     elif done == "late":
         ctx.flash.append(("error", ctx.t("decision_late")))
     settings = ctx.state.settings
-    waiting = [
+    queue = [
         {
             "item": w,
             "text": i18n.describe(
@@ -541,7 +554,7 @@ def approvals_page(request: Request) -> Response:
     return _render(
         ctx,
         "approvals.html",
-        waiting=waiting,
+        queue=queue,
         recent=recent,
         labels=_labels(ctx.state),
         settings=settings,
@@ -634,7 +647,7 @@ def audit_page(request: Request) -> Response:
                 {
                     "entry": entry,
                     "text": _event_text(ctx, entry),
-                    "values": values,
+                    "released": values,
                 }
             )
     labels = _labels(ctx.state)

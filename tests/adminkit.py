@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-PASSWORD = "correct-horse-battery"  # noqa: S105 - a test password
+PASSWORD = "correct-horse-battery"
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 _LOGIN = re.compile(r'name="login_token" value="([^"]+)"')
 

@@ -12,7 +12,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import anyio
-import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine, func, select, text, update
@@ -24,9 +23,9 @@ from node.services.admin_auth import set_password
 from node.settings import NodeSettings
 from node.storage.db import make_sessionmaker
 from node.storage.models import (
-    Admission,
     AdminLoginFailure,
     AdminSession,
+    Admission,
     AuditEvent,
     GdprRequest,
     PolicySetting,
@@ -86,7 +85,7 @@ def advance_sequences(engine: Engine) -> None:
         for table in ("import_batch", "event", "person", "admission"):
             conn.execute(
                 text(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                     f"(SELECT coalesce(max(id), 1) FROM {table}))"
                 )
             )
@@ -343,7 +342,7 @@ async def test_tampering_shows_on_the_audit_page(node: AdminNode) -> None:
     assert f"event {seq} was changed after it was written" in page.text
 
 
-# -- GDPR --------------------------------------------------------------------------------------------
+# -- GDPR ---------------------------------------------------------------------------------------
 
 
 async def test_gdpr_access_and_erasure_with_confirmation(node: AdminNode) -> None:
@@ -380,7 +379,7 @@ async def test_gdpr_access_and_erasure_with_confirmation(node: AdminNode) -> Non
         dump = "\n".join(
             str(row)
             for table in ("audit_event", "gdpr_request", "admin_session")
-            for row in conn.execute(text(f"SELECT * FROM {table}"))  # noqa: S608
+            for row in conn.execute(text(f"SELECT * FROM {table}"))
         )
     assert actions == ["access", "erasure"]
     assert IDENTIFIER not in dump and "klant3" not in dump
@@ -392,7 +391,7 @@ async def test_gdpr_access_and_erasure_with_confirmation(node: AdminNode) -> Non
     assert "Over deze persoon is niets opgeslagen" in again.text
 
 
-# -- import ------------------------------------------------------------------------------------------
+# -- import -------------------------------------------------------------------------------------
 
 
 async def _finished_job(admin: Admin, location: str) -> str:

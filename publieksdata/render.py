@@ -48,6 +48,14 @@ REASONS = {
         "de instelling is uit de federatie verwijderd",
         "the institution was removed from the federation",
     ),
+    "awaiting_approval": (
+        "wacht op goedkeuring door de beheerder van de instelling",
+        "waiting for approval by the institution's operator",
+    ),
+    "declined_by_operator": (
+        "de beheerder van de instelling heeft de vraag geweigerd",
+        "the institution's operator declined the question",
+    ),
     "not_delivered": (
         "de node haalde de vraag niet op voor de deadline",
         "it did not collect the question before the deadline",

@@ -781,10 +781,14 @@ class Rounds:
             )
             if not result.rowcount:  # type: ignore[attr-defined]
                 return False
-            for delivered, reason in ((True, None), (False, "not_delivered")):
+            for delivered in (True, False):
                 condition = (
                     Task.delivered_at.is_not(None) if delivered else Task.delivered_at.is_(None)
                 )
+                # A delivered task keeps its reason: "awaiting_approval" says why it timed out.
+                values = {"status": NodeStatus.TIMED_OUT.value}
+                if not delivered:
+                    values["reason"] = "not_delivered"
                 await session.execute(
                     update(Task)
                     .where(
@@ -792,7 +796,7 @@ class Rounds:
                         Task.status == NodeStatus.PENDING.value,
                         condition,
                     )
-                    .values(status=NodeStatus.TIMED_OUT.value, reason=reason)
+                    .values(**values)
                 )
             return True
 

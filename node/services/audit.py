@@ -85,9 +85,10 @@ def append(session: Session, kind: str, at: datetime | None = None, **fields: An
         raise ValueError(f"unknown audit event kind {kind!r}")
     at = (at or datetime.now(UTC)).astimezone(UTC)
     head = session.scalar(select(AuditHead).where(AuditHead.id == 1).with_for_update())
-    if head is None:
-        head = AuditHead(id=1, seq=0, hash=GENESIS)
-        session.add(head)
+    if head is None:  # the migration creates it; a database made otherwise gets it here
+        _create_head(session)
+        head = session.scalar(select(AuditHead).where(AuditHead.id == 1).with_for_update())
+        assert head is not None
     seq = head.seq + 1
     document = {"seq": seq, "at": at.isoformat(), "kind": kind, **fields}
     body = rfc8785.dumps(document).decode("utf-8")
@@ -98,6 +99,19 @@ def append(session: Session, kind: str, at: datetime | None = None, **fields: An
     head.hash = digest
     session.flush()
     return event
+
+
+def _create_head(session: Session) -> None:
+    """Insert the head row unless a concurrent transaction did (then wait for its lock)."""
+    values = {"id": 1, "seq": 0, "hash": GENESIS}
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(AuditHead).values(**values).on_conflict_do_nothing())
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        session.execute(sqlite_insert(AuditHead).values(**values).on_conflict_do_nothing())
 
 
 @dataclass(frozen=True, slots=True)

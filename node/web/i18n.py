@@ -406,7 +406,7 @@ def number(value: float, lang: str, digits: int = 0) -> str:
 
 
 def percent(fraction: float, lang: str) -> str:
-    digits = 0 if fraction >= 0.1 or fraction == 0 else 1
+    digits = 0 if fraction >= 0.01 or fraction == 0 else 1
     if 0 < fraction < 0.001:
         return "< 0,1%" if lang == "nl" else "< 0.1%"
     return number(fraction * 100, lang, digits) + "%"

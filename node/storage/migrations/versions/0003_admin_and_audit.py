@@ -39,6 +39,13 @@ def upgrade() -> None:
         sa.Column("hash", sa.String(64), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_audit_head"),
     )
+    head = sa.table(
+        "audit_head",
+        sa.column("id", sa.Integer),
+        sa.column("seq", sa.BigInteger),
+        sa.column("hash", sa.String),
+    )
+    op.bulk_insert(head, [{"id": 1, "seq": 0, "hash": "0" * 64}])  # appends lock this row
     op.create_table(
         "policy_setting",
         sa.Column("name", sa.String(64), nullable=False),

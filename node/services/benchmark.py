@@ -37,7 +37,7 @@ class BenchmarkUnavailable(Exception):
 class Row:
     codes: tuple[str, ...]
     labels: dict[str, str]
-    ours: int | None
+    ours: float | None  # revenue in euros, like the release
     sector: float | None  # None when the release suppressed the cell
 
 
@@ -48,7 +48,7 @@ class TableComparison:
     measure: str
     group_by: tuple[str, ...]
     rows: list[Row] = field(default_factory=list)
-    our_total: int | None = None
+    our_total: float | None = None
     sector_total: float | None = None
     problem: str | None = None
 
@@ -155,7 +155,8 @@ def _compare_table(session: Session, table: dict[str, Any], period: Period) -> T
     except (ValueError, KeyError, TypeError) as exc:
         comparison.problem = str(exc).splitlines()[0][:200]
         return comparison
-    ours = {tuple(cell): int(value) for cell, value in zip(spec.cells(), exact, strict=True)}
+    scale = 0.01 if measure is Measure.REVENUE else 1  # cents → euros, as the release has them
+    ours = {tuple(cell): value * scale for cell, value in zip(spec.cells(), exact, strict=True)}
     for cell in cells:
         codes = tuple(cell["codes"])
         comparison.rows.append(

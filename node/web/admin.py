@@ -585,12 +585,15 @@ async def decide(request: Request, query_id: str, decision: str) -> Response:
 # --- audit ------------------------------------------------------------------------------------
 
 
-def _answer_values(entry: LedgerEntry | None, logged_sha: str | None) -> dict[str, Any] | None:
+def _answer_values(
+    entry: LedgerEntry | None, logged_sha: str | None, lang: str
+) -> dict[str, Any] | None:
     if entry is None:
         return None
     body = bytes(entry.answer)
     payload = json.loads(body).get("payload", {})
     shown: dict[str, Any] = {
+        "query_id": entry.query_id,
         "mismatch": logged_sha is not None and logged_sha != entry.answer_sha256,
         "secure": entry.mode == "secure",
         "threshold": entry.threshold,
@@ -600,18 +603,51 @@ def _answer_values(entry: LedgerEntry | None, logged_sha: str | None) -> dict[st
     cells = payload.get("cells", [])
     group_by = payload.get("group_by", [])
     measures = payload.get("measures", [])
-    shown["group_by"] = [DIMENSIONS.get(g, g) for g in group_by]
-    shown["measures"] = [m.get("measure") for m in measures]
+    shown["group_by"] = [
+        (DIMENSIONS[g].nl if lang == "nl" else DIMENSIONS[g].en) if g in DIMENSIONS else g
+        for g in group_by
+    ]
+    names = [str(m.get("measure")) for m in measures]
+    shown["measures"] = [
+        i18n.MEASURES.get(n, (n, n))[0 if lang == "nl" else 1] + (" (€)" if n == "revenue" else "")
+        for n in names
+    ]
     rows = []
     for i, cell in enumerate(cells[:VALUES_SHOWN]):
         labels = [
-            DIMENSIONS[g].label(c, "nl") if g in DIMENSIONS else c
+            DIMENSIONS[g].label(c, lang) if g in DIMENSIONS else c
             for g, c in zip(group_by, cell, strict=False)
         ]
-        rows.append((cell, labels, [m.get("values", [])[i] for m in measures]))
+        values = [
+            i18n.number(m["values"][i] / 100, lang, 2)
+            if name == "revenue"
+            else i18n.number(m["values"][i], lang)
+            for m, name in zip(measures, names, strict=True)
+        ]
+        rows.append((cell, labels, values))
     shown["rows"] = rows
     shown["more"] = max(0, len(cells) - VALUES_SHOWN)
     return shown
+
+
+@router.get("/audit/answers/{query_id}.json")
+def audit_answer(request: Request, query_id: str) -> Response:
+    """The signed answer exactly as it left the node (the ledger's bytes)."""
+    _ctx(request)
+    with _state(request).reader() as session:
+        entry = ledger.stored_answer(session, query_id)
+        if entry is None:
+            return Response(status_code=404, headers=SECURITY_HEADERS)
+        body = bytes(entry.answer)
+    safe = "".join(c for c in query_id if c.isalnum() or c in "-_")
+    return Response(
+        body,
+        media_type="application/json",
+        headers={
+            **SECURITY_HEADERS,
+            "Content-Disposition": f'attachment; filename="answer-{safe}.json"',
+        },
+    )
 
 
 @router.get("/audit")
@@ -641,7 +677,7 @@ def audit_page(request: Request) -> Response:
             values = None
             if entry.kind == audit.ANSWER:
                 values = _answer_values(
-                    ledger_rows.get(str(data.get("query_id"))), data.get("answer_sha256")
+                    ledger_rows.get(str(data.get("query_id"))), data.get("answer_sha256"), ctx.lang
                 )
             events.append(
                 {

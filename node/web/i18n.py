@@ -237,7 +237,14 @@ WORDS: dict[str, tuple[str, str]] = {
         "Let op: het opgeslagen antwoord verschilt van wat het logboek vastlegde.",
         "Warning: the stored answer differs from what the log recorded.",
     ),
-    "more_cells": ("… en nog {n} cellen (zie de CSV-export)", "… and {n} more cells (see the CSV)"),
+    "more_cells": (
+        "… en nog {n} cellen (alle cellen staan in het ondertekende antwoord)",
+        "… and {n} more cells (the signed answer has them all)",
+    ),
+    "signed_answer": (
+        "Het ondertekende antwoord precies zoals het de node verliet (JSON)",
+        "The signed answer exactly as it left the node (JSON)",
+    ),
     "older": ("Oudere gebeurtenissen", "Older events"),
     "no_events": ("Nog niets in het logboek.", "Nothing in the log yet."),
     # policy
@@ -455,11 +462,9 @@ def describe(
     """E.g. "Visits per month per art form for 2025, costs 2% of this year's budget"."""
     if not query:
         return ""
-    words = [
-        " en ".join(MEASURES.get(m, (m, m))[0] for m in query.get("measures", []))
-        if lang == "nl"
-        else " and ".join(MEASURES.get(m, (m, m))[1] for m in query.get("measures", []))
-    ]
+    names = [MEASURES.get(m, (m, m))[0 if lang == "nl" else 1] for m in query.get("measures", [])]
+    joined = " en " if lang == "nl" else " and "
+    words = [", ".join(names[:-1]) + joined + names[-1] if len(names) > 1 else "".join(names)]
     text = words[0][:1].upper() + words[0][1:]
     per = "per" if lang == "nl" else "by"
     for name in query.get("group_by", []):

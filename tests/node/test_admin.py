@@ -304,6 +304,9 @@ async def test_audit_log_shows_what_left_the_node_and_exports_it(node: AdminNode
     assert table is not None, page.text[-3000:]
     cells = re.findall(r'<td class="num">(-?\d+)</td>', table.group(1))
     assert [int(c) for c in cells] == released
+    # The signed answer, byte for byte as it left the node, is one click away.
+    download = await admin.page(f"/admin/audit/answers/{spec.query_id}.json")
+    assert download.status_code == 200 and download.content == response.content
     english = await admin.client.get("/admin/lang/en", params={"back": "/admin/audit"})
     assert english.status_code == 303
     page = await admin.page("/admin/audit")

@@ -693,6 +693,8 @@ def serve(
     from node.link import load_link
 
     console.print(f"Node API on http://{settings.host}:{settings.port} (docs at /docs)")
+    if settings.admin_enabled:
+        console.print(f"Admin pages on http://{settings.host}:{settings.port}/admin/")
     link = load_link(settings.home)
     if link is not None and settings.connect:
         console.print(f"Connecting out to the aggregator at {link.base}")

@@ -35,6 +35,7 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Any
 
+from anyio import to_thread
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -167,6 +168,12 @@ def _ctx(request: Request) -> Ctx:
     return Ctx(request=request, state=state, lang=_lang(request), session=active)
 
 
+async def _actx(request: Request) -> Ctx:
+    """``_ctx`` for async routes: its database reads and writes run in a worker thread, so a
+    busy database never blocks the node's event loop (and with it the aggregator connection)."""
+    return await to_thread.run_sync(_ctx, request)
+
+
 async def _form(request: Request, ctx: Ctx) -> dict[str, Any]:
     form = await request.form()
     if not csrf_ok(ctx.session.csrf, _text(form.get("csrf"))):
@@ -263,8 +270,6 @@ async def login(request: Request) -> Response:
             request, state, lang, fresh, [("error", i18n.t(lang, "csrf_failed"))], 400
         )
     password = _text(form.get("password")) or ""
-    from anyio import to_thread
-
     result = await to_thread.run_sync(_auth(state).login, password)
     if result.token is None:
         messages = [("error", i18n.t(lang, "login_failed"))]
@@ -283,9 +288,9 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    ctx = _ctx(request)
+    ctx = await _actx(request)
     await _form(request, ctx)
-    _auth(ctx.state).logout(request.cookies.get(SESSION_COOKIE, ""))
+    await to_thread.run_sync(_auth(ctx.state).logout, request.cookies.get(SESSION_COOKIE, ""))
     response = RedirectResponse("/admin/login", status_code=303, headers=SECURITY_HEADERS)
     response.delete_cookie(SESSION_COOKIE, path="/admin")
     return response
@@ -395,7 +400,7 @@ def import_page(request: Request) -> Response:
 
 @router.post("/import")
 async def import_upload(request: Request) -> Response:
-    ctx = _ctx(request)
+    ctx = await _actx(request)
     limit = ctx.state.settings.admin_max_upload_bytes
     async with request.form() as form:  # closes the spooled upload afterwards
         if not csrf_ok(ctx.session.csrf, _text(form.get("csrf"))):
@@ -567,12 +572,10 @@ def _summary(spec: Any) -> dict[str, Any]:
 
 @router.post("/approvals/{query_id}/{decision}")
 async def decide(request: Request, query_id: str, decision: str) -> Response:
-    ctx = _ctx(request)
+    ctx = await _actx(request)
     await _form(request, ctx)
     if decision not in ("approve", "decline"):
         raise _Redirect("/admin/approvals")
-    from anyio import to_thread
-
     try:
         status = await to_thread.run_sync(
             ctx.state.approvals.decide, query_id, decision == "approve"
@@ -852,15 +855,14 @@ def _parse_policy(form: dict[str, Any]) -> dict[str, Any]:
 
 @router.post("/policy")
 async def policy_save(request: Request) -> Response:
-    ctx = _ctx(request)
+    ctx = await _actx(request)
     form = await _form(request, ctx)
-    values = _parse_policy(form)
-    from anyio import to_thread
+    return await to_thread.run_sync(_save_policy, ctx, _parse_policy(form))
 
+
+def _save_policy(ctx: Ctx, values: dict[str, Any]) -> Response:
     try:
-        changed = await to_thread.run_sync(
-            policy_store.change, ctx.state.writer, ctx.state.settings, values
-        )
+        changed = policy_store.change(ctx.state.writer, ctx.state.settings, values)
     except policy_store.PolicyError as exc:
         ctx.flash.append(("error", ctx.t("not_valid")))
         shown = {**policy_store.current(ctx.state.settings), **values}
@@ -870,14 +872,18 @@ async def policy_save(request: Request) -> Response:
 
 @router.post("/policy/revoke/{key_id}")
 async def revoke(request: Request, key_id: str) -> Response:
-    ctx = _ctx(request)
+    ctx = await _actx(request)
     await _form(request, ctx)
+    await to_thread.run_sync(_revoke, ctx, key_id)
+    raise _Redirect("/admin/policy")
+
+
+def _revoke(ctx: Ctx, key_id: str) -> None:
     labels = _labels(ctx.state)
     if key_id in labels and untrust_key(ctx.state.writer, key_id):
         with transaction(ctx.state.writer) as session:
             audit.append(session, audit.TRUST_REVOKED, key_id=key_id, label=labels[key_id])
         raise _Redirect(f"/admin/policy?revoked={key_id}")
-    raise _Redirect("/admin/policy")
 
 
 # --- GDPR -------------------------------------------------------------------------------------
@@ -898,29 +904,31 @@ def gdpr_page(request: Request) -> Response:
 
 @router.post("/privacy-requests/{action}")
 async def gdpr_action(request: Request, action: str) -> Response:
-    ctx = _ctx(request)
+    ctx = await _actx(request)
     form = await _form(request, ctx)
     identifier = (_text(form.get("identifier")) or "").strip()
     if action not in ("access", "prepare", "erase") or not identifier:
         raise _Redirect("/admin/privacy-requests")
-    if form.get("checked") != "on":
+    return await to_thread.run_sync(_gdpr_action, ctx, action, identifier, form.get("checked"))
+
+
+def _gdpr_action(ctx: Ctx, action: str, identifier: str, checked: Any) -> Response:
+    if checked != "on":
         ctx.flash.append(("error", ctx.t("need_check")))
         return _gdpr(ctx, status=422)
-    from anyio import to_thread
-
     secret = load_secret(ctx.state.settings.secret_path)
     if action == "access":
-        found = await to_thread.run_sync(export_person, ctx.state.writer, secret, identifier)
+        found = export_person(ctx.state.writer, secret, identifier)
         if found is None:
             ctx.flash.append(("info", ctx.t("not_found")))
         return _gdpr(ctx, person=found)
     if action == "prepare":
-        admissions = await to_thread.run_sync(count_person, ctx.state.reader, secret, identifier)
+        admissions = count_person(ctx.state.reader, secret, identifier)
         if admissions is None:
             ctx.flash.append(("info", ctx.t("not_found")))
             return _gdpr(ctx)
         return _gdpr(ctx, confirm={"identifier": identifier, "admissions": admissions})
-    erased = await to_thread.run_sync(forget_person, ctx.state.writer, secret, identifier)
+    erased = forget_person(ctx.state.writer, secret, identifier)
     if erased is None:
         ctx.flash.append(("info", ctx.t("not_found")))
     else:

@@ -247,7 +247,10 @@ def test_03_approve_a_waiting_query(federation: Setup, browser: Any) -> None:
     _shot(browser, "approvals")
     card.find_element(By.CSS_SELECTOR, "button.approve").click()
     assert "Goedgekeurd" in _wait_for(browser, ".flash.ok").text
-    result = _round(federation, round_id, wait=30)
+    deadline = time.monotonic() + 90
+    result = _round(federation, round_id, wait=10)
+    while result.state is not RoundState.CLOSED and time.monotonic() < deadline:
+        result = _round(federation, round_id, wait=10)  # a long poll: returns on any change
     assert result.state is RoundState.CLOSED
     assert result.coverage.nodes[0].status is NodeStatus.ANSWERED
     publish = httpx.post(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -211,6 +212,12 @@ def test_demo_keeps_running_until_ctrl_c_and_leaves_no_process(tmp_path: Path) -
         assert page in output.replace("\n", "")
         release = httpx.get(page, timeout=10)
         assert release.status_code == 200 and "<svg" in release.text
+        # Each node's admin pages and login are printed, and the login works.
+        logins = re.findall(
+            r"(http://127\.0\.0\.1:\d+/admin/)\s+wachtwoord \(password\): (\S+)", output
+        )
+        assert len(logins) == 3, output
+        _admin_login(*logins[0])
         children = [pid for pid in _descendants_alive(str(home)) if pid != demo.pid]
         assert len(children) == 4, children  # the aggregator and three nodes
         demo.send_signal(signal.SIGINT)  # Ctrl-C
@@ -225,6 +232,23 @@ def test_demo_keeps_running_until_ctrl_c_and_leaves_no_process(tmp_path: Path) -
     assert _descendants_alive(str(home)) == []
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/v1/health", timeout=2)
+
+
+def _admin_login(admin_url: str, password: str) -> None:
+    """Log in as a browser does (the cookies are Secure, so httpx's jar would not send them over
+    plain http: they are passed by hand)."""
+    page = httpx.get(f"{admin_url}login", timeout=10)
+    token = re.search(r'name="login_token" value="([^"]+)"', page.text)
+    assert token is not None
+    response = httpx.post(
+        f"{admin_url}login",
+        data={"password": password, "login_token": token.group(1)},
+        cookies={"pd_login": page.cookies["pd_login"]},
+        timeout=10,
+    )
+    assert response.status_code == 303, response.text
+    overview = httpx.get(admin_url, cookies={"pd_admin": response.cookies["pd_admin"]}, timeout=10)
+    assert overview.status_code == 200 and "(synthetisch)" in overview.text
 
 
 def _signed_poll(node: NodeSettings, aggregator_key_id: str, wait: float) -> bytes:

@@ -803,3 +803,71 @@ def retention(home: HomeOption = DEFAULT_HOME) -> None:
         f"[green]✓[/] Deleted {done.admissions} admissions from before {done.cutoff} and "
         f"{done.persons} persons left without any."
     )
+
+
+@app.command("backup")
+def backup_cmd(
+    out: Annotated[Path, typer.Option("--out", help="A new directory to write the backup to.")],
+    home: HomeOption = DEFAULT_HOME,
+) -> None:
+    """Back the node up: settings, keys and a consistent copy of the database."""
+    from node.services.backup import BackupError, backup
+
+    settings = load_settings(home)
+    with open_db(settings) as (engine, _):
+        try:
+            manifest = backup(settings, engine, out)
+        except (BackupError, OSError) as exc:
+            raise fail(str(exc)) from None
+    console.print(f"[green]✓[/] Backup written to {out} ({manifest.database}).")
+    for period, spent in sorted(manifest.spent.items()):
+        console.print(f"  Budget spent in {period}: ρ = {spent:g}")
+    console.print(
+        "  It holds the node's secret keys: keep it as safe as the node itself. Restore with "
+        "'publieksdata node restore --from DIR' (docs/how-to/back-up-a-node.md)."
+    )
+
+
+@app.command("restore")
+def restore_cmd(
+    source: Annotated[Path, typer.Option("--from", help="The backup directory.")],
+    home: HomeOption = DEFAULT_HOME,
+) -> None:
+    """Restore a backup into the node's home. Stop the node first."""
+    import shutil
+
+    from node.services.backup import BackupError, read_manifest, restore
+    from node.settings import ENV_FILE
+
+    try:
+        read_manifest(source)
+    except BackupError as exc:
+        raise fail(str(exc)) from None
+    if not (home / ENV_FILE).exists():  # restoring onto a new machine: start from its settings
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / ENV_FILE, home / ENV_FILE)
+    settings = load_settings(home)
+    engine = make_engine(settings.database_url)
+    try:
+        manifest = restore(settings, engine, source)
+    except (BackupError, OSError) as exc:
+        raise fail(str(exc)) from None
+    finally:
+        engine.dispose()
+    console.print(f"[green]✓[/] Restored the backup of {manifest.created_at[:19]} into {home}.")
+    if manifest.joined:
+        console.print(
+            "  The node answers nothing until its aggregator has confirmed how much budget it "
+            "had spent (at its first connection after 'publieksdata node serve'), so no budget "
+            "spent after the backup can be spent again."
+        )
+    else:
+        err.print(
+            "[yellow]Warning:[/] this node has not joined an aggregator, so nothing can confirm "
+            "its budget. Answers it released after the backup are not in the restored ledger."
+        )
+    with open_db(settings, check=False) as (engine2, _):
+        try:
+            require_current_schema(engine2)
+        except SchemaOutOfDate:
+            console.print("  The backup has an older schema: run 'publieksdata node db upgrade'.")

@@ -34,9 +34,11 @@ from node.settings import NodeSettings
 from node.storage.db import transaction
 from protocol import catalogue
 from protocol.messages import (
+    ANSWER,
     KEY_ROTATION,
     POLL,
     REFUSAL,
+    SECAGG_MASKED,
     TASK,
     BudgetStatus,
     KeyRotation,
@@ -61,6 +63,7 @@ from protocol.signing import (
 )
 
 log = logging.getLogger("publieksdata.node.connector")
+PROOF_TYPES = (POLL, ANSWER, SECAGG_MASKED)  # the node's own messages that state its budget
 SOFTWARE = "publieksdata-node/1"
 _random = secrets.SystemRandom()
 
@@ -173,6 +176,12 @@ class Connector:
         body = response.json()
         if body.get("key_rotation"):
             await to_thread.run_sync(self._rotate, body["key_rotation"])
+        if body.get("budget_proof"):
+            await to_thread.run_sync(self._apply_budget_proof, body["budget_proof"])
+        elif self.settings.budget_sync_path.exists():
+            # The aggregator knows of no higher spend than the one this poll reported.
+            self.settings.budget_sync_path.unlink(missing_ok=True)
+            log.warning("budget confirmed by the aggregator after a restore; answering again")
         tasks = body.get("tasks", [])
         started = 0
         for document in tasks:
@@ -218,6 +227,43 @@ class Connector:
                 rotation.new_key_id,
                 fingerprint(new_key),
             )
+
+    def _apply_budget_proof(self, document: dict[str, Any]) -> None:
+        """Raise this period's spent budget to what this node itself signed before (a poll, an
+        answer or a masked vector that the aggregator kept), if its ledger shows less: it was
+        restored from an older backup. A proof this node did not sign is ignored."""
+        try:
+            envelope = Envelope.model_validate(document)
+            if envelope.type not in PROOF_TYPES:
+                raise SignatureError(f"a {envelope.type!r} message proves no budget")
+            payload = verify_once(envelope, envelope.type, self.key.public)
+            stated = payload.get("budget") or payload.get("report", {}).get("budget")
+            budget = BudgetStatus.model_validate(stated)
+        except (ValidationError, SignatureError, AttributeError) as exc:
+            log.warning("ignored a budget proof: %s", _describe(exc))
+            return
+        period = self.answerer.budget_period()
+        if budget.period != period:
+            return
+        units = round(budget.spent_rho * ledger.UNITS_PER_RHO)
+        with transaction(self.factory) as session:
+            before = ledger.raise_spent(session, period, units)
+            if before is not None:
+                audit.append(
+                    session,
+                    audit.BUDGET_RESTORED,
+                    period=period,
+                    from_rho=before / ledger.UNITS_PER_RHO,
+                    to_rho=units / ledger.UNITS_PER_RHO,
+                )
+        if before is not None:
+            log.warning(
+                "the ledger showed less spent than this node signed before (restored from a "
+                "backup?); raised period %s to rho=%.6f",
+                period,
+                units / ledger.UNITS_PER_RHO,
+            )
+        self.settings.budget_sync_path.unlink(missing_ok=True)
 
     def _done(self, task_id: str) -> Callable[[asyncio.Task[None]], None]:
         def forget(_handler: asyncio.Task[None]) -> None:

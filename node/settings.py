@@ -15,6 +15,8 @@ from protocol.catalogue import DIMENSIONS
 ENV_FILE = "node.env"
 SECRET_FILE = "secret.key"  # noqa: S105 - a file name, not a secret
 SIGNING_KEY_FILE = "signing.key"
+# Written by 'node restore': answer nothing until the aggregator has confirmed the budget spent.
+BUDGET_SYNC_FILE = "budget-sync.required"
 DEFAULT_HOME = Path("publieksdata-node")
 TESTING_ENV = "PUBLIEKSDATA_TESTING"
 
@@ -95,6 +97,10 @@ class NodeSettings(BaseSettings):
     @property
     def signing_key_path(self) -> Path:
         return self.home / SIGNING_KEY_FILE
+
+    @property
+    def budget_sync_path(self) -> Path:
+        return self.home / BUDGET_SYNC_FILE
 
     @classmethod
     def load(cls, home: Path, **overrides: object) -> NodeSettings:

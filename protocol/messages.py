@@ -87,6 +87,7 @@ class RefusalReason(StrEnum):
     POLICY_SECURE_WORST_CASE = "policy_secure_worst_case_too_high"
     SECURE_PROTOCOL = "secure_protocol_violation"
     DECLINED = "declined_by_operator"
+    BUDGET_SYNC = "budget_sync_pending"
 
 
 class Refusal(_Frozen):

@@ -201,7 +201,9 @@ async def enrol(request: Request, state: StateDep) -> JoinResponse:
 async def poll(request: Request, state: StateDep) -> dict[str, list[dict[str, Any]]]:
     """The response is {"tasks": [...]} or, for a node that still trusts a retired aggregator
     key, {"tasks": [], "key_rotation": [...]}: the chain of rotation messages, each signed by the
-    key before it, from the node's key to the current one."""
+    key before it, from the node's key to the current one; or, for a node that reports less
+    spent than it signed before (restored from an old backup), {"tasks": [],
+    "budget_proof": envelope}: that earlier message, so that it raises its ledger first."""
     _, envelope = await _envelope(request)
     await state.node_keys.fresh()
     payload = _verify(state.poll_verifier, envelope, POLL)
@@ -222,11 +224,16 @@ async def poll(request: Request, state: StateDep) -> dict[str, list[dict[str, An
     report: NodeReport = message.report
     now = datetime.now(UTC)
 
-    async def remember(session: Any) -> None:
+    async def remember(session: Any) -> str | None:
         await registry.record_report(session, node.node_id, report, now)
         await registry.record_awaiting(session, node.node_id, message.awaiting_approval)
+        return await registry.record_proof(
+            session, node.node_id, envelope.model_dump_json(), report.budget
+        )
 
-    await state.writer.run(remember)
+    proof = await state.writer.run(remember)
+    if proof is not None:  # the node forgot spending it signed for: it must not answer first
+        return {"tasks": [], "budget_proof": json.loads(proof)}
     loop = asyncio.get_running_loop()
     until = loop.time() + min(message.wait_seconds, state.settings.max_poll_wait_seconds)
     event = state.notifier.node_event(node.node_id)

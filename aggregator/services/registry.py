@@ -97,6 +97,38 @@ async def record_awaiting(session: AsyncSession, node_id: str, task_ids: Sequenc
     )
 
 
+PROOF_UNITS = 1_000_000_000  # the node ledger's integer units of ρ
+
+
+def _units(budget: BudgetStatus) -> int:
+    return round(budget.spent_rho * PROOF_UNITS)
+
+
+async def record_proof(
+    session: AsyncSession, node_id: str, signed: str, budget: BudgetStatus
+) -> str | None:
+    """Keep ``signed`` (a message the node signed, stating ``budget``) when it is the highest
+    spend seen for the node's latest period. Returns the kept proof when the node now reports
+    less than it: a node restored from an old backup, which must raise its ledger to it."""
+    node = await session.get(Node, node_id)
+    if node is None:
+        return None
+    units = _units(budget)
+    stored_period = node.budget_proof_period
+    if (
+        stored_period is None
+        or budget.period > stored_period
+        or (budget.period == stored_period and units > (node.budget_proof_units or 0))
+    ):
+        node.budget_proof = signed
+        node.budget_proof_period = budget.period
+        node.budget_proof_units = units
+        return None
+    if budget.period == stored_period and units < (node.budget_proof_units or 0):
+        return node.budget_proof
+    return None
+
+
 async def record_budget(
     session: AsyncSession, node_id: str, budget: BudgetStatus, at: datetime
 ) -> None:

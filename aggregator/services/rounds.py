@@ -466,6 +466,7 @@ class Rounds:
                 if phase is Phase.MASK:
                     budget = SecAggMasked.model_validate(payload).budget
                     await registry.record_budget(session, node.id, budget, now)
+                    await registry.record_proof(session, node.id, raw.decode("utf-8"), budget)
             else:
                 assert status is not None
                 current.status = status.value
@@ -690,6 +691,7 @@ class Rounds:
             current.phase = None
             if budget is not None:
                 await registry.record_budget(session, node.id, budget, now)
+                await registry.record_proof(session, node.id, raw.decode("utf-8"), budget)
             await session.flush()
             left = await session.scalar(
                 select(func.count())

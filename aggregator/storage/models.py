@@ -79,6 +79,12 @@ class Node(Base):
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     report: Mapped[str | None] = mapped_column(Text, nullable=True)  # NodeReport JSON
     report_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The budget high-water mark: the node's own signed message (a poll or an answer) with the
+    # highest spend it reported for its latest period. Sent back to a node that reports less
+    # (restored from an old backup), which then raises its ledger to it (docs/how-to/backup).
+    budget_proof: Mapped[str | None] = mapped_column(Text, nullable=True)
+    budget_proof_period: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    budget_proof_units: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class Invite(Base):

@@ -90,6 +90,13 @@ class Answerer:
         stored = self._stored(request)
         if stored is not None:
             return stored
+        if self.settings.budget_sync_path.exists():
+            return self._refuse(
+                request,
+                RefusalReason.BUDGET_SYNC,
+                "this node was restored from a backup and answers again once its aggregator "
+                "has confirmed how much budget it had spent",
+            )
         if spec.mode is Mode.SECURE:  # only the secure-round protocol may answer these
             return self._refuse(
                 request,

@@ -53,6 +53,8 @@ RETENTION = "retention"
 LOGIN_FAILED = "login_failed"
 LOCKED_OUT = "locked_out"
 PASSWORD_SET = "password_set"  # noqa: S105 - an event kind, not a password
+BUDGET_RESTORED = "budget_restored"
+BACKUP_RESTORED = "backup_restored"
 
 KINDS = (
     ANSWER,
@@ -72,6 +74,8 @@ KINDS = (
     LOGIN_FAILED,
     LOCKED_OUT,
     PASSWORD_SET,
+    BUDGET_RESTORED,
+    BACKUP_RESTORED,
 )
 
 

@@ -141,6 +141,22 @@ def debit(
             raise BudgetExhausted("analyst")
 
 
+def raise_spent(session: Session, period: str, units: int) -> int | None:
+    """Raise the period's spent budget to ``units`` if it is lower (a node restored from an old
+    backup learning what it had spent). Returns the previous amount when it was raised."""
+    _insert_ignore(session, BudgetPeriod, period=period, spent_units=0)
+    before = spent_units(session, period)
+    if before >= units:
+        return None
+    session.execute(
+        update(BudgetPeriod)
+        .where(BudgetPeriod.period == period, BudgetPeriod.spent_units < units)
+        .values(spent_units=units)
+        .execution_options(synchronize_session=False)
+    )
+    return before
+
+
 def record(
     session: Session,
     entry: Debit,

@@ -166,6 +166,12 @@ class SecureParty:
     # --- phase 1 ----------------------------------------------------------------------------
 
     def _keys(self, task: Task, requester_key_id: str) -> bytes:
+        if self.settings.budget_sync_path.exists():
+            raise _Refused(
+                RefusalReason.BUDGET_SYNC,
+                "this node was restored from a backup and waits for its aggregator to confirm "
+                "the budget it had spent",
+            )
         existing = self._sessions.get(task.round_id)
         if existing is not None:
             if existing.spec.digest() != task.request.spec.digest():

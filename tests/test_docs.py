@@ -207,6 +207,7 @@ OWN_PAGES = [
     DOCS / "explanation" / "releases.md",
     DOCS / "how-to" / "publish-annual-figures.md",
     DOCS / "how-to" / "run-your-node.md",
+    DOCS / "how-to" / "back-up-a-node.md",
     DOCS / "how-to" / "run-your-node.nl.md",
     DOCS / "explanation" / "node-administration.md",
     CONFIGURATION,

@@ -198,7 +198,7 @@ async def enrol(request: Request, state: StateDep) -> JoinResponse:
     ),
     openapi_extra={"requestBody": _SIGNED_BODY},
 )
-async def poll(request: Request, state: StateDep) -> dict[str, list[dict[str, Any]]]:
+async def poll(request: Request, state: StateDep) -> dict[str, Any]:
     """The response is {"tasks": [...]} or, for a node that still trusts a retired aggregator
     key, {"tasks": [], "key_rotation": [...]}: the chain of rotation messages, each signed by the
     key before it, from the node's key to the current one; or, for a node that reports less

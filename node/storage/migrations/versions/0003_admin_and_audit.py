@@ -45,7 +45,7 @@ def upgrade() -> None:
         sa.column("seq", sa.BigInteger),
         sa.column("hash", sa.String),
     )
-    op.bulk_insert(head, [{"id": 1, "seq": 0, "hash": "0" * 64}])  # appends lock this row
+    _backfill(head)
     op.create_table(
         "policy_setting",
         sa.Column("name", sa.String(64), nullable=False),
@@ -89,6 +89,75 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_admin_login_failure"),
     )
     op.create_index("ix_admin_login_failure_at", "admin_login_failure", ["at"])
+
+
+def _backfill(head: sa.TableClause) -> None:
+    """Start the audit chain with the answers already in the ledger (a node upgraded from the
+    previous release), so that every ledger answer has its event. The hashing is written out
+    here, not imported, so that this migration does not change when the code does; it matches
+    node/services/audit.py: SHA-256(previous hash ‖ RFC 8785 JSON of the event)."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    import rfc8785
+
+    conn = op.get_bind()
+    ledger = conn.execute(
+        sa.text(
+            "SELECT query_id, analyst, requester_key_id, mode, threshold, rho, rho_worst, "
+            "epsilon, delta, period, created_at, answer_sha256 FROM ledger_entry ORDER BY id"
+        )
+    ).all()
+    events = sa.table(
+        "audit_event",
+        sa.column("seq", sa.BigInteger),
+        sa.column("at", sa.DateTime(timezone=True)),
+        sa.column("kind", sa.String),
+        sa.column("body", sa.Text),
+        sa.column("prev_hash", sa.String),
+        sa.column("hash", sa.String),
+    )
+    prev, rows = "0" * 64, []
+    for seq, entry in enumerate(ledger, start=1):
+        at = entry.created_at
+        if isinstance(at, str):  # SQLite hands back text through a plain text() query
+            at = datetime.fromisoformat(at)
+        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+        document = {
+            "seq": seq,
+            "at": at.isoformat(),
+            "kind": "answer",
+            "query_id": entry.query_id,
+            "analyst": entry.analyst,
+            "via": entry.requester_key_id,
+            "mode": entry.mode,
+            "threshold": entry.threshold,
+            "rho": entry.rho,
+            "rho_worst": entry.rho_worst,
+            "epsilon": entry.epsilon,
+            "delta": entry.delta,
+            "period": entry.period,
+            "cap_rho": None,
+            "query": None,
+            "answer_sha256": entry.answer_sha256,
+            "backfilled": True,
+        }
+        body = rfc8785.dumps(document).decode("utf-8")
+        digest = hashlib.sha256(prev.encode("ascii") + body.encode("utf-8")).hexdigest()
+        rows.append(
+            {
+                "seq": seq,
+                "at": at,
+                "kind": "answer",
+                "body": body,
+                "prev_hash": prev,
+                "hash": digest,
+            }
+        )
+        prev = digest
+    if rows:
+        op.bulk_insert(events, rows)
+    op.bulk_insert(head, [{"id": 1, "seq": len(rows), "hash": prev}])  # appends lock this row
 
 
 def downgrade() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aggregator.api.releases import router as releases_router
@@ -20,6 +20,7 @@ from aggregator.api.routes import router
 from aggregator.deps import AggregatorState
 from aggregator.errors import AggregatorError, ErrorCode, problem
 from aggregator.home import load_rotations, load_signing_key, retired_keys
+from aggregator.metrics import snapshot
 from aggregator.services.notify import Notifier
 from aggregator.services.registry import NodeKeys
 from aggregator.services.rounds import Rounds
@@ -33,6 +34,7 @@ from aggregator.storage.db import (
 )
 from aggregator.web.pages import router as site_router
 from protocol.http import PROBLEM_JSON, BodyLimit
+from protocol.observability import CONTENT_TYPE, RequestMetrics, render, request_histogram
 from protocol.signing import MemoryNonceStore, Verifier
 
 log = logging.getLogger("publieksdata.aggregator")
@@ -111,6 +113,14 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         summary="Asks every institution's node the same question and merges the private answers.",
         lifespan=lifespan,
     )
+    registry, histogram = request_histogram("publieksdata_aggregator")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics: counts, timings and node connectivity; no figures."""
+        state: AggregatorState = request.app.state.aggregator
+        return Response(render(registry, await snapshot(state)), media_type=CONTENT_TYPE)
+
     app.include_router(router)
     app.include_router(releases_router)
     app.include_router(site_router)  # last: its /{lang}/ paths must not shadow the API
@@ -136,6 +146,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         log.error("unhandled error: %s", type(exc).__name__)
         return _problem_response(ErrorCode.INTERNAL)
 
+    app.add_middleware(RequestMetrics, histogram=histogram)
     app.add_middleware(
         BodyLimit,
         limit=settings.max_body_bytes,

@@ -337,7 +337,7 @@ def serve(
     import uvicorn
 
     from aggregator.app import begin_shutdown, create_app
-    from protocol.http import configure_logging
+    from protocol.observability import announce, configure_logging
 
     overrides: dict[str, Any] = {}
     if host is not None:
@@ -345,9 +345,9 @@ def serve(
     if port is not None:
         overrides["port"] = port
     settings = load_settings(home, **overrides)
-    console.print(f"Aggregator API on http://{settings.host}:{settings.port} (docs at /docs)")
     level = os.environ.get("PUBLIEKSDATA_LOG_LEVEL", "info")
     configure_logging(level)
+    announce(f"Aggregator API on http://{settings.host}:{settings.port} (docs at /docs)")
     app = create_app(settings)
 
     class Server(uvicorn.Server):
@@ -365,5 +365,6 @@ def serve(
         log_level=level,
         access_log=False,
         timeout_graceful_shutdown=5,
+        log_config=None,  # our logging (plain or JSON), not uvicorn's
     )
     Server(config).run()

@@ -43,6 +43,7 @@ class ErrorCode(StrEnum):
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     INTERNAL = "internal_error"
+    NOT_READY = "not_ready"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,7 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
     ErrorCode.NOT_FOUND: ErrorInfo(404, "There is nothing at this address."),
     ErrorCode.METHOD_NOT_ALLOWED: ErrorInfo(405, "This address does not accept that method."),
     ErrorCode.INTERNAL: ErrorInfo(500, "The aggregator could not handle the request."),
+    ErrorCode.NOT_READY: ErrorInfo(503, "The aggregator is running but cannot serve yet."),
 }
 
 

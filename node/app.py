@@ -14,7 +14,7 @@ import httpx
 from anyio import to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from node.api.routes import router
@@ -23,6 +23,7 @@ from node.deps import NodeState
 from node.errors import ErrorCode, NodeError, problem
 from node.identity import load_signing_key
 from node.link import load_link
+from node.metrics import snapshot
 from node.services import ledger, policy_store
 from node.services.answering import Answerer
 from node.services.approvals import Approvals
@@ -34,6 +35,7 @@ from node.storage.db import make_engine, make_sessionmaker, require_current_sche
 from node.web import admin
 from protocol.http import PROBLEM_JSON, BodyLimit
 from protocol.messages import BudgetStatus
+from protocol.observability import CONTENT_TYPE, RequestMetrics, render, request_histogram
 from protocol.signing import Verifier
 
 log = logging.getLogger("publieksdata.node")
@@ -165,6 +167,13 @@ def create_app(
     )
     app.include_router(router)
     admin.install(app)
+    registry, histogram = request_histogram("publieksdata_node")
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        """Prometheus metrics: no personal data, only counts, budget and timings."""
+        state: NodeState = request.app.state.node
+        return Response(render(registry, snapshot(state)), media_type=CONTENT_TYPE)
 
     @app.exception_handler(NodeError)
     async def _node_error(_request: Request, exc: NodeError) -> JSONResponse:
@@ -187,6 +196,7 @@ def create_app(
         log.error("unhandled error: %s", type(exc).__name__)
         return _problem_response(ErrorCode.INTERNAL)
 
+    app.add_middleware(RequestMetrics, histogram=histogram)
     app.add_middleware(
         BodyLimit,
         limit=settings.max_body_bytes,

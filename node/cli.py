@@ -673,7 +673,7 @@ def serve(
     import uvicorn
 
     from node.app import create_app
-    from protocol.http import configure_logging
+    from protocol.observability import announce, configure_logging
 
     overrides: dict[str, Any] = {}
     if host is not None:
@@ -692,20 +692,21 @@ def serve(
         pass  # fail early with a clear message when the schema is out of date
     from node.link import load_link
 
-    console.print(f"Node API on http://{settings.host}:{settings.port} (docs at /docs)")
-    if settings.admin_enabled:
-        console.print(f"Admin pages on http://{settings.host}:{settings.port}/admin/")
-    link = load_link(settings.home)
-    if link is not None and settings.connect:
-        console.print(f"Connecting out to the aggregator at {link.base}")
     level = os.environ.get("PUBLIEKSDATA_LOG_LEVEL", "info")
     configure_logging(level)
+    announce(f"Node API on http://{settings.host}:{settings.port} (docs at /docs)")
+    if settings.admin_enabled:
+        announce(f"Admin pages on http://{settings.host}:{settings.port}/admin/")
+    link = load_link(settings.home)
+    if link is not None and settings.connect:
+        announce(f"Connecting out to the aggregator at {link.base}")
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=level,
         access_log=False,
+        log_config=None,  # our logging (plain or JSON), not uvicorn's
         timeout_graceful_shutdown=5,
     )
 

@@ -87,14 +87,3 @@ class BodyLimit:
             return message
 
         await self.app(scope, limited, send)
-
-
-def configure_logging(level: str) -> None:
-    """Plain timestamped log lines for the services' own loggers (uvicorn keeps its own)."""
-    import logging
-
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-    )

@@ -51,7 +51,8 @@ INSTITUTIONS = (
     ("festival", "Zomerfestival Oost"),
     ("library", "Openbare Bibliotheek Zuid"),
 )
-CHILD_ENV = {"PUBLIEKSDATA_LOG_LEVEL": "warning"}
+# The demo's processes log warnings only, unless PUBLIEKSDATA_LOG_LEVEL says otherwise.
+CHILD_ENV = {"PUBLIEKSDATA_LOG_LEVEL": os.environ.get("PUBLIEKSDATA_LOG_LEVEL", "warning")}
 
 
 class Lang(StrEnum):

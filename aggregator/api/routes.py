@@ -23,6 +23,7 @@ from aggregator.errors import AggregatorError, ErrorCode
 from aggregator.home import rotation_chain
 from aggregator.services import enrolment, registry
 from aggregator.services.enrolment import InviteRejected, KeyInUse, Lockout
+from aggregator.storage.db import head_revision
 from aggregator.storage.models import Node
 from protocol import catalogue
 from protocol.api import (
@@ -96,6 +97,20 @@ def _verify(verifier: Verifier, envelope: Envelope, message_type: str) -> dict[s
 
 
 # --- public -----------------------------------------------------------------------------------
+
+
+@router.get("/ready", summary="Readiness: the database answers and its schema is current")
+async def ready(state: StateDep) -> dict[str, Any]:
+    from sqlalchemy import text
+
+    try:
+        async with state.factory() as session:
+            revision = await session.scalar(text("SELECT version_num FROM alembic_version"))
+    except Exception:
+        raise AggregatorError(ErrorCode.NOT_READY, "the database does not answer") from None
+    if revision != head_revision():
+        raise AggregatorError(ErrorCode.NOT_READY, "the database schema is out of date")
+    return {"status": "ready"}
 
 
 @router.get("/health", summary="Liveness and identity of this aggregator")

@@ -39,6 +39,24 @@ _SIGNATURE_CODES: dict[type[SignatureError], ErrorCode] = {
 }
 
 
+@router.get("/ready", summary="Readiness: the database answers and its schema is current")
+def ready(state: StateDep) -> dict[str, Any]:
+    from sqlalchemy import text
+
+    from node.storage.db import SchemaOutOfDate, require_current_schema
+
+    try:
+        with state.reader() as session:
+            session.execute(text("SELECT 1"))
+            bind = session.get_bind()
+        require_current_schema(bind)  # type: ignore[arg-type]
+    except SchemaOutOfDate:
+        raise NodeError(ErrorCode.NOT_READY, "the database schema is out of date") from None
+    except Exception:
+        raise NodeError(ErrorCode.NOT_READY, "the database does not answer") from None
+    return {"status": "ready"}
+
+
 @router.get("/health", summary="Liveness and identity of this node")
 def health(state: StateDep) -> dict[str, Any]:
     body: dict[str, Any] = {

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -198,7 +199,13 @@ def test_demo_keeps_running_until_ctrl_c_and_leaves_no_process(tmp_path: Path) -
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=dict(os.environ, PUBLIEKSDATA_DEMO_READY_FILE=str(ready), COLUMNS="120"),
+        env=dict(
+            os.environ,
+            PUBLIEKSDATA_DEMO_READY_FILE=str(ready),
+            COLUMNS="120",
+            PUBLIEKSDATA_LOG_FORMAT="json",
+            PUBLIEKSDATA_LOG_LEVEL="info",
+        ),
     )
     try:
         _until(lambda: ready.exists() or demo.poll() is not None, 120, "the demo to come up")
@@ -229,9 +236,45 @@ def test_demo_keeps_running_until_ctrl_c_and_leaves_no_process(tmp_path: Path) -
         log.close()
     output = (tmp_path / "demo.log").read_text("utf-8")
     assert "All demo processes have stopped." in output
+    _logs_hold_no_identifiers(home / "logs", tmp_path / "exports", nodes=3, rows=3000)
     assert _descendants_alive(str(home)) == []
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{url}/v1/health", timeout=2)
+
+
+def _logs_hold_no_identifiers(logs: Path, scratch: Path, nodes: int, rows: int) -> None:
+    """Every service log line is JSON, and none holds a direct identifier of the generated
+    exports the demo imported (made again here from the demo's seeds)."""
+    import csv
+
+    from node.ingest.generate import generate_export
+    from publieksdata.demo import YEAR, _institution
+
+    scratch.mkdir()
+    identifiers: set[str] = set()
+    for i in range(nodes):
+        kind, _ = _institution(i)
+        export = scratch / f"{i}.csv"
+        generate_export(export, kind=kind, rows=rows, seed=YEAR + i, year=YEAR)  # type: ignore[arg-type]
+        with export.open(encoding="utf-8-sig") as handle:
+            for row in csv.DictReader(handle, delimiter=";"):
+                for column in ("customer_id", "email", "phone", "last_name", "street"):
+                    value = (row.get(column) or "").strip()
+                    if len(value) >= 6:
+                        identifiers.add(value)
+    assert len(identifiers) > 1000
+    words = {i for i in identifiers if " " not in i}
+    phrases = identifiers - words
+    lines = 0
+    for log_file in logs.glob("*.log"):
+        text = log_file.read_text("utf-8")
+        for line in text.splitlines():
+            if line.strip():
+                lines += 1
+                json.loads(line)  # structured: one JSON object per line
+        leaked = (set(re.findall(r"[\w.@+-]+", text)) & words) | {p for p in phrases if p in text}
+        assert not leaked, f"{log_file.name} logs identifiers: {sorted(leaked)[:3]}"
+    assert lines > 0
 
 
 def _admin_login(admin_url: str, password: str) -> None:

@@ -347,7 +347,8 @@ def serve(
     settings = load_settings(home, **overrides)
     level = os.environ.get("PUBLIEKSDATA_LOG_LEVEL", "info")
     configure_logging(level)
-    announce(f"Aggregator API on http://{settings.host}:{settings.port} (docs at /docs)")
+    scheme = "https" if settings.tls_certfile is not None else "http"
+    announce(f"Aggregator API on {scheme}://{settings.host}:{settings.port} (docs at /docs)")
     app = create_app(settings)
 
     class Server(uvicorn.Server):
@@ -366,5 +367,7 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=5,
         log_config=None,  # our logging (plain or JSON), not uvicorn's
+        ssl_certfile=str(settings.tls_certfile) if settings.tls_certfile else None,
+        ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
     )
     Server(config).run()

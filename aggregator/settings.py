@@ -26,6 +26,9 @@ class AggregatorSettings(BaseSettings):
     database_url: str = ""
     host: str = "127.0.0.1"
     port: int = Field(default=8480, ge=1, le=65535)
+    # Serve HTTPS directly (uvicorn's TLS); or leave both unset behind Caddy or nginx.
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
 
     # Rounds.
     default_deadline_seconds: int = Field(default=300, ge=1, le=7 * 86400)
@@ -63,6 +66,11 @@ class AggregatorSettings(BaseSettings):
                 "unsafe_accept_exact_answers lets exact figures through and is only for tests; "
                 f"it needs {TESTING_ENV}=1"
             )
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("tls_certfile and tls_keyfile go together: set both or neither")
+        for path in (self.tls_certfile, self.tls_keyfile):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} is not a file")
         if self.default_deadline_seconds > self.max_deadline_seconds:
             raise ValueError("default_deadline_seconds is larger than max_deadline_seconds")
         return self

@@ -32,6 +32,12 @@ from node.services.retention import apply_retention
 from node.services.trust import DatabaseKeyRing, DatabaseNonceStore
 from node.settings import NodeSettings
 from node.storage.db import make_engine, make_sessionmaker, require_current_schema
+from node.transport import (
+    InsecureAggregatorURL,
+    aggregator_client,
+    check_aggregator_url,
+    tls_verify,
+)
 from node.web import admin
 from protocol.http import PROBLEM_JSON, BodyLimit
 from protocol.messages import BudgetStatus
@@ -63,8 +69,14 @@ async def _connection(state: NodeState, client: httpx.AsyncClient | None) -> Asy
     if link is None or not state.settings.connect:
         yield
         return
+    try:
+        check_aggregator_url(link.base, state.settings)
+    except InsecureAggregatorURL as exc:
+        log.error("not connecting to the aggregator: %s", exc)
+        yield
+        return
     own_client = client is None
-    http = client or httpx.AsyncClient()
+    http = client or aggregator_client(state.settings)
     connector = Connector(
         state.settings,
         link,
@@ -150,7 +162,7 @@ def create_app(
                 verifier=verifier,
                 answerer=Answerer(settings, writer, reader, key),
                 approvals=Approvals(writer, reader),
-                releases=ReleaseSource(),
+                releases=ReleaseSource(verify=tls_verify(settings)),
             )
             app.state.node = state
             async with _connection(state, aggregator_client), _retention(state):

@@ -619,16 +619,15 @@ def join(
     """
     import asyncio
 
-    import httpx
-
     from node.services.joining import JoinError
     from node.services.joining import join as join_aggregator
+    from node.transport import aggregator_client
 
     settings = load_settings(home)
     key = load_signing_key(settings.signing_key_path)
 
     async def run(factory: sessionmaker[Session]) -> Any:
-        async with httpx.AsyncClient(timeout=30) as client:
+        async with aggregator_client(settings, timeout=30) as client:
             return await join_aggregator(settings, factory, key, url, invite, client)
 
     with open_db(settings) as (_, factory):
@@ -699,6 +698,12 @@ def serve(
         announce(f"Admin pages on http://{settings.host}:{settings.port}/admin/")
     link = load_link(settings.home)
     if link is not None and settings.connect:
+        from node.transport import InsecureAggregatorURL, check_aggregator_url
+
+        try:
+            check_aggregator_url(link.base, settings)
+        except InsecureAggregatorURL as exc:
+            raise fail(str(exc)) from None
         announce(f"Connecting out to the aggregator at {link.base}")
     uvicorn.run(
         create_app(settings),

@@ -32,6 +32,7 @@ from node.services.secure import SecureParty
 from node.services.trust import trust_key, untrust_key
 from node.settings import NodeSettings
 from node.storage.db import transaction
+from node.transport import describe_transport_error
 from protocol import catalogue
 from protocol.messages import (
     ANSWER,
@@ -420,5 +421,5 @@ def _code(response: httpx.Response) -> str:
 
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, httpx.HTTPError):
-        return type(exc).__name__
+        return describe_transport_error(exc)
     return str(exc)[:200] or type(exc).__name__

@@ -70,6 +70,8 @@ class NodeSettings(BaseSettings):
 
     # The outbound connection to the aggregator (after 'node join').
     connect: bool = True
+    aggregator_ca_file: Path | None = None  # trust only this CA for the aggregator's certificate
+    insecure_http: bool = False  # allow http:// to a non-loopback aggregator (test networks only)
     poll_wait_seconds: float = Field(default=25.0, ge=0.5, le=120)
 
     # Testing only: answers carry exact values. Refused unless PUBLIEKSDATA_TESTING=1.
@@ -84,6 +86,8 @@ class NodeSettings(BaseSettings):
                 "unsafe_disable_noise releases exact figures and is only for tests; "
                 f"it needs {TESTING_ENV}=1"
             )
+        if self.aggregator_ca_file is not None and not self.aggregator_ca_file.is_file():
+            raise ValueError(f"aggregator_ca_file {self.aggregator_ca_file} is not a file")
         if self.allowed_dimensions is not None:
             unknown = [d for d in self.allowed_dimensions if d not in DIMENSIONS]
             if unknown:

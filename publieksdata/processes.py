@@ -11,6 +11,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -64,7 +65,7 @@ class Service:
         else:
             self._signal_group(signal.SIGKILL)  # children the service may have left behind
 
-    def wait_healthy(self, timeout: float) -> None:
+    def wait_healthy(self, timeout: float, verify: ssl.SSLContext | bool = True) -> None:
         deadline = time.monotonic() + timeout
         while True:
             if not self.alive():
@@ -72,7 +73,8 @@ class Service:
                     f"{self.name} exited with {self.process.returncode}:\n{self.output()[-3000:]}"
                 )
             try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
+                health = httpx.get(f"{self.url}/v1/health", timeout=1, verify=verify)
+                if health.status_code == 200:
                     return
             except httpx.TransportError:
                 pass

@@ -144,6 +144,8 @@ def node_with_rows(
     **settings: Any,
 ) -> tuple[NodeSettings, Engine]:
     tmp.mkdir(parents=True, exist_ok=True)
+    # In-process federations reach http://aggregator.test through ASGI: no network, no TLS.
+    settings.setdefault("insecure_http", True)
     node_settings, _ = make_node(
         tmp, db_url or f"sqlite:///{tmp / 'node.db'}", institution=name, **settings
     )

@@ -208,6 +208,8 @@ OWN_PAGES = [
     DOCS / "how-to" / "publish-annual-figures.md",
     DOCS / "how-to" / "run-your-node.md",
     DOCS / "how-to" / "back-up-a-node.md",
+    DOCS / "how-to" / "deploy-node.md",
+    DOCS / "how-to" / "deploy-aggregator.md",
     DOCS / "how-to" / "run-your-node.nl.md",
     DOCS / "explanation" / "node-administration.md",
     CONFIGURATION,

@@ -10,6 +10,7 @@ nothing is logged beyond the page view.
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -63,8 +64,11 @@ class Release:
 class ReleaseSource:
     """Fetches and caches the latest release from the aggregator (five minutes)."""
 
-    def __init__(self, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self, client: httpx.Client | None = None, verify: ssl.SSLContext | bool = True
+    ) -> None:
         self._client = client
+        self._verify = verify
         self._lock = threading.Lock()
         self._cached: tuple[float, str, Release] | None = None
 
@@ -80,7 +84,7 @@ class ReleaseSource:
         return release
 
     def _fetch(self, link: AggregatorLink) -> Release:
-        client = self._client or httpx.Client(timeout=10.0)
+        client = self._client or httpx.Client(timeout=10.0, verify=self._verify)
         try:
             index = client.get(f"{link.base}/v1/releases")
             if index.status_code != 200:

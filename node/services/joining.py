@@ -13,6 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from node.link import AggregatorLink, load_link, save_link
 from node.services.trust import trust_key, untrust_key
 from node.settings import NodeSettings
+from node.transport import (
+    InsecureAggregatorURL,
+    check_aggregator_url,
+    describe_transport_error,
+)
 from protocol.messages import JOIN, JoinRequest, JoinResponse
 from protocol.signing import SigningKey, key_id_of, public_key_from_text, public_key_to_text, sign
 
@@ -39,8 +44,10 @@ async def join(
     client: httpx.AsyncClient,
 ) -> AggregatorLink:
     base = url.rstrip("/")
-    if not base.startswith(("https://", "http://")):
-        raise JoinError("the aggregator address must start with https:// (or http:// for tests)")
+    try:
+        check_aggregator_url(base, settings)
+    except InsecureAggregatorURL as exc:
+        raise JoinError(str(exc)) from None
     request = JoinRequest(
         invite=invite.strip(),
         institution=settings.institution,
@@ -54,7 +61,9 @@ async def join(
             headers={"content-type": "application/json"},
         )
     except httpx.HTTPError as exc:
-        raise JoinError(f"cannot reach the aggregator at {base}: {type(exc).__name__}") from None
+        raise JoinError(
+            f"cannot reach the aggregator at {base}: {describe_transport_error(exc)}"
+        ) from None
     if response.status_code != 200:
         raise JoinError(_problem_text(response))
     try:

@@ -1,0 +1,89 @@
+"""The deployment files in deploy/ are checked as far as this machine can: the systemd units
+pass ``systemd-analyze verify`` (apart from the program path, which exists only once installed),
+the compose files parse and name only real settings, and the Containerfiles run as a non-root
+user with a healthcheck on the service's own port and readiness endpoint. No container is built
+or run here: the machines have no container engine (docs/how-to/deploy-*.md say so)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aggregator.settings import AggregatorSettings
+from node.settings import NodeSettings
+
+DEPLOY = Path(__file__).parents[1] / "deploy"
+UNITS = sorted((DEPLOY / "systemd").glob("*.service")) + sorted(
+    (DEPLOY / "systemd").glob("*.timer")
+)
+
+
+def _setting_names() -> set[str]:
+    names = {f"PUBLIEKSDATA_NODE_{n.upper()}" for n in NodeSettings.model_fields}
+    names |= {f"PUBLIEKSDATA_AGGREGATOR_{n.upper()}" for n in AggregatorSettings.model_fields}
+    return names | {"PUBLIEKSDATA_LOG_FORMAT", "PUBLIEKSDATA_LOG_LEVEL"}
+
+
+@pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)
+def test_systemd_units_verify(unit: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    result = subprocess.run(
+        [analyze, "verify", "--man=no", str(unit)], capture_output=True, text=True, check=False
+    )
+    problems = [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if line.strip() and "/opt/publieksdata/bin/publieksdata is not executable" not in line
+    ]
+    assert problems == []
+
+
+@pytest.mark.parametrize("unit", ["publieksdata-node.service", "publieksdata-aggregator.service"])
+def test_service_units_are_hardened_and_migrate_on_start(unit: str) -> None:
+    text = (DEPLOY / "systemd" / unit).read_text("utf-8")
+    for option in ("User=publieksdata", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                   "ProtectHome=yes", "PrivateTmp=yes", "CapabilityBoundingSet=",
+                   "SystemCallFilter=@system-service"):  # fmt: skip
+        assert option in text, option
+    assert re.search(r"^ExecStartPre=.* db upgrade$", text, re.M)
+    for name in re.findall(r"Environment=(PUBLIEKSDATA_\w+)=", text):
+        assert name in _setting_names() | {
+            "PUBLIEKSDATA_NODE_HOME",
+            "PUBLIEKSDATA_AGGREGATOR_HOME",
+        }, name
+
+
+@pytest.mark.parametrize("name", ["aggregator.yml", "node.yml"])
+def test_compose_files_parse_and_name_real_settings(name: str) -> None:
+    document = yaml.safe_load((DEPLOY / "compose" / name).read_text("utf-8"))
+    services = document["services"]
+    app = services["aggregator" if name == "aggregator.yml" else "node"]
+    assert app["build"]["dockerfile"].startswith("deploy/containers/Containerfile.")
+    assert (DEPLOY.parent / app["build"]["dockerfile"]).exists()
+    unknown = [k for k in app["environment"] if k.startswith("PUBLIEKSDATA_")]
+    unknown = [k for k in unknown if k not in _setting_names()]
+    assert unknown == []
+    assert services["db"]["image"].endswith("postgres:15")
+    if name == "node.yml":  # the node's port is published on the host's loopback only
+        assert all(p.startswith("127.0.0.1:") for p in app["ports"])
+    else:
+        proxy = services["proxy"]
+        assert any("Caddyfile" in v for v in proxy["volumes"])
+
+
+@pytest.mark.parametrize("service", ["node", "aggregator"])
+def test_containerfiles_are_non_root_with_a_readiness_healthcheck(service: str) -> None:
+    text = (DEPLOY / "containers" / f"Containerfile.{service}").read_text("utf-8")
+    assert re.search(r"^USER publieksdata$", text, re.M)
+    settings = NodeSettings if service == "node" else AggregatorSettings
+    port = settings.model_fields["port"].default
+    assert f"EXPOSE {port}" in text
+    assert f"http://127.0.0.1:{port}/v1/ready" in text
+    assert "db upgrade && exec publieksdata" in text

@@ -39,8 +39,8 @@ def _pem(path: Path, data: bytes) -> Path:
     return path
 
 
-def make_ca(directory: Path) -> tuple[Path, Path, Path]:
-    """A test CA and a server certificate for 127.0.0.1 and localhost: (ca, cert, key)."""
+def make_ca(directory: Path, ip: str = "127.0.0.1") -> tuple[Path, Path, Path]:
+    """A test CA and a server certificate for ``ip`` and localhost: (ca, cert, key)."""
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "publieksdata test CA")])
@@ -83,7 +83,7 @@ def make_ca(directory: Path) -> tuple[Path, Path, Path]:
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address(ip))]
             ),
             critical=False,
         )

@@ -26,6 +26,8 @@ class AggregatorSettings(BaseSettings):
     database_url: str = ""
     host: str = "127.0.0.1"
     port: int = Field(default=8480, ge=1, le=65535)
+    # After a node rotates its key, its old key stays valid this long (in-flight answers).
+    node_key_overlap_hours: float = Field(default=24.0, ge=0, le=24 * 30)
     # Serve HTTPS directly (uvicorn's TLS); or leave both unset behind Caddy or nginx.
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None

@@ -581,14 +581,41 @@ def keys_remove(
 def keys_rotate(home: HomeOption = DEFAULT_HOME) -> None:
     """Make a new signing key; the old one is kept as signing.key.old-<time>.
 
-    After rotating, ask the aggregator operator for a re-key invite and run 'node join' with it.
+    A node that joined an aggregator announces the new key to it, signed by the old key and
+    confirmed by the new one; the aggregator accepts both keys for an overlap window (24 h by
+    default). Restart the node afterwards so that it signs with the new key.
     """
+    import asyncio
     from datetime import UTC, datetime
 
     from node.identity import create_signing_key
+    from node.link import load_link
+    from node.services.joining import RotationError, rotate_key
+    from node.transport import aggregator_client
 
     settings = load_settings(home)
     old = load_signing_key(settings.signing_key_path)
+    if load_link(settings.home) is not None:
+
+        async def run(factory: sessionmaker[Session]) -> Any:
+            async with aggregator_client(settings, timeout=30) as client:
+                return await rotate_key(settings, factory, client)
+
+        with open_db(settings) as (_, factory):
+            try:
+                key, until = asyncio.run(run(factory))
+            except RotationError as exc:
+                raise fail(f"{exc}; the key was not changed") from None
+        console.print(
+            f"[green]✓[/] New signing key, announced to the aggregator (old key {old.key_id})."
+        )
+        console.print(f"  Key id:      {key.key_id}")
+        console.print(f"  Fingerprint: {fingerprint(key.public)}")
+        console.print(
+            f"  The aggregator accepts the old key until {until[:19]}: restart the node "
+            "('systemctl restart publieksdata-node') before then."
+        )
+        return
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     backup = settings.signing_key_path.with_name(f"{settings.signing_key_path.name}.old-{stamp}")
     settings.signing_key_path.rename(backup)
@@ -597,8 +624,8 @@ def keys_rotate(home: HomeOption = DEFAULT_HOME) -> None:
     console.print(f"  Key id:      {key.key_id}")
     console.print(f"  Fingerprint: {fingerprint(key.public)}")
     console.print(
-        "  Ask the aggregator operator for a re-key invite "
-        "('publieksdata aggregator rekey-node NODE_ID') and run 'publieksdata node join' with it."
+        "  This node has not joined an aggregator; queriers that trust the old key must trust "
+        "the new one ('publieksdata node keys trust' on their side)."
     )
 
 

@@ -283,6 +283,8 @@ class Task(_Frozen):
 
 
 KEY_ROTATION = "key_rotation"
+NODE_KEY_ROTATION = "node_key_rotation"  # a node's enrolled key announcing its next key
+NODE_KEY_CONFIRM = "node_key_confirm"  # the next key confirming it (proof of possession)
 
 
 class KeyRotation(_Frozen):
@@ -291,3 +293,14 @@ class KeyRotation(_Frozen):
     old_key_id: KeyId
     new_key_id: KeyId
     new_key: Annotated[str, Field(min_length=40, max_length=64)]
+
+
+class NodeKeyRotation(_Frozen):
+    """A node's announcement, signed by its enrolled key, that ``new_key`` replaces it;
+    ``confirmation`` is the same three fields signed by the new key (type NODE_KEY_CONFIRM).
+    The aggregator then accepts both keys for an overlap window, the new one from then on."""
+
+    old_key_id: KeyId
+    new_key_id: KeyId
+    new_key: Annotated[str, Field(min_length=40, max_length=64)]
+    confirmation: dict[str, Any]

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
+from sqlalchemy import select
 
 from aggregator.deps import AdminDep, AnalystDep, StateDep
 from aggregator.errors import AggregatorError, ErrorCode
@@ -35,7 +36,17 @@ from protocol.api import (
     RoundRequest,
     RoundSummary,
 )
-from protocol.messages import JOIN, POLL, JoinRequest, JoinResponse, NodeReport, Poll
+from protocol.messages import (
+    JOIN,
+    NODE_KEY_CONFIRM,
+    NODE_KEY_ROTATION,
+    POLL,
+    JoinRequest,
+    JoinResponse,
+    NodeKeyRotation,
+    NodeReport,
+    Poll,
+)
 from protocol.query import Period, QuerySpec
 from protocol.reports import REPORTS, report, year_period
 from protocol.results import RoundResult
@@ -54,6 +65,7 @@ from protocol.signing import (
     key_id_of,
     public_key_from_text,
     public_key_to_text,
+    verify_once,
 )
 
 router = APIRouter(prefix="/v1")
@@ -271,6 +283,70 @@ async def poll(request: Request, state: StateDep) -> dict[str, Any]:
                 raise AggregatorError(ErrorCode.UNKNOWN_KEY)
     finally:
         gone.cancel()
+
+
+@router.post(
+    "/node/rotate",
+    summary="A node replaces its key: announced by the old key, confirmed by the new one",
+    openapi_extra={"requestBody": _SIGNED_BODY},
+)
+async def rotate_node_key(request: Request, state: StateDep) -> dict[str, Any]:
+    """The body is a 'node_key_rotation' envelope signed by the node's enrolled key. Both keys
+    are accepted for ``node_key_overlap_hours``; then only the new one."""
+    _, envelope = await _envelope(request)
+    await state.node_keys.fresh()
+    payload = _verify(state.poll_verifier, envelope, NODE_KEY_ROTATION)
+    try:
+        message = NodeKeyRotation.model_validate(payload)
+        new_key = public_key_from_text(message.new_key)
+        confirmation = Envelope.model_validate(message.confirmation)
+        confirmed = verify_once(confirmation, NODE_KEY_CONFIRM, new_key)
+    except (ValidationError, ValueError, SignatureError) as exc:
+        raise AggregatorError(
+            ErrorCode.INVALID_REQUEST, f"not a valid key rotation: {str(exc)[:120]}"
+        ) from None
+    stated = {
+        "old_key_id": message.old_key_id,
+        "new_key_id": message.new_key_id,
+        "new_key": message.new_key,
+    }
+    if (
+        message.old_key_id != envelope.key_id
+        or message.new_key_id != key_id_of(new_key)
+        or confirmed != stated
+    ):
+        raise AggregatorError(ErrorCode.INVALID_REQUEST, "the rotation's keys do not match")
+    node = state.node_keys.get(envelope.key_id)
+    if node is None:
+        raise AggregatorError(ErrorCode.UNKNOWN_KEY)
+    now = datetime.now(UTC)
+    until = now + timedelta(hours=state.settings.node_key_overlap_hours)
+
+    async def rotate(session: Any) -> bool:
+        row = await session.get(Node, node.node_id)
+        if row is None or row.status != "active" or row.key_id != envelope.key_id:
+            return False
+        taken = await session.scalar(select(Node.id).where(Node.key_id == message.new_key_id))
+        if taken is not None:
+            return False
+        row.retired_key_id, row.retired_public_key = row.key_id, row.public_key
+        row.retired_until = until
+        row.key_id, row.public_key = message.new_key_id, message.new_key
+        return True
+
+    if not await state.writer.run(rotate):
+        raise AggregatorError(
+            ErrorCode.INVALID_REQUEST, "this key was rotated already, or the new key is in use"
+        )
+    await state.node_keys.load()
+    log.info(
+        "node %s rotated its key %s -> %s; the old key is accepted until %s",
+        node.node_id,
+        envelope.key_id,
+        message.new_key_id,
+        until.isoformat(timespec="seconds"),
+    )
+    return {"status": "rotated", "new_key_id": message.new_key_id, "overlap_until": until}
 
 
 async def _disconnected(request: Request) -> None:

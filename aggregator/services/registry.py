@@ -43,10 +43,22 @@ class NodeKeys:
     async def load(self) -> None:
         async with self.factory() as session:
             rows = await session.scalars(select(Node).where(Node.status == "active"))
-            self._by_key_id = {
-                row.key_id: NodeKey(row.id, row.institution, public_key_from_text(row.public_key))
-                for row in rows
-            }
+            now = datetime.now(UTC)
+            keys: dict[str, NodeKey] = {}
+            for row in rows:
+                keys[row.key_id] = NodeKey(
+                    row.id, row.institution, public_key_from_text(row.public_key)
+                )
+                if (
+                    row.retired_key_id is not None
+                    and row.retired_public_key is not None
+                    and row.retired_until is not None
+                    and row.retired_until > now
+                ):  # a rotation's overlap window: the old key still signs in-flight answers
+                    keys[row.retired_key_id] = NodeKey(
+                        row.id, row.institution, public_key_from_text(row.retired_public_key)
+                    )
+            self._by_key_id = keys
         self._loaded_at = time.monotonic()
 
     async def fresh(self) -> None:

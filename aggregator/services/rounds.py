@@ -658,13 +658,14 @@ class Rounds:
         _task, row, node = found
         if node.status != "active":
             raise AggregatorError(ErrorCode.UNKNOWN_KEY)
-        if envelope.key_id != node.key_id:
+        signer = _signing_key(node, envelope.key_id)
+        if signer is None:
             raise AggregatorError(ErrorCode.WRONG_NODE)
         allowed = (REFUSAL, *SECAGG_TYPES) if row.mode == Mode.SECURE.value else (ANSWER, REFUSAL)
         if envelope.type not in allowed:
             raise AggregatorError(ErrorCode.WRONG_MESSAGE_TYPE)
         try:
-            payload = verify_once(envelope, envelope.type, public_key_from_text(node.public_key))
+            payload = verify_once(envelope, envelope.type, public_key_from_text(signer))
         except SignatureError:
             raise AggregatorError(ErrorCode.BAD_SIGNATURE) from None
         if row.mode == Mode.SECURE.value:
@@ -877,6 +878,20 @@ async def load_result(session: AsyncSession, round_id: str) -> RoundResult | Non
         )
     ).all()
     return build_result(row, [(t, name) for t, name in tasks])
+
+
+def _signing_key(node: Node, key_id: str) -> str | None:
+    """The node's public key with this id: its current key, or during a rotation's overlap
+    window its previous one."""
+    if key_id == node.key_id:
+        return node.public_key
+    if (
+        key_id == node.retired_key_id
+        and node.retired_until is not None
+        and node.retired_until > datetime.now(UTC)
+    ):
+        return node.retired_public_key
+    return None
 
 
 def build_result(row: Round, tasks: Sequence[tuple[Task, str]]) -> RoundResult:

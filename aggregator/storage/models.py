@@ -85,6 +85,10 @@ class Node(Base):
     budget_proof: Mapped[str | None] = mapped_column(Text, nullable=True)
     budget_proof_period: Mapped[str | None] = mapped_column(String(16), nullable=True)
     budget_proof_units: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The node's previous key after a rotation, still accepted until retired_until.
+    retired_key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    retired_public_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    retired_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class Invite(Base):

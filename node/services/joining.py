@@ -87,3 +87,76 @@ async def join(
     )
     save_link(settings.home, link)
     return link
+
+
+class RotationError(RuntimeError):
+    """The key rotation failed; nothing changed. The message is safe to show."""
+
+
+async def rotate_key(
+    settings: NodeSettings,
+    factory: sessionmaker[Session],
+    client: httpx.AsyncClient,
+) -> tuple[SigningKey, str]:
+    """Replace this node's signing key, announced to its aggregator: signed by the old key and
+    confirmed by the new one. The new key is written beside the old one first and moved into
+    place only when the aggregator has accepted it; the old key is kept as
+    ``signing.key.old-<time>``. Returns the new key and the end of the aggregator's overlap
+    window (until then it also accepts the old key, e.g. from a node not restarted yet)."""
+    from node.identity import create_signing_key, load_signing_key
+    from node.services import audit
+    from node.storage.db import transaction
+    from protocol.messages import NODE_KEY_CONFIRM, NODE_KEY_ROTATION
+    from protocol.signing import fingerprint
+
+    link = load_link(settings.home)
+    if link is None:
+        raise RotationError("this node has not joined an aggregator")
+    try:
+        check_aggregator_url(link.base, settings)
+    except InsecureAggregatorURL as exc:
+        raise RotationError(str(exc)) from None
+    old = load_signing_key(settings.signing_key_path)
+    pending = settings.signing_key_path.with_name(settings.signing_key_path.name + ".new")
+    pending.unlink(missing_ok=True)
+    new = create_signing_key(pending)
+    stated = {
+        "old_key_id": old.key_id,
+        "new_key_id": new.key_id,
+        "new_key": public_key_to_text(new.public),
+    }
+    confirmation = sign(NODE_KEY_CONFIRM, stated, new)
+    envelope = sign(
+        NODE_KEY_ROTATION, {**stated, "confirmation": confirmation.model_dump(mode="json")}, old
+    )
+    try:
+        response = await client.post(
+            f"{link.base}/v1/node/rotate",
+            content=envelope.model_dump_json(),
+            headers={"content-type": "application/json"},
+        )
+    except httpx.HTTPError as exc:
+        pending.unlink(missing_ok=True)
+        raise RotationError(
+            f"cannot reach the aggregator at {link.base}: {describe_transport_error(exc)}"
+        ) from None
+    if response.status_code != 200:
+        pending.unlink(missing_ok=True)
+        raise RotationError(_problem_text(response))
+    until = str(response.json().get("overlap_until", ""))
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    settings.signing_key_path.rename(
+        settings.signing_key_path.with_name(f"{settings.signing_key_path.name}.old-{stamp}")
+    )
+    pending.rename(settings.signing_key_path)
+    with transaction(factory) as session:
+        audit.append(
+            session,
+            audit.KEY_ROTATION,
+            own_key=True,
+            old_key_id=old.key_id,
+            new_key_id=new.key_id,
+            fingerprint=fingerprint(new.public),
+            overlap_until=until,
+        )
+    return new, until

@@ -1,4 +1,5 @@
-"""node budget high-water mark: the node's own signed message with its highest spend
+"""node budget high-water mark (the node's own signed message with its highest spend) and the
+node's retired key during a key rotation's overlap window
 
 Revision ID: a0004
 Revises: a0003
@@ -21,10 +22,16 @@ def upgrade() -> None:
         batch.add_column(sa.Column("budget_proof", sa.Text(), nullable=True))
         batch.add_column(sa.Column("budget_proof_period", sa.String(16), nullable=True))
         batch.add_column(sa.Column("budget_proof_units", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("retired_key_id", sa.String(16), nullable=True))
+        batch.add_column(sa.Column("retired_public_key", sa.String(64), nullable=True))
+        batch.add_column(sa.Column("retired_until", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("node") as batch:
+        batch.drop_column("retired_until")
+        batch.drop_column("retired_public_key")
+        batch.drop_column("retired_key_id")
         batch.drop_column("budget_proof_units")
         batch.drop_column("budget_proof_period")
         batch.drop_column("budget_proof")

@@ -529,13 +529,13 @@ def prepare_real_nodes(work: Path, count: int, rows: int) -> list[Any]:
     return homes
 
 
-async def join_real(agg: Aggregator, homes: list[Any]) -> None:
+async def join_real(agg: Aggregator, homes: list[Any], verify: Any = True) -> None:
     from node.identity import load_signing_key
     from node.services.joining import join
     from node.storage.db import make_engine, make_sessionmaker
 
     headers = {"authorization": f"Bearer {agg.admin}"}
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx.AsyncClient(timeout=30, verify=verify) as client:
         for settings in homes:
             response = await client.post(
                 f"{agg.base}/v1/admin/invites",

@@ -20,15 +20,14 @@ import ssl
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from bench.round_bench import (
     QUIET,
-    Aggregator,
     Summary,
     init_aggregator,
+    join_real,
     machine,
     percentile,
     prepare_real_nodes,
@@ -45,34 +44,6 @@ def _tls_files(work: Path) -> tuple[Path, Path, Path]:
     certs = work / "certs"
     certs.mkdir()
     return make_ca(certs)
-
-
-async def _join(agg: Aggregator, homes: list[Any], verify: ssl.SSLContext | bool) -> None:
-    from node.identity import load_signing_key
-    from node.services.joining import join
-    from node.storage.db import make_engine, make_sessionmaker
-
-    headers = {"authorization": f"Bearer {agg.admin}"}
-    async with httpx.AsyncClient(timeout=30, verify=verify) as client:
-        for settings in homes:
-            response = await client.post(
-                f"{agg.base}/v1/admin/invites",
-                json={"institution": settings.institution},
-                headers=headers,
-            )
-            response.raise_for_status()
-            engine = make_engine(settings.database_url)
-            try:
-                await join(
-                    settings,
-                    make_sessionmaker(engine),
-                    load_signing_key(settings.signing_key_path),
-                    agg.base,
-                    response.json()["code"],
-                    client,
-                )
-            finally:
-                engine.dispose()
 
 
 async def run(transport: str, nodes: int, rounds: int, rows: int, work: Path) -> Summary:
@@ -109,7 +80,7 @@ async def run(transport: str, nodes: int, rounds: int, rows: int, work: Path) ->
     try:
         await asyncio.to_thread(service.wait_healthy, 60, verify)
         agg.pid, agg.base = service.process.pid, service.url
-        await _join(agg, homes, verify)
+        await join_real(agg, homes, verify)
         with Supervisor() as supervisor:
             for s in homes:
                 supervisor.add(start_real_node(s, logs))

@@ -38,7 +38,8 @@ from publieksdata.demo import demo_recipe
 from publieksdata.processes import Service, free_port, start
 from tests.adminkit import PASSWORD
 from tests.e2e.test_federation_process import _join
-from tests.e2e.test_site_browser import ARTIFACTS, _browser, _console_errors
+from tests.e2e.test_site_browser import _console_errors
+from tests.e2e.test_site_browser import _shot as shot
 from tests.factories import Row
 from tests.fedkit import make_aggregator, make_token, node_with_rows
 from tests.nodekit import give_identifiers
@@ -110,21 +111,8 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             service.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    driver = _browser()
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
 def _shot(driver: Any, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    height = driver.execute_script("return document.body.scrollHeight")
-    driver.set_window_size(1366, min(int(height) + 100, 8_000))  # a laptop screen's width
-    driver.save_screenshot(str(ARTIFACTS / f"admin-{name}.png"))
-    driver.set_window_size(1366, 800)
+    shot(driver, f"admin-{name}", width=1366, tallest=8_000)
 
 
 def _wait_for(driver: Any, css: str, timeout: float = 30, reload: bool = False) -> Any:

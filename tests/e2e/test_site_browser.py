@@ -72,21 +72,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[S
         service.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    driver = _browser()
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def _shot(driver: Any, name: str) -> None:
+def _shot(driver: Any, name: str, width: int = 1280, tallest: int = 12_000) -> None:
+    """A full-page screenshot at ``width`` (1366: a laptop screen), kept as a test artefact."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     height = driver.execute_script("return document.body.scrollHeight")
-    driver.set_window_size(1280, min(int(height) + 100, 12_000))
+    driver.set_window_size(width, min(int(height) + 100, tallest))
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
-    driver.set_window_size(1280, 900)
+    driver.set_window_size(width, 900)
 
 
 def _console_errors(driver: Any) -> list[str]:

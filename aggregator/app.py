@@ -21,13 +21,14 @@ from aggregator.deps import AggregatorState
 from aggregator.errors import AggregatorError, ErrorCode, problem
 from aggregator.home import load_rotations, load_signing_key, retired_keys
 from aggregator.metrics import snapshot
-from aggregator.services.notify import Notifier
+from aggregator.services.notify import ClusterNotifier, Notifier
 from aggregator.services.registry import NodeKeys
 from aggregator.services.rounds import Rounds
 from aggregator.services.writer import Writer
 from aggregator.settings import AggregatorSettings
 from aggregator.storage.db import (
     is_sqlite,
+    libpq_conninfo,
     make_async_engine,
     make_async_sessionmaker,
     require_current_schema,
@@ -75,10 +76,16 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         factory = make_async_sessionmaker(read_engine)
         writer = Writer(make_async_sessionmaker(engine))
         writer.start()
-        notifier = Notifier()
+        notifier: Notifier
+        if is_sqlite(settings.database_url):
+            notifier = Notifier()
+        else:  # several aggregator processes may share this database: wake each other
+            notifier = ClusterNotifier(libpq_conninfo(settings.database_url))
         node_keys = NodeKeys(factory)
         rounds = Rounds(settings, factory, writer, notifier, key)
         try:
+            if isinstance(notifier, ClusterNotifier):
+                await notifier.start()
             await node_keys.load()
             max_age = timedelta(seconds=settings.message_max_age_seconds)
             retention = max_age * 2 + timedelta(minutes=1)
@@ -102,6 +109,8 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
             yield
         finally:
             rounds.stop()
+            if isinstance(notifier, ClusterNotifier):
+                await notifier.close()
             await writer.stop()
             await engine.dispose()
             if read_engine is not engine:

@@ -3,8 +3,9 @@ analyst waiting on a round wakes when an answer arrives or the round closes.
 
 This is only a latency shortcut. The database stays the truth: a waiter that is woken (or times
 out) reads its state from the database, so a lost or spurious wake-up costs time, never
-correctness. With several aggregator replicas, a wake-up reaches the replica that committed; a
-node polling another replica sees its task when its poll next reads the database.
+correctness. On PostgreSQL several aggregator processes may share one database; there
+``ClusterNotifier`` passes every wake-up to the other processes with LISTEN/NOTIFY, so a node
+polling one process gets a task created on another at once.
 """
 
 from __future__ import annotations
@@ -72,3 +73,93 @@ class Notifier:
                     ),
                     timeout,
                 )
+
+
+CHANNEL = "publieksdata"  # plus a hash of the database URL (one channel per aggregator)
+_IDS_PER_MESSAGE = 300  # a NOTIFY payload holds at most 8,000 bytes
+
+
+class ClusterNotifier(Notifier):
+    """Wake-ups across aggregator processes that share one PostgreSQL database (LISTEN/NOTIFY).
+
+    Every wake-up is applied here and also sent on channel ``publieksdata_<hash of the database
+    URL>`` (aggregators that share a server but not a database or schema do not hear each
+    other); each process listens on one dedicated connection and applies the others' wake-ups
+    to its own waiters.
+    The database stays the truth (see above): a lost notification only costs latency.
+    """
+
+    def __init__(self, conninfo: str) -> None:
+        super().__init__()
+        import hashlib
+        import secrets
+
+        self.conninfo = conninfo
+        self.channel = f"{CHANNEL}_{hashlib.sha256(conninfo.encode()).hexdigest()[:12]}"
+        self.origin = secrets.token_hex(6)
+        self._listener: asyncio.Task[None] | None = None
+        self._sender: object | None = None
+        self._send_lock = asyncio.Lock()
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        import psycopg
+
+        self._sender = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        listen = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        await listen.execute(f"LISTEN {self.channel}")
+        self._listener = asyncio.create_task(self._listen(listen), name="cluster-notify")
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await asyncio.gather(*self._pending, return_exceptions=True)
+        if self._sender is not None:
+            await self._sender.close()  # type: ignore[attr-defined]
+
+    async def _listen(self, connection: object) -> None:
+        import json
+
+        try:
+            async for note in connection.notifies():  # type: ignore[attr-defined]
+                try:
+                    message = json.loads(note.payload)
+                except ValueError:
+                    continue
+                if message.get("o") == self.origin:
+                    continue
+                if "n" in message:
+                    super().wake_nodes([str(n) for n in message["n"]])
+                if "r" in message:
+                    await super().round_changed(str(message["r"]))
+        finally:
+            await connection.close()  # type: ignore[attr-defined]
+
+    def _publish(self, message: dict[str, object]) -> None:
+        import json
+
+        payload = json.dumps({"o": self.origin, **message})
+
+        async def send() -> None:
+            if self._sender is None:
+                return
+            with contextlib.suppress(Exception):  # a lost wake-up costs latency only
+                async with self._send_lock:
+                    await self._sender.execute(  # type: ignore[attr-defined]
+                        "SELECT pg_notify(%s, %s)", (self.channel, payload)
+                    )
+
+        task = asyncio.get_running_loop().create_task(send())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def wake_nodes(self, node_ids: list[str]) -> None:
+        super().wake_nodes(node_ids)
+        for i in range(0, len(node_ids), _IDS_PER_MESSAGE):
+            self._publish({"n": node_ids[i : i + _IDS_PER_MESSAGE]})
+
+    async def round_changed(self, round_id: str) -> None:
+        await super().round_changed(round_id)
+        self._publish({"r": round_id})

@@ -441,7 +441,7 @@ class Rounds:
 
         async def store(session: AsyncSession) -> tuple[str, Phase | None]:
             current = await session.get(Task, task_id)
-            round_row = await session.get(Round, row.id)
+            round_row = await session.get(Round, row.id, with_for_update=True)
             assert current is not None and round_row is not None
             for column in ("keys", "shares", "body", "reveal"):
                 if getattr(current, column) == raw:
@@ -676,7 +676,7 @@ class Rounds:
 
         async def store(session: AsyncSession) -> str:
             current = await session.get(Task, task_id)
-            round_row = await session.get(Round, row.id)
+            round_row = await session.get(Round, row.id, with_for_update=True)
             assert current is not None and round_row is not None
             if current.body is not None:  # settled by the node itself
                 return "same" if current.body == raw else "answered"

@@ -123,3 +123,8 @@ def require_current_schema(url: str) -> None:
             f"The aggregator database {state}; this version of publieksdata needs {head}. "
             "Run: publieksdata aggregator db upgrade"
         )
+
+
+def libpq_conninfo(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as a libpq connection string (for psycopg directly)."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)

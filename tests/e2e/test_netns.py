@@ -5,8 +5,10 @@ the namespaces this test creates. They talk HTTPS with a test CA that every node
 The test enrols the nodes (invite codes, real ``node join`` over the network), runs a secure
 round, cuts one node's link in the middle of it (the round completes at its deadline with that
 node timed out and the others summed), publishes a release and reads its page from a node's host.
-It runs once with the aggregator on SQLite and once on PostgreSQL (over the server's Unix socket,
-which network namespaces do not separate).
+It runs with the aggregator on SQLite, on PostgreSQL (over the server's Unix socket, which
+network namespaces do not separate), and as two aggregator processes on one PostgreSQL database
+behind nginx (Debian's nginx-light), which terminates TLS on the aggregator's host and spreads
+the nodes over both processes.
 
 It needs root (network namespaces). Without it the test skips with the reason, unless
 PUBLIEKSDATA_REQUIRE_NETNS=1 (set by .ci/run), in which case it fails.
@@ -145,11 +147,14 @@ class Host:
         return self.run(sys.executable, "-m", "publieksdata", *args, check=check)
 
     def serve(self, log: Path, *args: str) -> None:
+        self.spawn(log, sys.executable, "-m", "publieksdata", *args)
+
+    def spawn(self, log: Path, *args: str) -> None:
         handle = log.open("wb")
         self.logs.append(handle)
         self.processes.append(
             subprocess.Popen(
-                self.command(sys.executable, "-m", "publieksdata", *args),
+                self.command(*args),
                 stdout=handle,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **self.env},
@@ -211,12 +216,63 @@ def recipe(result: RoundResult) -> dict[str, object]:
     return {**full, "release_id": "netns-2025", "tables": tables}
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+NGINX = """
+user root;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {work}/body;
+    proxy_temp_path {work}/proxy;
+    fastcgi_temp_path {work}/fastcgi;
+    uwsgi_temp_path {work}/uwsgi;
+    scgi_temp_path {work}/scgi;
+    upstream aggregators {{
+        server 127.0.0.1:{first};
+        server 127.0.0.1:{second};
+        keepalive 16;
+    }}
+    server {{
+        listen {address}:{port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        client_max_body_size 2m;
+        location / {{
+            proxy_pass http://aggregators;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_read_timeout 90s;
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+def _nginx_or_skip() -> str:
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if Path(nginx).exists():
+        return nginx
+    reason = "nginx is not installed (Debian package nginx-light)"
+    if os.environ.get("PUBLIEKSDATA_REQUIRE_NETNS") == "1":
+        pytest.fail(f"PUBLIEKSDATA_REQUIRE_NETNS=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql", "two-processes-behind-nginx"])
 def test_a_federation_across_network_namespaces(
     netns_ok: None, tmp_path: Path, request: pytest.FixtureRequest, database: str
 ) -> None:
+    """With "two-processes-behind-nginx": two aggregator processes on one PostgreSQL database,
+    on the aggregator host's loopback, behind nginx, which terminates TLS and spreads the
+    requests over both."""
     agg_url = None
-    if database == "postgresql":
+    two = database == "two-processes-behind-nginx"
+    nginx = _nginx_or_skip() if two else ""
+    if database != "sqlite":
         schema = request.getfixturevalue("postgres_schema")
         agg_url = (
             "postgresql+psycopg://postgres@/test?host=/var/run/postgresql"
@@ -231,22 +287,46 @@ def test_a_federation_across_network_namespaces(
         certs = tmp_path / "certs"
         certs.mkdir()
         ca, cert, key = make_ca(certs, ip=agg_ip)
-        agg = make_aggregator(
-            tmp_path / "aggregator", agg_url, min_quorum=2, tls_certfile=cert, tls_keyfile=key
-        )
+        tls = {} if two else {"tls_certfile": cert, "tls_keyfile": key}
+        agg = make_aggregator(tmp_path / "aggregator", agg_url, min_quorum=2, **tls)
         admin = asyncio.run(make_token(agg, Role.ADMIN, "beheer"))
         analyst = asyncio.run(make_token(agg, Role.ANALYST, "analist"))
         env = {"PUBLIEKSDATA_LOG_LEVEL": "warning", "SSL_CERT_FILE": str(ca)}
         aggregator = Host(network, "agg", env)
         hosts.append(aggregator)
-        aggregator.serve(
-            tmp_path / "aggregator.log",
-            "aggregator", "serve", "--home", str(agg.home), "--host", agg_ip, "--port", str(PORT),
-        )  # fmt: skip
+        if two:
+            for i, local in enumerate((PORT + 1, PORT + 2)):
+                aggregator.serve(
+                    tmp_path / f"aggregator-{i + 1}.log",
+                    "aggregator", "serve", "--home", str(agg.home),
+                    "--host", "127.0.0.1", "--port", str(local),
+                )  # fmt: skip
+            work = tmp_path / "nginx"
+            work.mkdir()
+            conf = work / "nginx.conf"
+            conf.write_text(
+                NGINX.format(
+                    work=work,
+                    first=PORT + 1,
+                    second=PORT + 2,
+                    address=agg_ip,
+                    port=PORT,
+                    cert=cert,
+                    key=key,
+                ),
+                "utf-8",
+            )
+            aggregator.spawn(work / "nginx.log", nginx, "-c", str(conf), "-g", "daemon off;")
+        else:
+            aggregator.serve(
+                tmp_path / "aggregator.log",
+                "aggregator", "serve", "--home", str(agg.home), "--host", agg_ip,
+                "--port", str(PORT),
+            )  # fmt: skip
         _wait(
             lambda: (
                 aggregator.run(
-                    "curl", "-s", "--cacert", str(ca), f"{base}/v1/ready", check=False
+                    "curl", "-s", "--fail", "--cacert", str(ca), f"{base}/v1/ready", check=False
                 ).returncode
                 == 0
             ),
@@ -323,6 +403,20 @@ def test_a_federation_across_network_namespaces(
             f"{base}/nl/releases/{published['slug']}",
         ).stdout  # fmt: skip
         assert "Instelling n3" in page  # listed as missing from the figures
+        if two:  # nginx spread the nodes' polls over both processes
+            for local in (PORT + 1, PORT + 2):
+                metrics = aggregator.run(
+                    "curl", "-sS", "--fail", f"http://127.0.0.1:{local}/metrics"
+                ).stdout
+                polls = [
+                    line
+                    for line in metrics.splitlines()
+                    if line.startswith(
+                        "publieksdata_aggregator_http_request_duration_seconds_count"
+                    )
+                    and 'route="/v1/node/poll"' in line
+                ]
+                assert polls and float(polls[0].split()[-1]) > 0, local
         assert published["tables"] == 2
     finally:
         for host in hosts:

@@ -4,6 +4,7 @@ writer, the deadline timers and the signing key."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -59,6 +60,22 @@ def begin_shutdown(app: FastAPI) -> None:
     loop.call_soon_threadsafe(lambda: loop.create_task(state.notifier.stop()))
 
 
+SWEEP_SECONDS = 10.0
+
+
+async def _sweep(rounds: Rounds) -> None:
+    """With several processes on one database: time out overdue rounds of any process."""
+    while True:
+        await asyncio.sleep(SWEEP_SECONDS)
+        try:
+            acted = await rounds.sweep()
+        except Exception as exc:  # the next sweep tries again
+            log.error("round sweep failed: %s", type(exc).__name__)
+        else:
+            if acted:
+                log.info("timed out %d overdue rounds of other processes", acted)
+
+
 def create_app(settings: AggregatorSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -106,7 +123,18 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
             resumed = await rounds.resume()
             if resumed:
                 log.info("resumed %d open rounds", resumed)
-            yield
+            sweeper = (
+                asyncio.create_task(_sweep(rounds), name="round-sweep")
+                if isinstance(notifier, ClusterNotifier)
+                else None
+            )
+            try:
+                yield
+            finally:
+                if sweeper is not None:
+                    sweeper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await sweeper
         finally:
             rounds.stop()
             if isinstance(notifier, ClusterNotifier):

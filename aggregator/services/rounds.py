@@ -617,7 +617,8 @@ class Rounds:
         now = datetime.now(UTC)
 
         async def advance(session: AsyncSession) -> tuple[bool, Phase | None]:
-            row = await session.get(Round, round_id)
+            # Locked: another aggregator process on the same database may be timing it out too.
+            row = await session.get(Round, round_id, with_for_update=True)
             if row is None or row.state != RoundState.OPEN.value or row.phase is None:
                 return False, None
             if row.phase_deadline is not None and row.phase_deadline > now:
@@ -826,6 +827,31 @@ class Rounds:
             else:
                 self.schedule(round_id, deadline)
         return len(rows)
+
+    async def sweep(self, grace: timedelta = timedelta(seconds=5)) -> int:
+        """Time out what is overdue, whoever created it: with several aggregator processes on
+        one database a round's timers live in the process that created it, so every process
+        also sweeps now and then (closing and advancing are idempotent and locked), and a
+        round outlives the process that asked it. Returns how many rounds it acted on."""
+        now = datetime.now(UTC)
+        async with self.factory() as session:
+            rows = (
+                await session.execute(
+                    select(Round.id, Round.deadline, Round.phase_deadline, Round.mode).where(
+                        Round.state == RoundState.OPEN.value
+                    )
+                )
+            ).all()
+        acted = 0
+        for round_id, deadline, phase_deadline, mode in rows:
+            if mode == Mode.SECURE.value and phase_deadline is not None:
+                if phase_deadline + grace <= now:
+                    await self._phase_timeout(round_id)
+                    acted += 1
+            elif deadline + grace <= now:
+                await self.close(round_id)
+                acted += 1
+        return acted
 
     def stop(self) -> None:
         for timer in self._timers.values():

@@ -120,3 +120,65 @@ def test_two_aggregator_processes_share_one_database(tmp_path: Path, postgres_ur
     finally:
         for service in reversed(services):
             service.stop()
+
+
+def test_a_round_outlives_the_process_that_asked_it(tmp_path: Path, postgres_url: str) -> None:
+    """The process that created a round is killed; the other one times the round out at its
+    deadline (its periodic sweep) with the answer it has."""
+    agg = make_aggregator(
+        tmp_path / "aggregator", postgres_url, unsafe_accept_exact_answers=True, min_quorum=1
+    )
+    admin = asyncio.run(make_token(agg, Role.ADMIN, "beheer"))
+    analyst = asyncio.run(make_token(agg, Role.ANALYST, "analist"))
+    first = _aggregator(agg.home, tmp_path / "aggregator-1.log")
+    second = _aggregator(agg.home, tmp_path / "aggregator-2.log")
+    services = [first, second]
+    try:
+        rows = [Row(person=p, event_date=date(2025, 6, p)) for p in range(1, 6)]
+        node, engine = node_with_rows(tmp_path / "node", "Instelling", rows)
+        engine.dispose()
+        asyncio.run(_join(second.url, admin, node))  # the node polls the second process
+        # A second institution that never answers keeps the round open until its deadline.
+        silent, engine = node_with_rows(tmp_path / "silent", "Stil", rows)
+        engine.dispose()
+        asyncio.run(_join(second.url, admin, silent))
+        port = free_port()
+        service = start(
+            node.institution,
+            ["node", "serve", "--home", str(node.home), "--port", str(port)],
+            port,
+            tmp_path / "node.log",
+            {**CHILD_ENV, "PUBLIEKSDATA_NODE_UNSAFE_DISABLE_NOISE": "true"},
+        )
+        services.append(service)
+        service.wait_healthy(60)
+        headers = {"authorization": f"Bearer {analyst}"}
+        deadline = time.monotonic() + 30
+        while not any(
+            n["connected"] for n in httpx.get(f"{second.url}/v1/nodes", headers=headers).json()
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        body = {
+            "report": {"name": "volume", "year": 2025, "rho": 0.05, "mode": "independent"},
+            "deadline_seconds": 6,
+            "nodes": None,
+        }
+        created = httpx.post(f"{first.url}/v1/rounds", json=body, headers=headers, timeout=30)
+        assert created.status_code == 201, created.text
+        round_id = created.json()["round_id"]
+        first.kill()  # the process that asked the round, and holds its timer, is gone
+        until = time.monotonic() + 40
+        while True:
+            result = RoundResult.model_validate(
+                httpx.get(f"{second.url}/v1/rounds/{round_id}", headers=headers).json()
+            )
+            if result.state is RoundState.CLOSED or time.monotonic() > until:
+                break
+            time.sleep(0.5)
+        assert result.state is RoundState.CLOSED
+        status = {n.institution: n.status for n in result.coverage.nodes}
+        assert status == {"Instelling": NodeStatus.ANSWERED, "Stil": NodeStatus.TIMED_OUT}
+    finally:
+        for item in reversed(services):
+            item.stop()

@@ -87,3 +87,28 @@ def test_containerfiles_are_non_root_with_a_readiness_healthcheck(service: str) 
     assert f"EXPOSE {port}" in text
     assert f"http://127.0.0.1:{port}/v1/ready" in text
     assert "db upgrade && exec publieksdata" in text
+
+
+@pytest.mark.parametrize(
+    ("name", "settings", "prefix"),
+    [
+        ("node.env", NodeSettings, "PUBLIEKSDATA_NODE_"),
+        ("aggregator.env", AggregatorSettings, "PUBLIEKSDATA_AGGREGATOR_"),
+    ],
+)
+def test_env_files_list_every_setting_with_its_default(
+    name: str, settings: type, prefix: str
+) -> None:
+    lines = (DEPLOY / "env" / name).read_text("utf-8").splitlines()
+    listed = dict(line[1:].split("=", 1) for line in lines if line.startswith(f"#{prefix}"))
+    fields = {f for f in settings.model_fields if f != "home"}  # home: set by the unit
+    assert set(listed) == {prefix + f.upper() for f in fields}
+    for field_name in fields:
+        default = settings.model_fields[field_name].default
+        shown = listed[prefix + field_name.upper()]
+        if default is None:
+            assert shown == ""
+        elif isinstance(default, bool):
+            assert shown == str(default).lower()
+        else:
+            assert shown == str(default), field_name

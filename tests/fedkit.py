@@ -40,7 +40,7 @@ from protocol.messages import (
     Refusal,
     RefusalReason,
 )
-from protocol.results import RoundResult, RoundState
+from protocol.results import NodeStatus, RoundResult, RoundState
 from protocol.signing import SigningKey, sign
 from tests.factories import Row, write_rows
 from tests.nodekit import make_node, open_answerer
@@ -117,6 +117,16 @@ class Federation:
             result = RoundResult.model_validate(response.json())
             if result.state is RoundState.CLOSED or loop.time() > until:
                 return result
+
+
+async def answered_round(fed: Federation, rho: float = 0.05, timeout: float = 30) -> None:
+    """Ask the 'volume' report of 2025 in independent mode; the first node must answer it."""
+    created = await fed.ask(
+        report={"name": "volume", "year": 2025, "rho": rho, "mode": "independent"},
+        deadline_seconds=int(timeout),
+    )
+    result = await fed.wait(created.round_id, timeout=timeout)
+    assert result.coverage.nodes[0].status is NodeStatus.ANSWERED, result.coverage
 
 
 async def join_node(fed: Federation, settings: NodeSettings) -> None:

@@ -62,6 +62,14 @@ def _kinds(database_url: str) -> list[tuple[str, dict[str, Any]]]:
         engine.dispose()
 
 
+def set_passwords(fed: Federation) -> None:
+    """Give every node's admin pages the test password."""
+    for node in fed.nodes:
+        engine = make_engine(node.database_url)
+        set_password(make_sessionmaker(engine), PASSWORD)
+        engine.dispose()
+
+
 async def _decide(fed: Federation, index: int, query_id: str, decision: str) -> None:
     async with admin_client(fed.node_apps[index]) as admin:
         assert (await admin.login()).status_code == 303
@@ -83,10 +91,7 @@ async def test_approve_and_decline_before_the_deadline(tmp_path: Path) -> None:
         node_settings=MANUAL,
         agg_settings={"unsafe_accept_exact_answers": True},
     ) as fed:
-        for node in fed.nodes:
-            engine = make_engine(node.database_url)
-            set_password(make_sessionmaker(engine), PASSWORD)
-            engine.dispose()
+        set_passwords(fed)
         created = await fed.ask(
             report={"name": "volume", "year": 2025, "rho": 0.05, "mode": "independent"},
             deadline_seconds=60,
@@ -147,10 +152,7 @@ async def test_a_secure_round_waits_for_approval_at_its_first_phase(tmp_path: Pa
         node_settings=MANUAL,
         agg_settings={"unsafe_accept_exact_answers": True},
     ) as fed:
-        for node in fed.nodes:
-            engine = make_engine(node.database_url)
-            set_password(make_sessionmaker(engine), PASSWORD)
-            engine.dispose()
+        set_passwords(fed)
         created = await fed.ask(
             report={"name": "volume", "year": 2025, "rho": 0.05}, deadline_seconds=60
         )

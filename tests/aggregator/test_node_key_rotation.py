@@ -20,10 +20,9 @@ from node.settings import NodeSettings
 from node.storage.db import make_engine, make_sessionmaker
 from node.storage.models import AuditEvent
 from protocol.messages import NODE_KEY_CONFIRM, NODE_KEY_ROTATION
-from protocol.results import NodeStatus
 from protocol.signing import SigningKey, public_key_to_text, sign
 from tests.factories import Row
-from tests.fedkit import Federation, federation, poll_body
+from tests.fedkit import answered_round, federation, poll_body
 
 pytestmark = pytest.mark.anyio
 
@@ -31,15 +30,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def answered(fed: Federation) -> None:
-    created = await fed.ask(
-        report={"name": "volume", "year": 2025, "rho": 0.01, "mode": "independent"},
-        deadline_seconds=20,
-    )
-    result = await fed.wait(created.round_id, timeout=20)
-    assert result.coverage.nodes[0].status is NodeStatus.ANSWERED, result.coverage
 
 
 async def test_rotation_with_an_overlap_window(tmp_path: Path) -> None:
@@ -55,11 +45,13 @@ async def test_rotation_with_an_overlap_window(tmp_path: Path) -> None:
             assert new.key_id != old.key_id and until
             assert load_signing_key(node.signing_key_path).key_id == new.key_id
             await fed.app.state.aggregator.node_keys.load()
-            await answered(fed)  # the old key still works during the overlap
+            await answered_round(
+                fed, rho=0.01, timeout=20
+            )  # the old key still works during the overlap
         again = create_app(NodeSettings.load(node.home), aggregator_client=fed.client)
         async with again.router.lifespan_context(again):
             assert again.state.node.key.key_id == new.key_id
-            await answered(fed)
+            await answered_round(fed, rho=0.01, timeout=20)
         # After the window only the new key is accepted.
         agg_engine = create_engine(fed.settings.database_url)
         with agg_engine.begin() as conn:

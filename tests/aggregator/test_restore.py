@@ -19,10 +19,9 @@ from node.settings import NodeSettings
 from node.storage.db import make_engine, make_sessionmaker
 from node.storage.models import AuditEvent
 from protocol.messages import POLL, BudgetStatus, Poll
-from protocol.results import NodeStatus
 from protocol.signing import SigningKey, sign
 from tests.factories import Row
-from tests.fedkit import Federation, federation, node_report
+from tests.fedkit import answered_round, federation, node_report
 
 pytestmark = pytest.mark.anyio
 runner = CliRunner()
@@ -40,15 +39,6 @@ def spent(node: NodeSettings, period: str) -> float:
             return ledger.spent_units(session, period) / ledger.UNITS_PER_RHO
     finally:
         engine.dispose()
-
-
-async def answered_round(fed: Federation) -> None:
-    created = await fed.ask(
-        report={"name": "volume", "year": 2025, "rho": 0.05, "mode": "independent"},
-        deadline_seconds=30,
-    )
-    result = await fed.wait(created.round_id, timeout=30)
-    assert result.coverage.nodes[0].status is NodeStatus.ANSWERED, result.coverage
 
 
 async def test_a_restored_node_gets_its_spend_back_before_answering(tmp_path: Path) -> None:

@@ -102,6 +102,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         rounds = Rounds(settings, factory, writer, notifier, key)
         try:
             if isinstance(notifier, ClusterNotifier):
+                notifier.on_keys_changed = node_keys.load
                 await notifier.start()
             await node_keys.load()
             max_age = timedelta(seconds=settings.message_max_age_seconds)

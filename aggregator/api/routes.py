@@ -201,6 +201,7 @@ async def enrol(request: Request, state: StateDep) -> JoinResponse:
         raise AggregatorError(ErrorCode.KEY_ALREADY_ENROLLED)
     assert isinstance(node, Node)
     await state.node_keys.load()
+    state.notifier.keys_changed()
     log.info(
         "%s joined as node %s; compare its fingerprint: %s",
         node.institution,
@@ -232,7 +233,7 @@ async def poll(request: Request, state: StateDep) -> dict[str, Any]:
     spent than it signed before (restored from an old backup), {"tasks": [],
     "budget_proof": envelope}: that earlier message, so that it raises its ledger first."""
     _, envelope = await _envelope(request)
-    await state.node_keys.fresh()
+    await state.node_keys.fresh(envelope.key_id)
     payload = _verify(state.poll_verifier, envelope, POLL)
     try:
         message = Poll.model_validate(payload)
@@ -294,7 +295,7 @@ async def rotate_node_key(request: Request, state: StateDep) -> dict[str, Any]:
     """The body is a 'node_key_rotation' envelope signed by the node's enrolled key. Both keys
     are accepted for ``node_key_overlap_hours``; then only the new one."""
     _, envelope = await _envelope(request)
-    await state.node_keys.fresh()
+    await state.node_keys.fresh(envelope.key_id)
     payload = _verify(state.poll_verifier, envelope, NODE_KEY_ROTATION)
     try:
         message = NodeKeyRotation.model_validate(payload)
@@ -339,6 +340,7 @@ async def rotate_node_key(request: Request, state: StateDep) -> dict[str, Any]:
             ErrorCode.INVALID_REQUEST, "this key was rotated already, or the new key is in use"
         )
     await state.node_keys.load()
+    state.notifier.keys_changed()
     log.info(
         "node %s rotated its key %s -> %s; the old key is accepted until %s",
         node.node_id,
@@ -523,6 +525,7 @@ async def delete_node(node_id: str, state: StateDep, _: AdminDep) -> Response:
     if changed is None:
         raise AggregatorError(ErrorCode.UNKNOWN_NODE)
     await state.node_keys.load()
+    state.notifier.keys_changed()
     state.notifier.forget_node(node_id)
     for round_id in changed:
         await state.notifier.round_changed(round_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 
 
 class Notifier:
@@ -31,6 +32,9 @@ class Notifier:
         for condition in list(self._rounds.values()):
             async with condition:
                 condition.notify_all()
+
+    def keys_changed(self) -> None:
+        """Enrolled node keys changed (join, removal, rotation); other processes reload."""
 
     def node_event(self, node_id: str) -> asyncio.Event:
         return self._nodes[node_id]
@@ -101,6 +105,7 @@ class ClusterNotifier(Notifier):
         self._sender: object | None = None
         self._send_lock = asyncio.Lock()
         self._pending: set[asyncio.Task[None]] = set()
+        self.on_keys_changed: Callable[[], Awaitable[None]] | None = None
 
     async def start(self) -> None:
         import psycopg
@@ -134,6 +139,9 @@ class ClusterNotifier(Notifier):
                     super().wake_nodes([str(n) for n in message["n"]])
                 if "r" in message:
                     await super().round_changed(str(message["r"]))
+                if "k" in message and self.on_keys_changed is not None:
+                    with contextlib.suppress(Exception):  # the periodic reload catches up
+                        await self.on_keys_changed()
         finally:
             await connection.close()  # type: ignore[attr-defined]
 
@@ -154,6 +162,9 @@ class ClusterNotifier(Notifier):
         task = asyncio.get_running_loop().create_task(send())
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    def keys_changed(self) -> None:
+        self._publish({"k": 1})
 
     def wake_nodes(self, node_ids: list[str]) -> None:
         super().wake_nodes(node_ids)

@@ -30,6 +30,9 @@ class NodeKey:
     key: Ed25519PublicKey
 
 
+MISS_RELOAD_SECONDS = 1.0
+
+
 class NodeKeys:
     """The active nodes' public keys by key id; a KeyRing for protocol.signing.Verifier."""
 
@@ -61,12 +64,19 @@ class NodeKeys:
             self._by_key_id = keys
         self._loaded_at = time.monotonic()
 
-    async def fresh(self) -> None:
-        """Reload when stale; concurrent polls share one reload instead of each doing it."""
-        if time.monotonic() - self._loaded_at <= self.refresh:
+    async def fresh(self, key_id: str | None = None) -> None:
+        """Reload when stale, or when ``key_id`` is unknown here (a node that enrolled or
+        rotated its key at another aggregator process) and the last load is older than
+        ``MISS_RELOAD_SECONDS``; concurrent requests share one reload instead of each doing it."""
+        if time.monotonic() - self._loaded_at <= self.refresh and (
+            key_id is None or key_id in self._by_key_id
+        ):
             return
         async with self._reloading:
-            if time.monotonic() - self._loaded_at > self.refresh:
+            age = time.monotonic() - self._loaded_at
+            if age > self.refresh or (
+                key_id is not None and key_id not in self._by_key_id and age > MISS_RELOAD_SECONDS
+            ):
                 await self.load()
 
     def get(self, key_id: str) -> NodeKey | None:

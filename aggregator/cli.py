@@ -56,7 +56,7 @@ app.add_typer(token_app, name="token")
 app.add_typer(keys_app, name="keys")
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages name paths: never hard-wrap them
 
 HomeOption = Annotated[
     Path,

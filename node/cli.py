@@ -68,7 +68,7 @@ audit_app = typer.Typer(help="The node's audit log: verify it, export it.", no_a
 app.add_typer(audit_app, name="audit")
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages name paths: never hard-wrap them
 
 HomeOption = Annotated[
     Path,

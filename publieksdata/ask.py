@@ -41,7 +41,7 @@ ROW_LIMIT = 40
 DAY = "%Y-%m-%d"
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages name paths: never hard-wrap them
 
 _HEADERS = {
     "visits": ("bezoeken", "visits"),

@@ -48,7 +48,7 @@ from publieksdata.ask import open_client
 
 EXIT_USAGE = 2
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # messages name paths: never hard-wrap them
 
 
 def _rounds(values: list[str] | None) -> dict[str, str]:

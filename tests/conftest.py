@@ -18,11 +18,11 @@ from sqlalchemy import Engine, create_engine, text
 os.environ["PUBLIEKSDATA_TESTING"] = "1"
 
 from node.storage.db import make_engine, upgrade
+from tests.optional import POSTGRES, need, summary_lines
 
 POSTGRES_URL = os.environ.get(
     "PUBLIEKSDATA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-REQUIRE_POSTGRES = os.environ.get("PUBLIEKSDATA_REQUIRE_POSTGRES") == "1"
 _pg_state: dict[str, str | None] = {}
 
 
@@ -36,17 +36,25 @@ def postgres_unavailable() -> str | None:
             probe.dispose()
             _pg_state["reason"] = None
         except Exception as exc:  # any failure to connect means "not available"
-            _pg_state["reason"] = f"PostgreSQL at {POSTGRES_URL} is not reachable: {exc}"
+            first = (str(exc).splitlines() or [type(exc).__name__])[0]
+            _pg_state["reason"] = f"PostgreSQL at {POSTGRES_URL} is not reachable: {first}"
     return _pg_state["reason"]
 
 
 def require_postgres() -> None:
-    reason = postgres_unavailable()
-    if reason is None:
-        return
-    if REQUIRE_POSTGRES:
-        pytest.fail(f"PUBLIEKSDATA_REQUIRE_POSTGRES=1 but {reason}")
-    pytest.skip(reason)
+    need(POSTGRES, postgres_unavailable())
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say which optional parts (PostgreSQL, Chromium, network namespaces) ran or were skipped."""
+    reasons = []
+    for report in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(report, "longrepr", None)
+        if isinstance(longrepr, tuple) and len(longrepr) == 3:
+            reasons.append(str(longrepr[2]))
+    terminalreporter.section("optional parts")
+    for line in summary_lines(reasons):
+        terminalreporter.line(line)
 
 
 @pytest.fixture

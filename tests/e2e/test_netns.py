@@ -42,6 +42,7 @@ from tests.conftest import POSTGRES_URL, postgres_unavailable
 from tests.e2e.test_tls import make_ca
 from tests.factories import Row
 from tests.fedkit import make_aggregator, make_token, node_with_rows
+from tests.optional import NETNS, POSTGRES, need
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 SUBNET = "10.77.{net}"
@@ -63,12 +64,7 @@ def _netns_unavailable() -> str | None:
 
 @pytest.fixture(scope="module")
 def netns_ok() -> None:
-    reason = _netns_unavailable()
-    if reason is None:
-        return
-    if os.environ.get("PUBLIEKSDATA_REQUIRE_NETNS") == "1":
-        pytest.fail(f"PUBLIEKSDATA_REQUIRE_NETNS=1 but {reason}")
-    pytest.skip(reason)
+    need(NETNS, _netns_unavailable())
 
 
 def sh(*args: str) -> None:
@@ -192,11 +188,7 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
 @pytest.fixture
 def postgres_schema() -> Iterator[str]:
     """A fresh schema on the local PostgreSQL, reached over its Unix socket."""
-    reason = postgres_unavailable()
-    if reason is not None:
-        if os.environ.get("PUBLIEKSDATA_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PUBLIEKSDATA_REQUIRE_POSTGRES=1 but {reason}")
-        pytest.skip(reason)
+    need(POSTGRES, postgres_unavailable())
     schema = f"ns_{uuid.uuid4().hex[:10]}"
     admin = create_engine(POSTGRES_URL)
     with admin.begin() as conn:
@@ -256,10 +248,8 @@ def _nginx_or_skip() -> str:
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if Path(nginx).exists():
         return nginx
-    reason = "nginx is not installed (Debian package nginx-light)"
-    if os.environ.get("PUBLIEKSDATA_REQUIRE_NETNS") == "1":
-        pytest.fail(f"PUBLIEKSDATA_REQUIRE_NETNS=1 but {reason}")
-    pytest.skip(reason)
+    need(NETNS, "nginx is not installed (Debian package nginx-light)")
+    raise AssertionError("unreachable")  # need() skips or fails
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql", "two-processes-behind-nginx"])

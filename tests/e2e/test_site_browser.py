@@ -24,6 +24,7 @@ from aggregator.releases.chain import SealedRelease, parse
 from publieksdata.processes import Service, free_port, start
 from tests.aggregator.test_public_site import from_page, publish_two
 from tests.fedkit import make_aggregator
+from tests.optional import BROWSER, need
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -36,10 +37,8 @@ ARTIFACTS = Path(
 def _browser() -> Any:
     missing = [p for p in (CHROMIUM, DRIVER) if not Path(p).exists()]
     if missing:
-        reason = f"headless Chromium is not installed ({', '.join(missing)} missing)"
-        if os.environ.get("PUBLIEKSDATA_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"PUBLIEKSDATA_REQUIRE_BROWSER=1 but {reason}")
-        pytest.skip(reason)
+        need(BROWSER, f"it is not installed ({', '.join(missing)} missing)")
+    need(BROWSER, None)
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service as DriverService
 

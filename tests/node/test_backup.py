@@ -135,11 +135,11 @@ def test_backup_refuses_an_existing_directory(
     node: tuple[NodeSettings, Engine], tmp_path: Path
 ) -> None:
     settings, _ = node
-    (tmp_path / "taken").mkdir()
-    result = runner.invoke(
-        node_cli, ["backup", "--home", str(settings.home), "--out", str(tmp_path / "taken")]
-    )
+    taken = tmp_path / ("a-folder-with-a-long-name-" * 4) / "taken"  # longer than a terminal line
+    taken.mkdir(parents=True)
+    result = runner.invoke(node_cli, ["backup", "--home", str(settings.home), "--out", str(taken)])
     assert result.exit_code == 1 and "exists already" in result.output
+    assert str(taken) in result.output  # the path is printed whole, not wrapped
 
 
 def test_restore_onto_a_new_machine(tmp_path: Path) -> None:

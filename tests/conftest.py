@@ -20,6 +20,13 @@ os.environ["PUBLIEKSDATA_TESTING"] = "1"
 from node.storage.db import make_engine, upgrade
 from tests.optional import POSTGRES, need, summary_lines
 
+# No test depends on the terminal it runs in: pin what Rich (the CLI's output) reads from the
+# environment, so that COLUMNS=30 or FORCE_COLOR in the caller's shell changes nothing.
+os.environ["COLUMNS"] = "80"
+os.environ["LINES"] = "25"
+for _name in ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTER_COLUMNS"):
+    os.environ.pop(_name, None)
+
 POSTGRES_URL = os.environ.get(
     "PUBLIEKSDATA_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

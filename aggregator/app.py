@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from aggregator.api.releases import router as releases_router
 from aggregator.api.routes import router
@@ -191,4 +192,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         too_large=problem(ErrorCode.BODY_TOO_LARGE),
         exceeded=lambda: AggregatorError(ErrorCode.BODY_TOO_LARGE),
     )
+    # Outermost: behind a trusted TLS proxy, the client is the one the proxy names, so that
+    # enrolment lock-outs count per real client rather than once for the proxy.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     return app

@@ -177,6 +177,31 @@ async def test_wrong_codes_lock_out_the_source(tmp_path: Path) -> None:
                 assert response.status_code == 200, response.text
 
 
+async def test_a_used_code_is_refused_but_does_not_count_towards_the_lockout(
+    tmp_path: Path,
+) -> None:
+    # A node whose join answer was lost sends its (now used) code again, more than once.
+    settings: dict[str, object] = {"enrol_max_failures": 2, "enrol_max_failures_total": 2}
+    async with federation(tmp_path, [], agg_settings=settings) as fed:
+        used = (await invite(fed))["code"]
+        assert (await enrol(fed.client, join_body(used, SigningKey.generate()))).status_code == 200
+        for _ in range(4):
+            response = await enrol(fed.client, join_body(used, SigningKey.generate()))
+            assert_problem(response, 403, "invite_invalid")  # the same answer as a wrong code
+        async with fed.app.state.aggregator.factory() as session:
+            assert list(await session.scalars(select(EnrolFailure))) == []
+        fresh = (await invite(fed))["code"]
+        assert (await enrol(fed.client, join_body(fresh, SigningKey.generate()))).status_code == 200
+        # Wrong codes still count.
+        for _ in range(2):
+            response = await enrol(
+                fed.client, join_body("AAAAA-AAAAA-AAAAA-AAAAA", SigningKey.generate())
+            )
+            assert_problem(response, 403, "invite_invalid")
+        response = await enrol(fed.client, join_body(used, SigningKey.generate()))
+        assert_problem(response, 429, "enrol_locked")
+
+
 async def test_behind_a_trusted_proxy_each_client_has_its_own_lockout(tmp_path: Path) -> None:
     # The TLS proxy connects from 10.0.0.2 and names the client in X-Forwarded-For.
     settings: dict[str, object] = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -43,9 +43,15 @@ from protocol.signing import MemoryNonceStore, Verifier
 log = logging.getLogger("publieksdata.aggregator")
 
 
-def _problem_response(code: ErrorCode, detail: str | None = None, **extra: Any) -> JSONResponse:
+def _problem_response(
+    code: ErrorCode,
+    detail: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body = problem(code, detail, **extra)
-    headers = {}
+    headers = dict(headers or {})
     if code is ErrorCode.ENROL_LOCKED and "retry_after_seconds" in extra:
         headers["Retry-After"] = str(extra["retry_after_seconds"])
     return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
@@ -178,7 +184,8 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
             exc.status_code, ErrorCode.INVALID_REQUEST
         )
-        return _problem_response(code)
+        allow = (exc.headers or {}).get("Allow")  # a 405 names the methods that do work
+        return _problem_response(code, headers={"Allow": allow} if allow else None)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -48,9 +48,15 @@ log = logging.getLogger("publieksdata.node")
 RETENTION_INTERVAL_SECONDS = 24 * 3600
 
 
-def _problem_response(code: ErrorCode, detail: str | None = None, **extra: Any) -> JSONResponse:
+def _problem_response(
+    code: ErrorCode,
+    detail: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body = problem(code, detail, **extra)
-    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON)
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
 
 
 def _budget_reader(state: NodeState) -> Callable[[], BudgetStatus]:
@@ -201,7 +207,8 @@ def create_app(
         code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
             exc.status_code, ErrorCode.INVALID_REQUEST
         )
-        return _problem_response(code)
+        allow = (exc.headers or {}).get("Allow")  # a 405 names the methods that do work
+        return _problem_response(code, headers={"Allow": allow} if allow else None)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -38,6 +38,7 @@ from aggregator.storage.db import (
 from aggregator.web.pages import router as site_router
 from protocol.http import PROBLEM_JSON, BodyLimit
 from protocol.observability import CONTENT_TYPE, RequestMetrics, render, request_histogram
+from protocol.openapi import with_problems
 from protocol.signing import MemoryNonceStore, Verifier
 
 log = logging.getLogger("publieksdata.aggregator")
@@ -68,6 +69,14 @@ def begin_shutdown(app: FastAPI) -> None:
 
 
 SWEEP_SECONDS = 10.0
+# The problem answers of operations that protocol.openapi cannot tell from their parameters.
+PROBLEM_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
+    ("GET", "/v1/ready"): (503,),
+    ("POST", "/v1/enrol"): (403, 409, 429),  # invite_invalid, key_already_enrolled, enrol_locked
+    ("POST", "/v1/node/tasks/{task_id}/result"): (403,),  # wrong_node
+    ("POST", "/v1/rounds"): (409,),  # no_nodes, would_be_refused
+    ("POST", "/v1/releases"): (409,),  # release_not_possible
+}
 
 
 async def _sweep(rounds: Rounds) -> None:
@@ -169,6 +178,12 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
     app.include_router(router)
     app.include_router(releases_router)
     app.include_router(site_router)  # last: its /{lang}/ paths must not shadow the API
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return with_problems(generated(), [code.value for code in ErrorCode], PROBLEM_STATUSES)
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(AggregatorError)
     async def _error(_request: Request, exc: AggregatorError) -> JSONResponse:

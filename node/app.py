@@ -42,10 +42,18 @@ from node.web import admin
 from protocol.http import PROBLEM_JSON, BodyLimit
 from protocol.messages import BudgetStatus
 from protocol.observability import CONTENT_TYPE, RequestMetrics, render, request_histogram
+from protocol.openapi import with_problems
 from protocol.signing import Verifier
 
 log = logging.getLogger("publieksdata.node")
 RETENTION_INTERVAL_SECONDS = 24 * 3600
+
+
+# The problem answers of operations that protocol.openapi cannot tell from their parameters.
+PROBLEM_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
+    ("GET", "/v1/ready"): (503,),
+    ("POST", "/v1/queries"): (403,),  # refused, with a signed refusal
+}
 
 
 def _problem_response(
@@ -184,6 +192,12 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(router)
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return with_problems(generated(), [code.value for code in ErrorCode], PROBLEM_STATUSES)
+
+    app.openapi = openapi  # type: ignore[method-assign]
     admin.install(app)
     registry, histogram = request_histogram("publieksdata_node")
 

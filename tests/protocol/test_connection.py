@@ -12,7 +12,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -21,7 +20,7 @@ from typer.testing import CliRunner
 from aggregator.client import AsyncClient, Client, Unreachable
 from node.cli import app as node_cli
 from node.transport import aggregator_client, describe_transport_error
-from protocol.connection import Speaks, describe, describe_answer, probe
+from protocol.connection import UNRESOLVABLE, Speaks, describe, describe_answer, probe
 from protocol.results import NodeStatus, RoundState
 from tests.aggregator.test_client import make_result
 from tests.e2e.test_tls import make_ca
@@ -113,19 +112,13 @@ def unused_port() -> int:
         return int(sock.getsockname()[1])  # closed again: nothing listens there
 
 
-def failure(url: str, **options: Any) -> BaseException:
-    with httpx.Client(mounts=_mounts(), **options) as client:
+def failure(url: str) -> BaseException:
+    with httpx.Client(mounts=UNRESOLVABLE) as client:
         try:
             client.get(url)
         except httpx.HTTPError as exc:
             return exc
     raise AssertionError(f"{url} answered")
-
-
-def _mounts() -> Any:
-    from protocol.connection import UNRESOLVABLE
-
-    return UNRESOLVABLE
 
 
 @pytest.fixture
@@ -269,9 +262,11 @@ def two_results() -> list[bytes]:
 
 
 def test_the_client_sends_a_long_poll_again_when_its_connection_was_closed() -> None:
-    with server(rounds_server(two_results())) as running:
-        with Client(f"http://127.0.0.1:{running.port}", "token") as client:
-            result = client.wait("r1")
+    with (
+        server(rounds_server(two_results())) as running,
+        Client(f"http://127.0.0.1:{running.port}", "token") as client,
+    ):
+        result = client.wait("r1")
     assert result.closed
 
 
@@ -301,9 +296,11 @@ def test_a_server_that_closes_every_connection_is_unreachable_after_two_retries(
         if conn.recv(65536).startswith(b"GET /v1/rounds"):  # not the diagnosis' look
             seen.append(count)
 
-    with server(hang_up) as running:
-        with Client(f"http://127.0.0.1:{running.port}", "token") as client:
-            with pytest.raises(Unreachable) as raised:
-                client.rounds()
+    with (
+        server(hang_up) as running,
+        Client(f"http://127.0.0.1:{running.port}", "token") as client,
+        pytest.raises(Unreachable) as raised,
+    ):
+        client.rounds()
     assert seen == [0, 1, 2]  # the first try and two more
     assert "closed the connection without an answer" in str(raised.value)

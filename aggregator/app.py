@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from aggregator.api.releases import router as releases_router
 from aggregator.api.routes import router
@@ -37,14 +38,21 @@ from aggregator.storage.db import (
 from aggregator.web.pages import router as site_router
 from protocol.http import PROBLEM_JSON, BodyLimit
 from protocol.observability import CONTENT_TYPE, RequestMetrics, render, request_histogram
+from protocol.openapi import with_problems
 from protocol.signing import MemoryNonceStore, Verifier
 
 log = logging.getLogger("publieksdata.aggregator")
 
 
-def _problem_response(code: ErrorCode, detail: str | None = None, **extra: Any) -> JSONResponse:
+def _problem_response(
+    code: ErrorCode,
+    detail: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body = problem(code, detail, **extra)
-    headers = {}
+    headers = dict(headers or {})
     if code is ErrorCode.ENROL_LOCKED and "retry_after_seconds" in extra:
         headers["Retry-After"] = str(extra["retry_after_seconds"])
     return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
@@ -61,6 +69,14 @@ def begin_shutdown(app: FastAPI) -> None:
 
 
 SWEEP_SECONDS = 10.0
+# The problem answers of operations that protocol.openapi cannot tell from their parameters.
+PROBLEM_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
+    ("GET", "/v1/ready"): (503,),
+    ("POST", "/v1/enrol"): (403, 409, 429),  # invite_invalid, key_already_enrolled, enrol_locked
+    ("POST", "/v1/node/tasks/{task_id}/result"): (403,),  # wrong_node
+    ("POST", "/v1/rounds"): (409,),  # no_nodes, would_be_refused
+    ("POST", "/v1/releases"): (409,),  # release_not_possible
+}
 
 
 async def _sweep(rounds: Rounds) -> None:
@@ -162,6 +178,12 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
     app.include_router(router)
     app.include_router(releases_router)
     app.include_router(site_router)  # last: its /{lang}/ paths must not shadow the API
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return with_problems(generated(), [code.value for code in ErrorCode], PROBLEM_STATUSES)
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(AggregatorError)
     async def _error(_request: Request, exc: AggregatorError) -> JSONResponse:
@@ -177,7 +199,8 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
             exc.status_code, ErrorCode.INVALID_REQUEST
         )
-        return _problem_response(code)
+        allow = (exc.headers or {}).get("Allow")  # a 405 names the methods that do work
+        return _problem_response(code, headers={"Allow": allow} if allow else None)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
@@ -191,4 +214,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         too_large=problem(ErrorCode.BODY_TOO_LARGE),
         exceeded=lambda: AggregatorError(ErrorCode.BODY_TOO_LARGE),
     )
+    # Outermost: behind a trusted TLS proxy, the client is the one the proxy names, so that
+    # enrolment lock-outs count per real client rather than once for the proxy.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     return app

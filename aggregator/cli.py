@@ -367,6 +367,7 @@ def serve(
         access_log=False,
         timeout_graceful_shutdown=5,
         log_config=None,  # our logging (plain or JSON), not uvicorn's
+        proxy_headers=False,  # the app reads them, from forwarded_allow_ips only
         ssl_certfile=str(settings.tls_certfile) if settings.tls_certfile else None,
         ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
     )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Self
@@ -31,6 +32,10 @@ class AggregatorSettings(BaseSettings):
     # Serve HTTPS directly (uvicorn's TLS); or leave both unset behind Caddy or nginx.
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
+    # The TLS proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: addresses or
+    # networks, comma-separated, or "*" (only when nothing but the proxy can reach the port).
+    # A request from any other peer keeps its own address, whatever headers it sends.
+    forwarded_allow_ips: str = Field(default="127.0.0.1,::1", max_length=2000)
 
     # Rounds.
     default_deadline_seconds: int = Field(default=300, ge=1, le=7 * 86400)
@@ -73,6 +78,14 @@ class AggregatorSettings(BaseSettings):
         for path in (self.tls_certfile, self.tls_keyfile):
             if path is not None and not path.is_file():
                 raise ValueError(f"{path} is not a file")
+        for entry in self.forwarded_allow_ips.split(","):
+            if entry.strip() != "*":
+                try:
+                    ipaddress.ip_network(entry.strip())
+                except ValueError:
+                    raise ValueError(
+                        f"forwarded_allow_ips: {entry.strip()!r} is not an address or network"
+                    ) from None
         if self.default_deadline_seconds > self.max_deadline_seconds:
             raise ValueError("default_deadline_seconds is larger than max_deadline_seconds")
         return self

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -42,15 +42,29 @@ from node.web import admin
 from protocol.http import PROBLEM_JSON, BodyLimit
 from protocol.messages import BudgetStatus
 from protocol.observability import CONTENT_TYPE, RequestMetrics, render, request_histogram
+from protocol.openapi import with_problems
 from protocol.signing import Verifier
 
 log = logging.getLogger("publieksdata.node")
 RETENTION_INTERVAL_SECONDS = 24 * 3600
 
 
-def _problem_response(code: ErrorCode, detail: str | None = None, **extra: Any) -> JSONResponse:
+# The problem answers of operations that protocol.openapi cannot tell from their parameters.
+PROBLEM_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
+    ("GET", "/v1/ready"): (503,),
+    ("POST", "/v1/queries"): (403,),  # refused, with a signed refusal
+}
+
+
+def _problem_response(
+    code: ErrorCode,
+    detail: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
     body = problem(code, detail, **extra)
-    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON)
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
 
 
 def _budget_reader(state: NodeState) -> Callable[[], BudgetStatus]:
@@ -178,6 +192,12 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(router)
+    generated = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        return with_problems(generated(), [code.value for code in ErrorCode], PROBLEM_STATUSES)
+
+    app.openapi = openapi  # type: ignore[method-assign]
     admin.install(app)
     registry, histogram = request_histogram("publieksdata_node")
 
@@ -201,7 +221,8 @@ def create_app(
         code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
             exc.status_code, ErrorCode.INVALID_REQUEST
         )
-        return _problem_response(code)
+        allow = (exc.headers or {}).get("Allow")  # a 405 names the methods that do work
+        return _problem_response(code, headers={"Allow": allow} if allow else None)
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -283,7 +283,7 @@ class Connector:
                 raise
             except Exception as exc:
                 self.status.connected = False
-                self.status.last_error = _describe(exc)
+                self.status.last_error = await _explain(exc, self.link.base)
                 delay = self.backoff.delay(attempt)
                 attempt += 1
                 log.warning(
@@ -392,7 +392,8 @@ class Connector:
                     url, content=body, headers={"content-type": "application/json"}
                 )
             except httpx.HTTPError as exc:
-                log.warning("could not deliver an answer (%s); retrying", _describe(exc))
+                reason = await _explain(exc, self.link.base)
+                log.warning("could not deliver an answer (%s); retrying", reason)
             else:
                 if response.status_code < 500:
                     if response.status_code == 200:
@@ -420,6 +421,11 @@ def _code(response: httpx.Response) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    if isinstance(exc, httpx.HTTPError):
-        return describe_transport_error(exc)
     return str(exc)[:200] or type(exc).__name__
+
+
+async def _explain(exc: BaseException, base: str) -> str:
+    """Why talking to the aggregator failed: for a network error, what is likely wrong."""
+    if isinstance(exc, httpx.HTTPError):
+        return await describe_transport_error(exc, base)
+    return _describe(exc)

@@ -7,6 +7,9 @@ another machine.
 * ``tls_verify``: the system's CA store by default (certifi through httpx), or only the CA in
   ``PUBLIEKSDATA_NODE_AGGREGATOR_CA_FILE`` (a sector body's private CA: pinning it means no
   public CA can stand in for the aggregator).
+* ``describe_transport_error``: what is likely wrong when the aggregator cannot be reached (host
+  not found, connection refused, TLS against plain HTTP, a wrong port), for ``join``, ``serve``
+  and key rotation.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from ipaddress import ip_address
 from urllib.parse import urlsplit
 
 import httpx
+from anyio import to_thread
 
 from node.settings import NodeSettings
+from protocol.connection import UNRESOLVABLE, describe, probe
 
 
 class InsecureAggregatorURL(ValueError):
@@ -56,15 +61,14 @@ def tls_verify(settings: NodeSettings) -> ssl.SSLContext | bool:
 
 
 def aggregator_client(settings: NodeSettings, **options: object) -> httpx.AsyncClient:
-    return httpx.AsyncClient(verify=tls_verify(settings), **options)  # type: ignore[arg-type]
+    return httpx.AsyncClient(
+        verify=tls_verify(settings),
+        mounts=UNRESOLVABLE,
+        **options,  # type: ignore[arg-type]
+    )
 
 
-def describe_transport_error(exc: BaseException) -> str:
-    """A short reason for a failed connection; certificate problems say what to do."""
-    text = str(exc)
-    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-        return (
-            "the aggregator's TLS certificate could not be verified (for a sector's own CA, set "
-            "PUBLIEKSDATA_NODE_AGGREGATOR_CA_FILE)"
-        )
-    return type(exc).__name__
+async def describe_transport_error(exc: BaseException, url: str | httpx.URL) -> str:
+    """What is likely wrong with the connection to ``url`` (protocol.connection), with a look
+    at the port when the error alone cannot tell; the look runs in a worker thread."""
+    return await to_thread.run_sync(describe, exc, url, probe)

@@ -6,6 +6,7 @@ or run here: the machines have no container engine (docs/how-to/deploy-*.md say 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shutil
 import subprocess
@@ -112,3 +113,39 @@ def test_env_files_list_every_setting_with_its_default(
             assert shown == str(default).lower()
         else:
             assert shown == str(default), field_name
+
+
+def test_the_aggregator_behind_the_shipped_proxy_trusts_exactly_that_proxy() -> None:
+    compose = yaml.safe_load((DEPLOY / "compose" / "aggregator.yml").read_text("utf-8"))
+    services = compose["services"]
+    proxy_address = services["proxy"]["networks"]["edge"]["ipv4_address"]
+    trusted = services["aggregator"]["environment"]["PUBLIEKSDATA_AGGREGATOR_FORWARDED_ALLOW_IPS"]
+    assert trusted == proxy_address
+    assert "edge" in services["aggregator"]["networks"]
+    assert "edge" not in services["db"]["networks"]
+    subnet = compose["networks"]["edge"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(proxy_address) in ipaddress.ip_network(subnet)
+    # The image on its own trusts the same address (never 127.0.0.1: not a proxy in a container).
+    image = (DEPLOY / "containers" / "Containerfile.aggregator").read_text("utf-8")
+    assert f"PUBLIEKSDATA_AGGREGATOR_FORWARDED_ALLOW_IPS={proxy_address} " in image
+    AggregatorSettings(forwarded_allow_ips=trusted)  # a valid value
+    # A proxy on the same machine (systemd unit) connects from loopback, the default.
+    default = AggregatorSettings.model_fields["forwarded_allow_ips"].default
+    assert "127.0.0.1" in default.split(",")
+    unit = (DEPLOY / "systemd" / "publieksdata-aggregator.service").read_text("utf-8")
+    assert "PUBLIEKSDATA_AGGREGATOR_HOST" not in unit  # so it listens on 127.0.0.1
+
+
+def test_forwarded_allow_ips_refuses_what_is_not_an_address() -> None:
+    with pytest.raises(ValueError, match="not an address or network"):
+        AggregatorSettings(forwarded_allow_ips="127.0.0.1, caddy")
+    assert AggregatorSettings(forwarded_allow_ips="10.0.0.0/8, ::1").forwarded_allow_ips
+
+
+def test_the_nginx_body_limit_is_the_aggregators() -> None:
+    text = (DEPLOY / "proxy" / "nginx-aggregator.conf").read_text("utf-8")
+    match = re.search(r"client_max_body_size (\d+)m;(.*)", text)
+    assert match is not None
+    default = AggregatorSettings.model_fields["max_body_bytes"].default
+    assert int(match.group(1)) * 1024 * 1024 == default
+    assert "lower" not in match.group(2)

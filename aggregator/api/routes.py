@@ -23,7 +23,7 @@ from aggregator.deps import AdminDep, AnalystDep, StateDep
 from aggregator.errors import AggregatorError, ErrorCode
 from aggregator.home import rotation_chain
 from aggregator.services import enrolment, registry
-from aggregator.services.enrolment import InviteRejected, KeyInUse, Lockout
+from aggregator.services.enrolment import InviteRejected, InviteUsed, KeyInUse, Lockout
 from aggregator.storage.db import head_revision
 from aggregator.storage.models import Node
 from protocol import catalogue
@@ -184,6 +184,8 @@ async def enrol(request: Request, state: StateDep) -> JoinResponse:
     async def redeem(session: Any) -> Node | str:
         try:
             return await enrolment.redeem(session, join, now)
+        except InviteUsed:
+            return "used"
         except InviteRejected:
             return "rejected"
         except KeyInUse:
@@ -196,6 +198,8 @@ async def enrol(request: Request, state: StateDep) -> JoinResponse:
             await enrolment.record_failure(session, source, now)
 
         await state.writer.run(fail)
+        raise AggregatorError(ErrorCode.INVITE_INVALID)
+    if node == "used":  # the same answer as a wrong code, but not counted: no guess
         raise AggregatorError(ErrorCode.INVITE_INVALID)
     if node == "key_in_use":
         raise AggregatorError(ErrorCode.KEY_ALREADY_ENROLLED)

@@ -12,7 +12,10 @@ sent their responses. Building requests, long-polling a round and reading respon
 exist once; the two classes differ only in how they send a call.
 
 Every error is a ``ClientError``: a problem document from the aggregator (with its ``code``,
-``status`` and ``detail``), no answer at all, or an answer this client cannot read.
+``status`` and ``detail``), no answer at all, or an answer this client cannot read. With no
+answer at all, ``Unreachable`` says what is likely wrong (host not found, connection refused,
+TLS against plain HTTP, a wrong port). A read whose kept-alive connection was closed under it
+is sent again on a fresh connection, up to twice, before the aggregator counts as unreachable.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import Any, Self, TypedDict, TypeVar, Unpack
 from urllib.parse import quote
 
 import httpx
+from anyio import to_thread
 from pydantic import TypeAdapter, ValidationError
 
 from aggregator.client.errors import (
@@ -44,6 +48,7 @@ from aggregator.client.errors import (
 )
 from aggregator.client.result import ReportInfo, Result
 from protocol.api import NodeInfo, PublishedRelease, PublishRequest, RoundRequest, RoundSummary
+from protocol.connection import UNRESOLVABLE, describe, probe
 from protocol.query import QuerySpec
 from protocol.results import RoundResult, RoundState
 
@@ -247,9 +252,20 @@ def _build(http: httpx.Client | httpx.AsyncClient, call: _Call, timeout: float) 
     )
 
 
-def _unreachable(url: str, exc: httpx.TransportError) -> Unreachable:
-    reason = str(exc) or type(exc).__name__
-    return Unreachable("unreachable", f"no answer from the aggregator at {url}: {reason}")
+RETRIES = 2  # fresh connections for a read whose kept-alive connection was closed under it
+
+
+def _retry(call: _Call, exc: httpx.TransportError, retried: int) -> bool:
+    """Send ``call`` again? Only a read (GET: sending it twice changes nothing) whose
+    connection was closed before the answer came, as a proxy or the aggregator does to an idle
+    kept-alive connection just as the next long-poll goes out; and only ``RETRIES`` times.
+    Refused connections, unknown hosts and time-outs are answers of their own."""
+    closed = isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError | httpx.WriteError)
+    return call.method == "GET" and closed and retried < RETRIES
+
+
+def _unreachable(url: str, reason: str) -> Unreachable:
+    return Unreachable("unreachable", f"aggregator unreachable at {url}: {reason}")
 
 
 class Client:
@@ -267,17 +283,23 @@ class Client:
     ) -> None:
         self.url, headers = _connection(url, token)
         self.timeout = timeout
-        self._http = httpx.Client(base_url=self.url, headers=headers, transport=transport)
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, transport=transport, mounts=UNRESOLVABLE
+        )
 
     def _run(self, flow: Flow[T]) -> T:
         try:
-            call = next(flow)
+            call, retried = next(flow), 0
             while True:
                 try:
                     response = self._http.send(_build(self._http, call, self.timeout))
                 except httpx.TransportError as exc:
-                    raise _unreachable(self.url, exc) from exc
-                call = flow.send(response)
+                    if _retry(call, exc, retried):
+                        retried += 1
+                        continue
+                    reason = describe(exc, self.url, probe)
+                    raise _unreachable(self.url, reason) from exc
+                call, retried = flow.send(response), 0
         except StopIteration as done:
             value: T = done.value
             return value
@@ -341,17 +363,26 @@ class AsyncClient:
     ) -> None:
         self.url, headers = _connection(url, token)
         self.timeout = timeout
-        self._http = httpx.AsyncClient(base_url=self.url, headers=headers, transport=transport)
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            headers=headers,
+            transport=transport,
+            mounts=UNRESOLVABLE,
+        )
 
     async def _run(self, flow: Flow[T]) -> T:
         try:
-            call = next(flow)
+            call, retried = next(flow), 0
             while True:
                 try:
                     response = await self._http.send(_build(self._http, call, self.timeout))
                 except httpx.TransportError as exc:
-                    raise _unreachable(self.url, exc) from exc
-                call = flow.send(response)
+                    if _retry(call, exc, retried):
+                        retried += 1
+                        continue
+                    reason = await to_thread.run_sync(describe, exc, self.url, probe)
+                    raise _unreachable(self.url, reason) from exc
+                call, retried = flow.send(response), 0
         except StopIteration as done:
             value: T = done.value
             return value

@@ -4,7 +4,9 @@ An invite code is 100 random bits, written as four groups of five Crockford base
 (no I, L, O or U, so it survives being read out over the phone). The database keeps only its
 SHA-256 hash. A code works once and expires. Wrong codes are counted per source address and in
 total; past either limit, enrolment is locked for a while, which makes guessing hopeless even
-before the 2^100 search space is considered.
+before the 2^100 search space is considered. A used code is refused but not counted: whoever
+sends it knew a real code, so it is no guess (typically a node retrying a join whose answer it
+never received).
 """
 
 from __future__ import annotations
@@ -98,6 +100,11 @@ class InviteRejected(Exception):
     """The code is unknown, used or expired (one reason for all three: no oracle)."""
 
 
+class InviteUsed(InviteRejected):
+    """The code is a real one, already used: a node retrying its join, not a guess. It is
+    refused like any other, but does not count towards the lock-out."""
+
+
 class KeyInUse(Exception):
     """The key is enrolled for another node already."""
 
@@ -113,7 +120,9 @@ async def redeem(session: AsyncSession, join: JoinRequest, now: datetime) -> Nod
     invite = await session.scalar(
         select(Invite).where(Invite.code_hash == code_hash(join.invite)).with_for_update()
     )
-    if invite is None or invite.used_at is not None or invite.expires_at <= now:
+    if invite is not None and invite.used_at is not None:
+        raise InviteUsed
+    if invite is None or invite.expires_at <= now:
         raise InviteRejected
     public = public_key_from_text(join.public_key)
     key_id = key_id_of(public)

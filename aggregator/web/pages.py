@@ -35,11 +35,13 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from aggregator.deps import AggregatorState
+from aggregator.errors import ErrorCode, problem
 from aggregator.releases import store
 from aggregator.releases.chain import SealedRelease
 from aggregator.releases.document import Cell, Table
 from aggregator.web import charts, csvout, dcat
 from aggregator.web.i18n import LANGS, day, number, small, t
+from protocol.http import PROBLEM_JSON
 from protocol.results import Z95
 
 router = APIRouter(include_in_schema=False)
@@ -50,6 +52,17 @@ LIST_MAX_AGE = "public, max-age=60"  # the index and catalogue change with every
 DOWNLOAD_MAX_AGE = "public, max-age=86400"
 HEAD_TTL = 1.0  # seconds between reads of the chain's head
 CACHE_SIZE = 512
+# Every answer of the site: our own stylesheet and images only, no script at all (the charts
+# are inline SVG without style attributes), never in a frame.
+SITE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+}
 
 _env = Environment(
     loader=PackageLoader("aggregator.web", "templates"),
@@ -145,7 +158,7 @@ async def _serve(
             cache.rendered.popitem(last=False)
     else:
         cache.rendered.move_to_end(full_key)
-    headers = {"ETag": entry.etag, "Cache-Control": entry.cache_control}
+    headers = {"ETag": entry.etag, "Cache-Control": entry.cache_control, **SITE_HEADERS}
     matches = _etags(request.headers.get("if-none-match", ""))
     if entry.status == 200 and (entry.etag in matches or "*" in matches):
         return Response(status_code=304, headers=headers)
@@ -389,7 +402,7 @@ def _release_view(
 
 @router.api_route("/", methods=["GET", "HEAD"])
 async def root() -> RedirectResponse:
-    return RedirectResponse("/nl/", status_code=307)
+    return RedirectResponse("/nl/", status_code=307, headers=SITE_HEADERS)
 
 
 STATIC = {"site.css": "text/css; charset=utf-8", "favicon.svg": "image/svg+xml"}
@@ -408,7 +421,7 @@ async def static(name: str, request: Request) -> Response:
 
 @router.api_route("/favicon.ico", methods=["GET", "HEAD"])
 async def favicon() -> RedirectResponse:
-    return RedirectResponse("/static/favicon.svg", status_code=301)
+    return RedirectResponse("/static/favicon.svg", status_code=301, headers=SITE_HEADERS)
 
 
 @router.api_route("/catalog.jsonld", methods=["GET", "HEAD"])
@@ -448,11 +461,8 @@ async def release_csv(slug: str, table_id: str, request: Request) -> Response:
 
 
 def _missing() -> Rendered:
-    body = json.dumps(
-        {"type": "about:blank", "title": "There is no release or table with that name.",
-         "status": 404, "code": "release_not_found"}
-    ).encode()  # fmt: skip
-    return Rendered.of(body, "application/problem+json", "no-store", 404)
+    body = problem(ErrorCode.RELEASE_NOT_FOUND, "There is no release or table with that name.")
+    return Rendered.of(json.dumps(body).encode(), PROBLEM_JSON, "no-store", 404)
 
 
 @router.api_route("/{lang}/", methods=["GET", "HEAD"])

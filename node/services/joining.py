@@ -18,6 +18,7 @@ from node.transport import (
     check_aggregator_url,
     describe_transport_error,
 )
+from protocol.connection import describe_answer
 from protocol.messages import JOIN, JoinRequest, JoinResponse
 from protocol.signing import SigningKey, key_id_of, public_key_from_text, public_key_to_text, sign
 
@@ -27,6 +28,9 @@ class JoinError(RuntimeError):
 
 
 def _problem_text(response: httpx.Response) -> str:
+    wrong_address = describe_answer(response)
+    if wrong_address is not None:
+        return f"cannot reach the aggregator: {wrong_address}"
     try:
         body = response.json()
         text = str(body.get("detail") or body.get("title") or "")
@@ -62,7 +66,7 @@ async def join(
         )
     except httpx.HTTPError as exc:
         raise JoinError(
-            f"cannot reach the aggregator at {base}: {describe_transport_error(exc)}"
+            f"cannot reach the aggregator at {base}: {await describe_transport_error(exc, base)}"
         ) from None
     if response.status_code != 200:
         raise JoinError(_problem_text(response))
@@ -138,7 +142,8 @@ async def rotate_key(
     except httpx.HTTPError as exc:
         pending.unlink(missing_ok=True)
         raise RotationError(
-            f"cannot reach the aggregator at {link.base}: {describe_transport_error(exc)}"
+            f"cannot reach the aggregator at {link.base}: "
+            f"{await describe_transport_error(exc, link.base)}"
         ) from None
     if response.status_code != 200:
         pending.unlink(missing_ok=True)

@@ -66,6 +66,11 @@ async def source(fed: Federation, address: str) -> AsyncIterator[httpx.AsyncClie
         yield client
 
 
+async def enrol_as(client: httpx.AsyncClient, body: bytes, forwarded_for: str) -> httpx.Response:
+    headers = {"content-type": "application/json", "x-forwarded-for": forwarded_for}
+    return await client.post("/v1/enrol", content=body, headers=headers)
+
+
 async def invite(fed: Federation, **body: Any) -> dict[str, Any]:
     response = await fed.client.post(
         "/v1/admin/invites",
@@ -170,6 +175,79 @@ async def test_wrong_codes_lock_out_the_source(tmp_path: Path) -> None:
                     )
                 response = await enrol(bystander, join_body(fresh, SigningKey.generate()))
                 assert response.status_code == 200, response.text
+
+
+async def test_a_used_code_is_refused_but_does_not_count_towards_the_lockout(
+    tmp_path: Path,
+) -> None:
+    # A node whose join answer was lost sends its (now used) code again, more than once.
+    settings: dict[str, object] = {"enrol_max_failures": 2, "enrol_max_failures_total": 2}
+    async with federation(tmp_path, [], agg_settings=settings) as fed:
+        used = (await invite(fed))["code"]
+        assert (await enrol(fed.client, join_body(used, SigningKey.generate()))).status_code == 200
+        for _ in range(4):
+            response = await enrol(fed.client, join_body(used, SigningKey.generate()))
+            assert_problem(response, 403, "invite_invalid")  # the same answer as a wrong code
+        async with fed.app.state.aggregator.factory() as session:
+            assert list(await session.scalars(select(EnrolFailure))) == []
+        fresh = (await invite(fed))["code"]
+        assert (await enrol(fed.client, join_body(fresh, SigningKey.generate()))).status_code == 200
+        # Wrong codes still count.
+        for _ in range(2):
+            response = await enrol(
+                fed.client, join_body("AAAAA-AAAAA-AAAAA-AAAAA", SigningKey.generate())
+            )
+            assert_problem(response, 403, "invite_invalid")
+        response = await enrol(fed.client, join_body(used, SigningKey.generate()))
+        assert_problem(response, 429, "enrol_locked")
+
+
+async def test_behind_a_trusted_proxy_each_client_has_its_own_lockout(tmp_path: Path) -> None:
+    # The TLS proxy connects from 10.0.0.2 and names the client in X-Forwarded-For.
+    settings: dict[str, object] = {
+        "enrol_max_failures": 3,
+        "enrol_max_failures_total": 50,
+        "forwarded_allow_ips": "10.0.0.2",
+    }
+    async with federation(tmp_path, [], agg_settings=settings) as fed:
+        code = (await invite(fed))["code"]
+        async with source(fed, "10.0.0.2") as proxy:
+            for n, guess in enumerate(("AAAAA-AAAAA-AAAAA-AAAAA", "BBBBB-BBBBB-BBBBB-BBBBB") * 2):
+                # nginx appends the real client to whatever the client claimed: the claim, at
+                # the left, is not believed.
+                claimed = f"192.0.2.{n}, 198.51.100.7"
+                response = await enrol_as(proxy, join_body(guess, SigningKey.generate()), claimed)
+                assert_problem(
+                    response, 403 if n < 3 else 429, "invite_invalid" if n < 3 else "enrol_locked"
+                )
+            # Another client behind the same proxy is not locked out, and can join.
+            response = await enrol_as(proxy, join_body(code, SigningKey.generate()), "203.0.113.9")
+            assert response.status_code == 200, response.text
+        async with fed.app.state.aggregator.factory() as session:
+            sources = set(await session.scalars(select(EnrolFailure.source)))
+        assert sources == {"198.51.100.7"}
+
+
+async def test_a_client_not_behind_a_trusted_proxy_cannot_spoof_its_address(
+    tmp_path: Path,
+) -> None:
+    settings: dict[str, object] = {
+        "enrol_max_failures": 3,
+        "enrol_max_failures_total": 50,
+        "forwarded_allow_ips": "10.0.0.2",
+    }
+    async with federation(tmp_path, [], agg_settings=settings) as fed:
+        code = (await invite(fed))["code"]
+        async with source(fed, "198.51.100.7") as guesser:
+            for n in range(3):
+                body = join_body("AAAAA-AAAAA-AAAAA-AAAAA", SigningKey.generate())
+                response = await enrol_as(guesser, body, f"192.0.2.{n}")
+                assert_problem(response, 403, "invite_invalid")
+            body = join_body(code, SigningKey.generate())
+            assert_problem(await enrol_as(guesser, body, "192.0.2.99"), 429, "enrol_locked")
+        async with fed.app.state.aggregator.factory() as session:
+            sources = list(await session.scalars(select(EnrolFailure.source)))
+        assert sources == ["198.51.100.7"] * 3
 
 
 # -- proof of key possession --------------------------------------------------------------------

@@ -349,7 +349,11 @@ async def test_unknown_addresses_are_not_found(site: Any) -> None:
     for path in ("/releases/nothing-v1.json", f"/releases/{releases[0].slug}/nothing.csv"):
         response = await client.get(path)
         assert response.status_code == 404
-        assert response.json()["code"] == "release_not_found"
+        assert response.headers["content-type"] == "application/problem+json"
+        body = response.json()
+        assert body["code"] == "release_not_found"
+        assert body["type"] == "https://publieksdata.nl/problems/release_not_found"  # as all
+        assert body["title"] == "There is no release with that name." and body["status"] == 404
     assert (await client.get("/v1/health")).status_code == 200  # the API is not shadowed
 
 
@@ -363,6 +367,37 @@ async def test_no_page_loads_anything_from_another_host(site: Any) -> None:
         foreign = [a for a in addresses if not a.startswith((BASE, "http://www.w3.org/2000/svg"))]
         assert not foreign, (path, foreign)
         assert "<script" not in text
+
+
+async def test_every_answer_of_the_site_forbids_scripts_and_frames(site: Any) -> None:
+    client, releases = site
+    paths = ["/", "/favicon.ico", "/nl/", "/en/privacy", "/static/site.css", "/catalog.jsonld"]
+    paths += [f"/nl/releases/{releases[0].slug}", f"/releases/{releases[0].slug}.json"]
+    paths += ["/nl/releases/nothing-v1", "/releases/nothing-v1.json"]
+    for path in paths:
+        response = await client.get(path, follow_redirects=False)
+        policy = dict(
+            part.strip().split(" ", 1)
+            for part in response.headers["content-security-policy"].split(";")
+        )
+        assert policy["default-src"] == "'none'", path
+        assert policy["frame-ancestors"] == "'none'" and policy["style-src"] == "'self'"
+        assert "script-src" not in policy and "'unsafe-inline'" not in str(policy)
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-content-type-options"] == "nosniff"
+    etag = (await client.get("/nl/")).headers["etag"]
+    again = await client.get("/nl/", headers={"if-none-match": etag})
+    assert again.status_code == 304 and "content-security-policy" in again.headers
+
+
+async def test_a_wrong_method_names_the_allowed_ones(site: Any) -> None:
+    client, releases = site
+    response = await client.post(f"/nl/releases/{releases[0].slug}")
+    assert response.status_code == 405
+    assert set(response.headers["allow"].replace(" ", "").split(",")) == {"GET", "HEAD"}
+    response = await client.put("/v1/health")
+    assert response.status_code == 405 and response.headers["allow"] == "GET"
+    assert response.json()["code"] == "method_not_allowed"
 
 
 def test_chart_axes_use_whole_steps_and_a_table_of_dots_gets_no_chart() -> None:

@@ -3,6 +3,8 @@ unreachable."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from datetime import date
 from pathlib import Path
 
@@ -11,6 +13,8 @@ import pytest
 
 from node.app import create_app
 from node.connector import Backoff
+from node.link import load_link, save_link
+from node.transport import aggregator_client
 from protocol.results import NodeStatus, RoundState
 from tests.factories import Row
 from tests.fedkit import RoutingTransport, federation
@@ -67,3 +71,27 @@ async def test_a_node_reconnects_after_the_aggregator_was_unreachable(tmp_path: 
         assert result.state is RoundState.CLOSED
         assert [n.status for n in result.coverage.nodes] == [NodeStatus.ANSWERED]
         assert status.connected and status.tasks_answered == 1
+
+
+async def test_a_node_that_cannot_reach_its_aggregator_says_why(tmp_path: Path) -> None:
+    rows = [[Row(person=1, event_date=date(2025, 6, 1))]]
+    async with federation(tmp_path, rows, start_nodes=lambda _i: False) as fed:
+        settings = fed.nodes[0]
+        with socket.create_server(("127.0.0.1", 0)) as sock:
+            port = sock.getsockname()[1]  # closed again below: nothing listens there
+        link = load_link(settings.home)
+        assert link is not None
+        save_link(settings.home, link.model_copy(update={"url": f"http://127.0.0.1:{port}"}))
+        async with aggregator_client(settings) as client:
+            app = create_app(settings, aggregator_client=client)
+            async with app.router.lifespan_context(app):
+                status = app.state.node.connector.status
+                for _ in range(500):  # the first poll fails at once; wait for it, not for time
+                    if status.last_error is not None:
+                        break
+                    await asyncio.sleep(0.01)
+    assert not status.connected
+    assert status.last_error == (
+        f"connection refused by 127.0.0.1:{port}: nothing listens there (is the aggregator "
+        "running, and is the port right?)"
+    )

@@ -28,7 +28,9 @@ DELIMITER_CANDIDATES = (";", ",", "\t")
 _QUOTED = re.compile(r'"[^"]*"')
 _DELIMITER_NAMES = {";": "';'", ",": "','", "\t": "tab", "|": "'|'"}
 # Bytes that form a valid UTF-8 character of two to four bytes, and any byte above ASCII.
-_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}")
+_UTF8_SEQUENCE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
 _HIGH_BYTE = re.compile(rb"[\x80-\xff]")
 SINGLE_BYTE_ENCODINGS = ("cp1252", "iso8859-1", "iso8859-15")
 # A line the CSV reader is given after the file's last line: if the file ends inside a quoted
@@ -212,7 +214,7 @@ def _refuse_utf8_as_single_byte(path: Path, bad_utf8: int | None) -> None:
     if bad_utf8 is None:
         raise UnreadableFile(
             f"{path.name}: this file looks like UTF-8, not Windows-1252 (cp1252) as the "
-            f"profile says. {garbled} Set encoding = \"auto\" (or \"utf-8\") in the "
+            f'profile says. {garbled} Set encoding = "auto" (or "utf-8") in the '
             "profile's [format] section and import the file again."
         )
     line, byte = _byte_at(path, bad_utf8)

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy import Engine
 
 from node.ingest.errors import ImportRefused, UnreadableFile
-from node.ingest.parsing import age_band_of
 from node.ingest.importer import import_file
+from node.ingest.parsing import age_band_of
 from node.ingest.profile import parse_profile
 from node.ingest.reader import ReadLimits
 from tests.node.test_ingest_import import (
@@ -27,6 +27,7 @@ from tests.node.test_ingest_import import (
     snapshot,
     write,
 )
+
 FIELDS = len(HEADER.split(";"))
 
 

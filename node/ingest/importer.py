@@ -138,7 +138,7 @@ def import_file(
                 report.warnings = facts.warnings + report.warnings
                 if rejects and not skip_invalid:
                     raise _Refused
-                if len(rejects) > allowed * report.rows_read:
+                if _share_exceeded(len(rejects), report.rows_read, allowed):
                     refused_share = allowed
                     raise _Refused
                 writer.finish(facts.persons)
@@ -169,6 +169,12 @@ def check_source(source: str) -> str:
             "(at most 64), e.g. 'ticketmatic' or 'kassa-2'"
         )
     return source
+
+
+def _share_exceeded(rejected: int, read: int, allowed: float) -> bool:
+    """Whether more than ``allowed`` of the rows was rejected (in millionths, so that 29 of 100
+    rows is not more than 0.29 because of floating-point rounding)."""
+    return rejected * 1_000_000 > round(allowed * 1_000_000) * read
 
 
 class _Refused(Exception):

@@ -266,3 +266,12 @@ def test_the_profile_sets_the_share_of_rows_that_may_be_rejected(
     assert strict.max_rejected_share == 0
     with pytest.raises(ImportRefused, match="more than the 0% allowed"):
         import_file(factory_of(engine), SECRET, path, strict, skip_invalid=True)
+
+
+def test_the_share_of_rejects_is_compared_without_rounding_errors() -> None:
+    from node.ingest.importer import _share_exceeded
+
+    assert not _share_exceeded(29, 100, 0.29)  # 0.29 * 100 is 28.999999999999996 in floats
+    assert _share_exceeded(30, 100, 0.29)
+    assert not _share_exceeded(0, 100, 0.0) and _share_exceeded(1, 100, 0.0)
+    assert not _share_exceeded(100, 100, 1.0)

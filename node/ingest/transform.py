@@ -23,7 +23,15 @@ from node.ingest.parsing import AGE_BANDS, EARLIEST_BIRTH_YEAR, LEAD_TIME_BANDS,
 from node.ingest.profile import Profile
 from node.ingest.reader import CutRecord
 from node.ingest.report import Reject
-from node.ingest.values import BAD, TICKET_FIELDS, UNMAPPED, Problem, TicketValues, ValueReader
+from node.ingest.values import (
+    BAD,
+    IMPLAUSIBLE,
+    TICKET_FIELDS,
+    UNMAPPED,
+    Problem,
+    TicketValues,
+    ValueReader,
+)
 
 # A parsed row: (line, ticket_ref, person pseudonym, event number, order date as ISO text,
 # lead-time band, price in cents, price type, channel, status, attended, age band, PC4, segment).
@@ -270,7 +278,7 @@ class RowCompiler:
                     else:
                         stats["birth_implausible"] += 1
                 elif born:
-                    stats["birth_invalid"] += 1
+                    stats["birth_implausible" if born is IMPLAUSIBLE else "birth_invalid"] += 1
 
             segment = segment_const
             if i_segment is not None:

@@ -26,6 +26,7 @@ from node.ingest.profile import MappedValue, Profile
 
 UNMAPPED = "\x00unmapped"  # marker: the value is not in the profile's map
 BAD = "\x00bad"  # marker: the value cannot be read (or, for status, is empty)
+IMPLAUSIBLE = "\x00implausible"  # marker: a birth date or year after today
 SHOWN_VALUES = 5
 
 # (counter, value) pairs to count once for every row that has a cached combination of values.
@@ -120,15 +121,19 @@ class ValueReader:
     def birth(self, field_name: str, raw: str) -> tuple[int, int] | int | str:
         """(birth year, month * 100 + day) for a birth date or year (a birth year counts as
         born on 1 July), an age in years for an age; "" when empty, :data:`BAD` when not
-        readable."""
+        readable, :data:`IMPLAUSIBLE` when in the future. (Before 1900 or after the event is
+        decided where the event is known.)"""
         if not raw.strip():
             return ""
         try:
             if field_name == "birth_date":
                 born = self.dates.day_of(raw)  # an Excel date cell may carry a time (00:00)
+                if born > self.today:
+                    return IMPLAUSIBLE
                 return (born.year, born.month * 100 + born.day)
             if field_name == "birth_year":
-                return (birth_year(raw), JULY * 100 + 1)
+                year = birth_year(raw)
+                return IMPLAUSIBLE if year > self.today.year else (year, JULY * 100 + 1)
             return integer(raw)
         except ValueProblem:
             return BAD

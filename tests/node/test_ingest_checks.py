@@ -201,15 +201,17 @@ def test_implausible_birth_dates_count_as_unknown_with_a_warning(
         generic_row("T3", birth_date="15-03-2025"),  # the day after the event
         generic_row("T4", birth_date="14-03-2025"),  # born on the day of the event: age 0
         generic_row("T5"),
+        # An event far ahead, and a birth date before it but in the future.
+        generic_row("T6", birth_date="01-01-2090", event_id="E9", event_start="01-01-2091 20:00"),
     )
     report = run(engine, path)
-    assert report.inserted == 5
-    assert report.birth_dates_implausible == 3
+    assert report.inserted == 6
+    assert report.birth_dates_implausible == 4
     assert any(
-        "3 row(s) had a birth date before 1900 or after the event" in w for w in report.warnings
+        "4 row(s) had a birth date before 1900 or after the event" in w for w in report.warnings
     )
-    bands = [a.age_band for a in by_ticket(engine, "T1", "T2", "T3", "T4", "T5")]
-    assert bands == ["unknown", "unknown", "unknown", age_band_of(0), age_band_of(44)]
+    bands = [a.age_band for a in by_ticket(engine, "T1", "T2", "T3", "T4", "T5", "T6")]
+    assert bands == ["unknown", "unknown", "unknown", age_band_of(0), age_band_of(44), "unknown"]
 
 
 # -- encodings and the share of rejected rows ------------------------------------------------------
@@ -266,6 +268,14 @@ def test_the_profile_sets_the_share_of_rows_that_may_be_rejected(
     assert strict.max_rejected_share == 0
     with pytest.raises(ImportRefused, match="more than the 0% allowed"):
         import_file(factory_of(engine), SECRET, path, strict, skip_invalid=True)
+
+
+def test_the_default_limits_are_the_node_settings_defaults() -> None:
+    from node.settings import NodeSettings
+
+    fields = NodeSettings.model_fields
+    assert fields["import_xlsx_max_unpacked_bytes"].default == ReadLimits().xlsx_max_unpacked_bytes
+    assert fields["import_xlsx_max_rows"].default == ReadLimits().xlsx_max_rows
 
 
 def test_the_share_of_rejects_is_compared_without_rounding_errors() -> None:

@@ -248,6 +248,7 @@ def import_(
         rejects = file.with_name(file.stem + ".rejects.csv")
     limits = ReadLimits(
         xlsx_max_unpacked_bytes=settings.import_xlsx_max_unpacked_bytes,
+        xlsx_max_ratio=settings.import_xlsx_max_ratio,
         xlsx_max_rows=settings.import_xlsx_max_rows,
     )
     with open_db(settings) as (_, factory), progress_bar() as bar:

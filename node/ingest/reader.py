@@ -44,7 +44,8 @@ class ReadLimits:
     """How large an XLSX workbook may be, checked before it is parsed (a small, highly compressed
     workbook can unpack to gigabytes and keep an import busy for minutes)."""
 
-    xlsx_max_unpacked_bytes: int = 1024 * MIB
+    xlsx_max_unpacked_bytes: int = 2048 * MIB  # a full sheet of 1M rows is 1 to 1.5 GiB
+    xlsx_max_ratio: int = 100  # real exports unpack to 5 to 20 times their size
     xlsx_max_rows: int = 1_048_576  # the most rows an Excel sheet can have
 
 
@@ -340,16 +341,30 @@ def cell_text(value: object, decimal: str) -> str:
     return str(value)
 
 
-def _check_unpacked_size(path: Path, limit: int) -> None:
-    """Refuse a workbook that unpacks to more than ``limit`` bytes, before parsing it: first by
-    the sizes its members declare, then by unpacking them (without keeping anything), since a
-    crafted file can declare less than it holds."""
-    too_large = UnreadableFile(
-        f"{path.name}: this workbook unpacks to more than {limit / 1e6:,.1f} MB, the limit for "
-        "an import, so it was not read. Export the data as CSV instead (or in smaller parts); "
-        "the node's operator can raise the limit with the setting "
-        "PUBLIEKSDATA_NODE_IMPORT_XLSX_MAX_UNPACKED_BYTES."
-    )
+def _check_unpacked_size(path: Path, limits: ReadLimits) -> None:
+    """Refuse a workbook that unpacks to more than the limits allow, before parsing it: more
+    bytes than ``xlsx_max_unpacked_bytes``, or more than ``xlsx_max_ratio`` times its own size
+    (real exports unpack to 5 to 20 times their size; a crafted one to hundreds of times). First
+    by the sizes its parts declare, then by unpacking them (keeping nothing), since a crafted
+    file can declare less than it holds."""
+    packed = path.stat().st_size
+    by_ratio = packed * limits.xlsx_max_ratio
+    limit = min(limits.xlsx_max_unpacked_bytes, by_ratio)
+    if by_ratio < limits.xlsx_max_unpacked_bytes:
+        too_large = UnreadableFile(
+            f"{path.name}: this workbook of {packed / 1e6:,.1f} MB unpacks to more than "
+            f"{limits.xlsx_max_ratio:,} times its own size, which no normal export does (they "
+            "unpack to at most about 20 times), so it was not read: the file is damaged or made "
+            "to overload the import. Export the data as CSV instead; the node's operator can "
+            "raise the limit with the setting PUBLIEKSDATA_NODE_IMPORT_XLSX_MAX_RATIO."
+        )
+    else:
+        too_large = UnreadableFile(
+            f"{path.name}: this workbook unpacks to more than {limit / 1e6:,.1f} MB, the limit "
+            "for an import, so it was not read. Export the data as CSV instead (or in smaller "
+            "parts); the node's operator can raise the limit with the setting "
+            "PUBLIEKSDATA_NODE_IMPORT_XLSX_MAX_UNPACKED_BYTES."
+        )
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
@@ -382,7 +397,7 @@ def _open_xlsx(
     import openpyxl
     from openpyxl.utils import get_column_letter
 
-    _check_unpacked_size(path, limits.xlsx_max_unpacked_bytes)
+    _check_unpacked_size(path, limits)
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(BLOCK):

@@ -477,6 +477,7 @@ def _run_import(
             progress=progress,
             limits=ReadLimits(
                 xlsx_max_unpacked_bytes=state.settings.import_xlsx_max_unpacked_bytes,
+                xlsx_max_ratio=state.settings.import_xlsx_max_ratio,
                 xlsx_max_rows=state.settings.import_xlsx_max_rows,
             ),
         )

@@ -171,11 +171,14 @@ def test_an_xlsx_that_unpacks_too_large_is_refused_before_parsing(
 ) -> None:
     path = _bomb(tmp_path / "bom.xlsx", 3_000_000)
     assert path.stat().st_size < 100_000
-    limits = ReadLimits(xlsx_max_unpacked_bytes=1_000_000)
+    with pytest.raises(UnreadableFile, match=r"unpacks to more than 100 times its own size"):
+        run(engine, path)  # the default limits
+    limits = ReadLimits(xlsx_max_unpacked_bytes=1_000_000, xlsx_max_ratio=100_000)
     with pytest.raises(UnreadableFile, match=r"unpacks to more than 1\.0 MB"):
         run(engine, path, limits=limits)
     assert snapshot(engine)["import_batch"] == []
-    assert run(engine, path, limits=ReadLimits(xlsx_max_unpacked_bytes=10_000_000)).inserted == 1
+    limits = ReadLimits(xlsx_max_unpacked_bytes=10_000_000, xlsx_max_ratio=100_000)
+    assert run(engine, path, limits=limits).inserted == 1
 
 
 def test_an_xlsx_with_too_many_rows_is_refused(engine: Engine, tmp_path: Path) -> None:
@@ -275,6 +278,7 @@ def test_the_default_limits_are_the_node_settings_defaults() -> None:
 
     fields = NodeSettings.model_fields
     assert fields["import_xlsx_max_unpacked_bytes"].default == ReadLimits().xlsx_max_unpacked_bytes
+    assert fields["import_xlsx_max_ratio"].default == ReadLimits().xlsx_max_ratio
     assert fields["import_xlsx_max_rows"].default == ReadLimits().xlsx_max_rows
 
 

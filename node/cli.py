@@ -274,6 +274,8 @@ def import_(
         except ImportRefused as exc:
             bar.stop()
             _print_rejects(exc.report.rejects)
+            if exc.report.rejects_file is not None:
+                err.print(f"  Rejected rows are listed in {escape(str(exc.report.rejects_file))}")
             if exc.too_many:
                 raise fail(str(exc), EXIT_IMPORT_REFUSED) from None
             raise fail(

@@ -47,7 +47,8 @@ def test_too_many_rejects_refuse_the_import_also_with_skip_invalid(tmp_path: Pat
     out = node_import(home, str(path), "--profile", "generic", "--skip-invalid",
                       expect=EXIT_IMPORT_REFUSED)  # fmt: skip
     assert "2 of 20 rows (10%) were rejected, more than the 5% allowed" in out
-    assert "✓" not in out
+    assert "✓" not in out and "Rejected rows are listed in" in out
+    assert (tmp_path / "kassa.rejects.csv").exists()
     out = node_import(home, str(path), "--profile", "generic", "--skip-invalid",
                       "--max-rejected-share", "0.1", expect=0)  # fmt: skip
     assert "18 new" in out and "2 rejected" in out

@@ -321,10 +321,16 @@ class RowCompiler:
         if len(rec) > self.ncols and self.separator is None:
             return f"{found}; a cell right of the last named column holds a value"
         if len(rec) > self.ncols:
-            return (
+            reason = (
                 f"{found}; a value probably contains the separator ({self.separator}) without "
                 "quotes around it"
             )
+            if not any(value.strip() for value in rec[self.ncols :]):
+                reason += (
+                    f" (or, if every row ends with an extra {self.separator}, the header line "
+                    "lacks one)"
+                )
+            return reason
         return (
             f"{found}; the row is incomplete (the file may be cut off, or a value contains a "
             "line break without quotes around it)"

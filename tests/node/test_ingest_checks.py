@@ -74,7 +74,8 @@ def test_rows_with_too_few_or_too_many_fields_name_the_count(
     assert f"expected {FIELDS} fields (as in the header), found {FIELDS - 1}" in first.reason
     assert (second.line, second.column) == (3, "")
     assert f"expected {FIELDS} fields (as in the header), found {FIELDS + 1}" in second.reason
-    assert "separator" in second.reason
+    assert "the separator (';') without quotes" in second.reason
+    assert "every row ends with an extra ';', the header line lacks one" in second.reason
     assert "is not a date" not in str(refused.value.report.rejects)
 
 

@@ -1,7 +1,8 @@
 """`publieksdata node …`: what an institution's operator runs.
 
 Exit codes: 0 success; 1 error (bad input, missing files, unreadable data); 2 usage error;
-3 the node refused the query (policy or budget); 4 the import was refused (rejected rows).
+3 the node refused the query (policy or budget); 4 the import was refused (rejected rows, or
+with --skip-invalid more than the allowed share of them).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy import Engine
@@ -81,7 +83,8 @@ HomeOption = Annotated[
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> typer.Exit:
-    err.print(f"[bold red]Error:[/] {message}")
+    # The message is plain text: "[columns]" in it is a profile section, not console markup.
+    err.print(f"[bold red]Error:[/] {escape(message)}")
     return typer.Exit(code)
 
 
@@ -220,9 +223,18 @@ def import_(
         list[str] | None,
         typer.Option(help="A value for a field the file lacks, e.g. --default artform=theatre."),
     ] = None,
+    max_rejected_share: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="With --skip-invalid: refuse the import when more than this share of the rows "
+            "is rejected (0.05 = 5%); default: the profile's max_rejected_share, else 0.05.",
+        ),
+    ] = None,
 ) -> None:
     """Import a ticketing export. Atomic: all of it, or (on errors) nothing."""
-    from node.ingest.importer import ImportRefused, import_file
+    from node.ingest.importer import ImportRefused, ReadLimits, import_file
     from node.ingest.profile import load_profile
 
     settings = load_settings(home)
@@ -234,6 +246,11 @@ def import_(
         raise fail(str(exc)) from None
     if skip_invalid and rejects is None:
         rejects = file.with_name(file.stem + ".rejects.csv")
+    limits = ReadLimits(
+        xlsx_max_unpacked_bytes=settings.import_xlsx_max_unpacked_bytes,
+        xlsx_max_ratio=settings.import_xlsx_max_ratio,
+        xlsx_max_rows=settings.import_xlsx_max_rows,
+    )
     with open_db(settings) as (_, factory), progress_bar() as bar:
         task = bar.add_task(f"Importing {file.name}", total=None)
 
@@ -251,10 +268,16 @@ def import_(
                 rejects_path=rejects,
                 defaults=defaults,
                 progress=report_progress,
+                max_rejected_share=max_rejected_share,
+                limits=limits,
             )
         except ImportRefused as exc:
             bar.stop()
             _print_rejects(exc.report.rejects)
+            if exc.report.rejects_file is not None:
+                err.print(f"  Rejected rows are listed in {escape(str(exc.report.rejects_file))}")
+            if exc.too_many:
+                raise fail(str(exc), EXIT_IMPORT_REFUSED) from None
             raise fail(
                 f"{len(exc.report.rejects)} row(s) could not be read, so nothing was imported. "
                 "Fix them, or run again with --skip-invalid to import the other rows.",
@@ -263,16 +286,17 @@ def import_(
         except (ValueError, OSError) as exc:
             raise fail(str(exc)) from None
     for warning in result.warnings:
-        console.print(f"[yellow]![/] {warning}")
+        console.print(f"[yellow]![/] {escape(warning)}")
     if result.nothing_changed:
-        console.print(f"[green]✓[/] {file.name}: already imported, nothing changed.")
+        console.print(f"[green]✓[/] {escape(file.name)}: already imported, nothing changed.")
     else:
         console.print(
-            f"[green]✓[/] {file.name}: {result.rows_read} rows read, {result.inserted} new, "
-            f"{result.updated} updated, {result.unchanged} unchanged, {result.rejected} rejected."
+            f"[green]✓[/] {escape(file.name)}: {result.rows_read} rows read, {result.inserted} "
+            f"new, {result.updated} updated, {result.unchanged} unchanged, {result.rejected} "
+            "rejected."
         )
     if result.rejected and rejects is not None:
-        console.print(f"  Rejected rows are listed in {rejects}")
+        console.print(f"  Rejected rows are listed in {escape(str(rejects))}")
 
 
 def _parse_defaults(items: list[str]) -> dict[str, str]:
@@ -290,7 +314,7 @@ def _print_rejects(rejects: list[Any], limit: int = 20) -> None:
     for column in ("file", "line", "column", "reason"):
         table.add_column(column)
     for item in rejects[:limit]:
-        table.add_row(item.file, str(item.line), item.column, item.reason)
+        table.add_row(*(escape(v) for v in (item.file, str(item.line), item.column, item.reason)))
     err.print(table)
     if len(rejects) > limit:
         err.print(f"… and {len(rejects) - limit} more.")

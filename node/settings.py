@@ -64,6 +64,12 @@ class NodeSettings(BaseSettings):
     admin_lockout_minutes: int = Field(default=15, ge=1, le=24 * 60)
     admin_max_upload_bytes: int = Field(default=1024**3, ge=1024, le=16 * 1024**3)
 
+    # Imports: an XLSX workbook that unpacks to more bytes, or to more times its own size, or
+    # with more rows, is refused before it is parsed (a few MB can unpack to gigabytes).
+    import_xlsx_max_unpacked_bytes: int = Field(default=2 * 1024**3, ge=1024**2, le=16 * 1024**3)
+    import_xlsx_max_ratio: int = Field(default=100, ge=10, le=100_000)
+    import_xlsx_max_rows: int = Field(default=1_048_576, ge=1, le=100_000_000)
+
     # Transport.
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
     message_max_age_seconds: int = Field(default=300, ge=10, le=3600)

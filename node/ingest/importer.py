@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from node.ingest.errors import ImportRefused, IngestError, ProfileError, UnreadableFile
 from node.ingest.profile import Profile
+from node.ingest.reader import ReadLimits
 from node.ingest.report import ImportReport, Reject, default_rejects_path, write_rejects
 from node.ingest.stream import ParsedFile
 from node.ingest.writer import AdmissionWriter
@@ -50,6 +51,7 @@ __all__ = [
     "ImportReport",
     "IngestError",
     "ProfileError",
+    "ReadLimits",
     "UnreadableFile",
     "check_source",
     "import_file",
@@ -67,16 +69,21 @@ def import_file(
     rejects_path: Path | None = None,
     defaults: Mapping[str, str] | None = None,
     progress: Progress | None = None,
+    max_rejected_share: float | None = None,
+    limits: ReadLimits | None = None,
 ) -> ImportReport:
     """Import one CSV or XLSX export.
 
     Raises :class:`~node.ingest.errors.ImportRefused` (nothing written) when rows were rejected
     and ``skip_invalid`` is false; :class:`~node.ingest.errors.ProfileError` for a bad default;
-    :class:`~node.ingest.errors.UnreadableFile` when the file cannot be read as an export.
+    :class:`~node.ingest.errors.UnreadableFile` when the file cannot be read as an export, has
+    no rows, or (XLSX) is larger than ``limits`` allow.
 
     With ``skip_invalid``, the valid rows are imported and the rejected ones are listed in a
     ``file;line;column;reason`` CSV at ``rejects_path`` (default: ``<name>.rejects.csv`` next to
-    the file). When nothing changed, no import batch is recorded and ``batch_id`` is None.
+    the file), unless more than ``max_rejected_share`` of the rows (default: the profile's,
+    5%) is rejected: then the import is refused (``ImportRefused.too_many``) and nothing is
+    written. When nothing changed, no import batch is recorded and ``batch_id`` is None.
     ``progress(rows_done, rows_total)`` is called after every chunk; the total is an estimate
     from the file's line count (None when unknown).
     """
@@ -91,7 +98,10 @@ def import_file(
         source=source,
         skip_invalid=skip_invalid,
         helper_process=_use_helper_process(path),
+        limits=limits,
     )
+    allowed = profile.max_rejected_share if max_rejected_share is None else max_rejected_share
+    refused_share: float | None = None
     with parsed as facts:
         report = ImportReport(
             file=facts.file_name, profile=profile.name, source=source, file_sha256=facts.sha256
@@ -115,12 +125,21 @@ def import_file(
                     if progress is not None:
                         progress(chunk.rows_read, facts.total_rows)
                 report.rows_read = facts.rows_read
+                if not report.rows_read:
+                    raise UnreadableFile(
+                        f"{facts.file_name}: the file has column names but no rows; nothing was "
+                        "imported. Check the period or the filter of the export."
+                    )
+                report.birth_dates_implausible = facts.birth_dates_implausible
                 rejects += writer.rejects
                 rejects.sort(key=lambda r: r.line)
                 report.rejected = len(rejects)
                 report.rejects = rejects
                 report.warnings = facts.warnings + report.warnings
                 if rejects and not skip_invalid:
+                    raise _Refused
+                if _share_exceeded(len(rejects), report.rows_read, allowed):
+                    refused_share = allowed
                     raise _Refused
                 writer.finish(facts.persons)
                 _finish_batch(conn, report, writer, batch_id)
@@ -131,7 +150,7 @@ def import_file(
             if rejects_path is not None:
                 write_rejects(rejects_path, rejects)
                 report.rejects_file = rejects_path
-            raise ImportRefused(report) from None
+            raise ImportRefused(report, allowed_share=refused_share) from None
     if progress is not None:
         progress(report.rows_read, report.rows_read)
     if rejects:
@@ -150,6 +169,12 @@ def check_source(source: str) -> str:
             "(at most 64), e.g. 'ticketmatic' or 'kassa-2'"
         )
     return source
+
+
+def _share_exceeded(rejected: int, read: int, allowed: float) -> bool:
+    """Whether more than ``allowed`` of the rows was rejected (in millionths, so that 29 of 100
+    rows is not more than 0.29 because of floating-point rounding)."""
+    return rejected * 1_000_000 > round(allowed * 1_000_000) * read
 
 
 class _Refused(Exception):

@@ -16,6 +16,7 @@ from protocol.catalogue import UNKNOWN, WEEKDAY_CODES, age_band, lead_time_band
 ISO = "iso"
 MAX_CENTS = 100_000_000  # one million euros: far above any ticket, far below the column's limit
 JULY = 7
+EARLIEST_BIRTH_YEAR = 1900  # an earlier birth date is a typing error or a placeholder
 
 _SPACES = re.compile(r"[\s\u00a0\u202f]+")
 _AMOUNT = {
@@ -75,11 +76,12 @@ def integer(text: str) -> int:
     return int(re.sub(r"[.,\s]", "", cleaned))
 
 
-def birth_year(text: str, today: date | None = None) -> int:
+def birth_year(text: str) -> int:
+    """A four-digit year. Whether it is plausible (from 1900, not after the event) is decided
+    where the event's date is known; an implausible year gives age band 'unknown'."""
     year = integer(text)
-    latest = (today or date.today()).year
-    if not 1880 <= year <= latest:
-        raise ValueProblem(f"is not a birth year between 1880 and {latest}")
+    if not 1000 <= year <= 9999:
+        raise ValueProblem("is not a year of four digits")
     return year
 
 

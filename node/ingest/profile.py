@@ -19,7 +19,13 @@ from pathlib import Path
 from node.ingest import profile_schema
 from node.ingest.errors import ProfileError
 from node.ingest.fields import FALSE_WORDS, FIELDS, TRUE_WORDS, Kind
-from node.ingest.profile_schema import ISO, NAME_PATTERN, Invalid, MappedValue
+from node.ingest.profile_schema import (
+    DEFAULT_MAX_REJECTED_SHARE,
+    ISO,
+    NAME_PATTERN,
+    Invalid,
+    MappedValue,
+)
 
 BUILTIN_PACKAGE = "node.ingest"
 BUILTIN_DIR = "profiles"
@@ -47,6 +53,7 @@ class Profile:
     sheet: str | None = None
     skip_rows: int = 0
     missing_customer: str = "reject"
+    max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE
 
     def with_defaults(self, extra: Mapping[str, str] | None) -> Profile:
         """This profile with the operator's ``--default field=value`` options added."""

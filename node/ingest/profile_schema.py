@@ -26,6 +26,8 @@ ISO = "iso"
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 DELIMITERS = {"auto": None, ";": ";", ",": ",", "tab": "\t", "\t": "\t", "|": "|"}
 MISSING_CUSTOMER = ("reject", "order", "ticket")
+# With skip_invalid, the import is still refused when more than this share of rows is rejected.
+DEFAULT_MAX_REJECTED_SHARE = 0.05
 
 # A value in a [values.<field>] table or a default: a catalogue code, or for yes/no fields a
 # boolean, or None for "unknown".
@@ -43,6 +45,7 @@ FORMAT_KEYS = {
     "sheet",
     "skip_rows",
     "missing_customer",
+    "max_rejected_share",
 }
 
 
@@ -153,6 +156,12 @@ def format_options(fmt: Mapping[str, Any]) -> dict[str, Any]:
             f"[format] missing_customer must be one of {', '.join(MISSING_CUSTOMER)}, "
             f"got {missing!r}"
         )
+    share = fmt.get("max_rejected_share", DEFAULT_MAX_REJECTED_SHARE)
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        raise Invalid(
+            "[format] max_rejected_share must be a number from 0 to 1 (0.05 allows 5% of the "
+            f"rows to be rejected), got {share!r}"
+        )
     # ISO 8601 is always understood, after the profile's own formats.
     return {
         "delimiter": DELIMITERS[delimiter_key],
@@ -164,6 +173,7 @@ def format_options(fmt: Mapping[str, Any]) -> dict[str, Any]:
         "sheet": sheet,
         "skip_rows": skip_rows,
         "missing_customer": missing,
+        "max_rejected_share": float(share),
     }
 
 

@@ -27,6 +27,30 @@ BLOCK = 1 << 20
 DELIMITER_CANDIDATES = (";", ",", "\t")
 _QUOTED = re.compile(r'"[^"]*"')
 _DELIMITER_NAMES = {";": "';'", ",": "','", "\t": "tab", "|": "'|'"}
+# Bytes that form a valid UTF-8 character of two to four bytes, and any byte above ASCII.
+_UTF8_SEQUENCE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}|[\xf0-\xf4][\x80-\xbf]{3}"
+)
+_HIGH_BYTE = re.compile(rb"[\x80-\xff]")
+SINGLE_BYTE_ENCODINGS = ("cp1252", "iso8859-1", "iso8859-15")
+# A line the CSV reader is given after the file's last line: if the file ends inside a quoted
+# value, the reader swallows it into that value, which tells a cut-off file from a complete one.
+_END_OF_FILE = "\uffff\n"
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ReadLimits:
+    """How large an XLSX workbook may be, checked before it is parsed (a small, highly compressed
+    workbook can unpack to gigabytes and keep an import busy for minutes)."""
+
+    xlsx_max_unpacked_bytes: int = 2048 * MIB  # a full sheet of 1M rows is 1 to 1.5 GiB
+    xlsx_max_ratio: int = 100  # real exports unpack to 5 to 20 times their size
+    xlsx_max_rows: int = 1_048_576  # the most rows an Excel sheet can have
+
+
+class CutRecord(list[str]):
+    """The values of a record the file ends in the middle of: a quoted value is never closed."""
 
 
 @dataclass(slots=True)
@@ -66,6 +90,7 @@ def open_table(
     decimal: str = ",",
     sheet: str | None = None,
     skip_rows: int = 0,
+    limits: ReadLimits | None = None,
 ) -> Table:
     """Open a CSV or XLSX export; ``None`` for delimiter or encoding means detect it."""
     if not path.exists():
@@ -80,7 +105,9 @@ def open_table(
     if not magic:
         raise UnreadableFile(f"{path.name}: the file is empty")
     if magic.startswith(b"PK\x03\x04"):
-        return _open_xlsx(path, decimal=decimal, sheet=sheet, skip_rows=skip_rows)
+        return _open_xlsx(
+            path, decimal=decimal, sheet=sheet, skip_rows=skip_rows, limits=limits or ReadLimits()
+        )
     if magic.startswith(b"\xd0\xcf\x11\xe0"):
         raise UnreadableFile(
             f"{path.name}: this is an old Excel workbook (.xls); open it in Excel and save it "
@@ -141,18 +168,62 @@ def _detect_encoding(path: Path, encoding: str | None) -> tuple[str, str, int]:
     for candidate in candidates:
         sha256, newlines, bad_at = _scan(path, candidate)
         if bad_at is None:
+            if candidate in SINGLE_BYTE_ENCODINGS:
+                _refuse_utf8_as_single_byte(path, bad if encoding is None else None)
             return candidate, sha256, newlines
         bad = bad_at
-    line = _line_of(path, bad)
-    with path.open("rb") as handle:
-        handle.seek(bad)
-        byte = handle.read(1)
+    line, byte = _byte_at(path, bad)
     names = ["Windows-1252" if c == "cp1252" else c.upper() for c in candidates]
     valid = f"neither valid {' nor '.join(names)}" if len(names) > 1 else f"not valid {names[0]}"
     raise UnreadableFile(
-        f"{path.name}: line {line} contains a byte (0x{byte.hex()}) that is {valid} "
+        f"{path.name}: line {line} contains a byte (0x{byte}) that is {valid} "
         "text. Save the export as 'CSV UTF-8' (in Excel: Save As, 'CSV UTF-8 (comma "
         "delimited)') and import that file, or set the encoding in the profile."
+    )
+
+
+def _byte_at(path: Path, offset: int) -> tuple[int, str]:
+    """(line number, the byte in hex) at an offset of the file."""
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+    return _line_of(path, offset), byte.hex()
+
+
+def _looks_utf8(path: Path) -> bool:
+    """Whether the bytes above ASCII are nearly all valid UTF-8 characters: then the text is
+    UTF-8, for in Windows-1252 text such byte pairs ('Ã©', 'â‚¬') hardly ever occur."""
+    sequences = high = 0
+    with path.open("rb") as handle:
+        while block := handle.read(BLOCK):
+            found = _UTF8_SEQUENCE.findall(block)
+            sequences += len(found)
+            high += len(_HIGH_BYTE.findall(block)) - sum(len(f) for f in found)
+    return sequences > 0 and sequences > 4 * high
+
+
+def _refuse_utf8_as_single_byte(path: Path, bad_utf8: int | None) -> None:
+    """Refuse to read UTF-8 text as Windows-1252: every accented letter and euro sign would be
+    garbled ('€ 40,50' becoming 'â‚¬ 40,50'), stored that way or rejected by the thousand.
+    ``bad_utf8`` is the offset of a byte that is not UTF-8, when auto-detection fell back."""
+    if not _looks_utf8(path):
+        return
+    garbled = (
+        "Read as Windows-1252, every accented letter and euro sign would be garbled ('€' "
+        "would become 'â‚¬'), so nothing was imported."
+    )
+    if bad_utf8 is None:
+        raise UnreadableFile(
+            f"{path.name}: this file looks like UTF-8, not Windows-1252 (cp1252) as the "
+            f'profile says. {garbled} Set encoding = "auto" (or "utf-8") in the '
+            "profile's [format] section and import the file again."
+        )
+    line, byte = _byte_at(path, bad_utf8)
+    raise UnreadableFile(
+        f"{path.name}: this file looks like UTF-8, not Windows-1252, but line {line} contains "
+        f"a byte (0x{byte}) that is not valid UTF-8 (perhaps text pasted from another file). "
+        f"{garbled} Correct that line, or save the export again as 'CSV UTF-8', and import "
+        "the file again."
     )
 
 
@@ -182,7 +253,7 @@ def _open_csv(path: Path, *, delimiter: str | None, encoding: str | None, skip_r
             raise UnreadableFile(f"{path.name}: the file has no header line with column names")
         sep = delimiter or _detect_delimiter(header_line, path.name)
         handle.seek(0)
-        reader = csv.reader(handle, delimiter=sep)
+        reader = csv.reader(_with_end_marker(handle), delimiter=sep)
         header: list[str] = []
         try:
             for number, record in enumerate(reader):
@@ -211,14 +282,29 @@ def _open_csv(path: Path, *, delimiter: str | None, encoding: str | None, skip_r
     )
 
 
+def _with_end_marker(handle: IO[str]) -> Iterator[str]:
+    yield from handle
+    yield _END_OF_FILE
+
+
 def _csv_rows(reader: Any, file_name: str) -> Iterator[tuple[int, Sequence[str]]]:
+    """The records after the header, each with the line it starts on. A record the file ends
+    in the middle of (a quote never closed) comes as a :class:`CutRecord`."""
     previous = reader.line_num
+    end = _END_OF_FILE[0]
     try:
         for record in reader:
             line = previous + 1
             previous = reader.line_num
             if not record or (not record[0] and not any(record)):
                 continue
+            if end in record[-1]:
+                if len(record) == 1 and record[0] == end:
+                    return  # the marker itself: the file ended after a complete record
+                cut = CutRecord(record)
+                cut[-1] = cut[-1].replace(_END_OF_FILE, "")
+                yield line, cut
+                return
             yield line, record
     except csv.Error as exc:
         raise UnreadableFile(
@@ -247,16 +333,71 @@ def cell_text(value: object, decimal: str) -> str:
         text = f"{value:.6f}".rstrip("0").rstrip(".")
         return text.replace(".", decimal)
     if isinstance(value, datetime):
+        if value.time() == time(0, 0):  # a date cell: Excel stores dates as date-times
+            return value.date().isoformat()
         return value.isoformat(sep=" ")
     if isinstance(value, date | time):
         return value.isoformat()
     return str(value)
 
 
-def _open_xlsx(path: Path, *, decimal: str, sheet: str | None, skip_rows: int) -> Table:
+def _check_unpacked_size(path: Path, limits: ReadLimits) -> None:
+    """Refuse a workbook that unpacks to more than the limits allow, before parsing it: more
+    bytes than ``xlsx_max_unpacked_bytes``, or more than ``xlsx_max_ratio`` times its own size
+    (real exports unpack to 5 to 20 times their size; a crafted one to hundreds of times). First
+    by the sizes its parts declare, then by unpacking them (keeping nothing), since a crafted
+    file can declare less than it holds."""
+    packed = path.stat().st_size
+    by_ratio = packed * limits.xlsx_max_ratio
+    limit = min(limits.xlsx_max_unpacked_bytes, by_ratio)
+    if by_ratio < limits.xlsx_max_unpacked_bytes:
+        too_large = UnreadableFile(
+            f"{path.name}: this workbook of {packed / 1e6:,.1f} MB unpacks to more than "
+            f"{limits.xlsx_max_ratio:,} times its own size, which no normal export does (they "
+            "unpack to at most about 20 times), so it was not read: the file is damaged or made "
+            "to overload the import. Export the data as CSV instead; the node's operator can "
+            "raise the limit with the setting PUBLIEKSDATA_NODE_IMPORT_XLSX_MAX_RATIO."
+        )
+    else:
+        too_large = UnreadableFile(
+            f"{path.name}: this workbook unpacks to more than {limit / 1e6:,.1f} MB, the limit "
+            "for an import, so it was not read. Export the data as CSV instead (or in smaller "
+            "parts); the node's operator can raise the limit with the setting "
+            "PUBLIEKSDATA_NODE_IMPORT_XLSX_MAX_UNPACKED_BYTES."
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            if sum(member.file_size for member in members) > limit:
+                raise too_large
+            unpacked = 0
+            for member in members:
+                with archive.open(member) as content:
+                    while block := content.read(BLOCK):
+                        unpacked += len(block)
+                        if unpacked > limit:
+                            raise too_large
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError) as exc:
+        raise UnreadableFile(
+            f"{path.name}: this is not a readable Excel workbook (.xlsx): {exc}"
+        ) from None
+
+
+def _too_many_rows(file_name: str, limit: int) -> UnreadableFile:
+    return UnreadableFile(
+        f"{file_name}: the sheet has more than {limit:,} rows, the limit for an import, so "
+        "nothing was imported. Export the data in smaller parts; the node's operator can raise "
+        "the limit with the setting PUBLIEKSDATA_NODE_IMPORT_XLSX_MAX_ROWS."
+    )
+
+
+def _open_xlsx(
+    path: Path, *, decimal: str, sheet: str | None, skip_rows: int, limits: ReadLimits
+) -> Table:
     import openpyxl
     from openpyxl.utils import get_column_letter
 
+    _check_unpacked_size(path, limits)
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         while block := handle.read(BLOCK):
@@ -281,7 +422,10 @@ def _open_xlsx(path: Path, *, decimal: str, sheet: str | None, skip_rows: int) -
                 f"{path.name}: the workbook has no sheet called {sheet!r}; "
                 f"its sheets are {', '.join(map(repr, workbook.sheetnames))}"
             )
-        rows = _xlsx_rows(worksheet, decimal, path.name)
+        declared_rows = worksheet.max_row
+        if isinstance(declared_rows, int) and declared_rows > limits.xlsx_max_rows:
+            raise _too_many_rows(path.name, limits.xlsx_max_rows)
+        rows = _xlsx_rows(worksheet, decimal, path.name, limits.xlsx_max_rows)
         header: list[str] = []
         header_row = 0
         for number, values in rows:
@@ -302,7 +446,8 @@ def _open_xlsx(path: Path, *, decimal: str, sheet: str | None, skip_rows: int) -
     except BaseException:
         workbook.close()
         raise
-    data_rows = ((n, v) for n, v in rows if any(v))
+    width = len(header)
+    data_rows = (_fit(v, width) for v in rows if any(v[1]))
     return Table(
         file_name=path.name,
         kind="xlsx",
@@ -315,10 +460,25 @@ def _open_xlsx(path: Path, *, decimal: str, sheet: str | None, skip_rows: int) -
     )
 
 
-def _xlsx_rows(worksheet: Any, decimal: str, file_name: str) -> Iterator[tuple[int, list[str]]]:
+def _fit(row: tuple[int, list[str]], width: int) -> tuple[int, list[str]]:
+    """A sheet row as wide as the header: a sheet leaves out trailing empty cells, or has empty
+    cells right of the last named column; a CSV row has neither."""
+    number, values = row
+    if len(values) < width:
+        return number, values + [""] * (width - len(values))
+    if len(values) > width and not any(values[width:]):
+        return number, values[:width]
+    return number, values
+
+
+def _xlsx_rows(
+    worksheet: Any, decimal: str, file_name: str, max_rows: int
+) -> Iterator[tuple[int, list[str]]]:
     number = 0
     try:
         for number, values in enumerate(worksheet.iter_rows(values_only=True), start=1):
+            if number > max_rows:
+                raise _too_many_rows(file_name, max_rows)
             yield number, [cell_text(v, decimal) for v in values]
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
         raise UnreadableFile(

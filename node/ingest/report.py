@@ -51,6 +51,7 @@ class ImportReport:
     warnings: list[str] = field(default_factory=list)
     batch_id: int | None = None
     nothing_changed: bool = False
+    birth_dates_implausible: int = 0  # age band unknown: born before 1900 or after the event
     events_added: int = 0
     persons_added: int = 0
     rejects_file: Path | None = None

@@ -24,7 +24,7 @@ from node.ingest.errors import IngestError
 from node.ingest.events import EventInfo
 from node.ingest.persons import Facts, PersonBook
 from node.ingest.profile import Profile
-from node.ingest.reader import Table, open_table
+from node.ingest.reader import ReadLimits, Table, open_table
 from node.ingest.report import Reject
 from node.ingest.transform import Row, RowCompiler, Transform
 
@@ -50,9 +50,12 @@ class FileFacts:
     warnings: list[str] = field(default_factory=list)
     rows_read: int = 0
     persons: list[Facts] = field(default_factory=list)  # at the end: every person's final facts
+    birth_dates_implausible: int = 0
 
 
-def _open(path: Path, profile: Profile, secret: bytes, source: str) -> tuple[Table, RowCompiler]:
+def _open(
+    path: Path, profile: Profile, secret: bytes, source: str, limits: ReadLimits
+) -> tuple[Table, RowCompiler]:
     table = open_table(
         path,
         delimiter=profile.delimiter,
@@ -60,6 +63,7 @@ def _open(path: Path, profile: Profile, secret: bytes, source: str) -> tuple[Tab
         decimal=profile.decimal,
         sheet=profile.sheet,
         skip_rows=profile.skip_rows,
+        limits=limits,
     )
     try:
         compiler = RowCompiler(
@@ -69,6 +73,7 @@ def _open(path: Path, profile: Profile, secret: bytes, source: str) -> tuple[Tab
             secret=secret,
             source=source,
             file_name=table.file_name,
+            separator=table.delimiter,
         )
     except BaseException:
         table.close()
@@ -121,6 +126,7 @@ def _chunks(
     yield finished(chunk, rejects)
     facts.warnings[:0] = compiler.warnings()
     facts.persons = book.all_facts()
+    facts.birth_dates_implausible = compiler.values.stats["birth_implausible"]
 
 
 class ParsedFile:
@@ -135,8 +141,9 @@ class ParsedFile:
         source: str,
         skip_invalid: bool,
         helper_process: bool,
+        limits: ReadLimits | None = None,
     ) -> None:
-        self.job = (path, profile, secret, source, skip_invalid)
+        self.job = (path, profile, secret, source, skip_invalid, limits or ReadLimits())
         self.helper_process = helper_process
         self.facts: FileFacts | None = None
         self._table: Table | None = None
@@ -144,9 +151,9 @@ class ParsedFile:
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> FileFacts:
-        path, profile, secret, source, _ = self.job
+        path, profile, secret, source, _, limits = self.job
         if not self.helper_process:
-            self._table, self._compiler = _open(path, profile, secret, source)
+            self._table, self._compiler = _open(path, profile, secret, source, limits)
             self.facts = FileFacts(
                 self._table.file_name,
                 self._table.sha256,
@@ -214,7 +221,12 @@ class ParsedFile:
             if kind == "chunk":
                 yield payload
             elif kind == "done":
-                self.facts.warnings, self.facts.rows_read, self.facts.persons = payload
+                (
+                    self.facts.warnings,
+                    self.facts.rows_read,
+                    self.facts.persons,
+                    self.facts.birth_dates_implausible,
+                ) = payload
                 return
             else:
                 raise IngestError(f"internal error: unexpected message {kind!r}")
@@ -257,8 +269,8 @@ def _helper() -> None:
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write to the message pipe
     try:
-        path, profile, secret, source, skip_invalid = _recv(sys.stdin.buffer)
-        table, compiler = _open(path, profile, secret, source)
+        path, profile, secret, source, skip_invalid, limits = _recv(sys.stdin.buffer)
+        table, compiler = _open(path, profile, secret, source, limits)
         with table:
             facts = FileFacts(
                 table.file_name, table.sha256, table.total_rows, compiler.label("ticket_id")
@@ -268,7 +280,8 @@ def _helper() -> None:
                 table.rows, compiler.compile(), compiler, facts, skip_invalid=skip_invalid
             ):
                 _send(out, ("chunk", chunk))
-            _send(out, ("done", (facts.warnings, facts.rows_read, facts.persons)))
+            done = (facts.warnings, facts.rows_read, facts.persons, facts.birth_dates_implausible)
+            _send(out, ("done", done))
     except BrokenPipeError:
         pass  # the importing process has gone away; nobody to tell
     except Exception as exc:

@@ -19,10 +19,19 @@ from node.ingest.columns import Columns, resolve_columns
 from node.ingest.events import EVENT_FIELDS, EventInfo, read_event
 from node.ingest.fields import UNKNOWN
 from node.ingest.keys import ticket_ref_function
-from node.ingest.parsing import AGE_BANDS, LEAD_TIME_BANDS, lead_time_of, pc4
+from node.ingest.parsing import AGE_BANDS, EARLIEST_BIRTH_YEAR, LEAD_TIME_BANDS, lead_time_of, pc4
 from node.ingest.profile import Profile
+from node.ingest.reader import CutRecord
 from node.ingest.report import Reject
-from node.ingest.values import BAD, TICKET_FIELDS, UNMAPPED, Problem, TicketValues, ValueReader
+from node.ingest.values import (
+    BAD,
+    IMPLAUSIBLE,
+    TICKET_FIELDS,
+    UNMAPPED,
+    Problem,
+    TicketValues,
+    ValueReader,
+)
 
 # A parsed row: (line, ticket_ref, person pseudonym, event number, order date as ISO text,
 # lead-time band, price in cents, price type, channel, status, attended, age band, PC4, segment).
@@ -55,11 +64,13 @@ class RowCompiler:
         source: str,
         file_name: str,
         today: date | None = None,
+        separator: str | None = None,
     ) -> None:
         self.profile = profile
         self.source = source
         self.file_name = file_name
         self.ncols = len(header)
+        self.separator = separator  # as shown to the operator; None for a workbook
         self.columns: Columns = resolve_columns(profile, header, labels, file_name)
         self.values = ValueReader(profile, self.columns, secret, today)
         self.ticket_ref = ticket_ref_function(secret, source)
@@ -76,6 +87,17 @@ class RowCompiler:
 
     def warnings(self) -> list[str]:
         return self.values.warnings()
+
+    def _event_name(self, event: EventInfo) -> str:
+        """An event as the operator finds it in the file: by its id, or (without an id column)
+        by title and start, each with its column's name."""
+        idx = self.columns.index
+        if "event_id" in idx:
+            return f"{self.label('event_id')} {event.key!r}"
+        parts = [f"{self.label('event_start')} {event.starts_at:%d-%m-%Y %H:%M}"]
+        if "event_title" in idx and event.title:
+            parts.insert(0, f"{self.label('event_title')} {event.title!r}")
+        return " on ".join(parts) if len(parts) > 1 else parts[0]
 
     def _event_lookup(
         self,
@@ -100,7 +122,7 @@ class RowCompiler:
             if isinstance(found, EventInfo):
                 first = by_key.setdefault(found.key, found)
                 if first is not found:
-                    reader.event_conflicts[found.key] += 1
+                    reader.event_conflicts[self._event_name(first)] += 1
                     return first
                 found.number = self._event_count
                 self._event_count += 1
@@ -113,6 +135,7 @@ class RowCompiler:
         """The function that turns (line, record) into a Row or a Reject."""
         idx, labels, reader = self.columns.index, self.columns.labels, self.values
         file_name, ncols, source = self.file_name, self.ncols, self.source
+        width_problem = self.width_problem
         stats, unmapped = reader.stats, reader.unmapped
         i_ticket = idx["ticket_id"]
         lab_ticket = labels[i_ticket]
@@ -145,17 +168,8 @@ class RowCompiler:
         unmapped_artform, unmapped_segment = unmapped["artform"], unmapped["segment"]
 
         def transform(line: int, rec: Sequence[str]) -> Row | Reject:
-            if len(rec) != ncols:
-                if len(rec) < ncols:
-                    rec = [*rec, *([""] * (ncols - len(rec)))]
-                elif any(value.strip() for value in rec[ncols:]):
-                    return Reject(
-                        file_name,
-                        line,
-                        "",
-                        f"the row has {len(rec)} values but the header has {ncols} columns; a "
-                        "value probably contains the separator without quotes around it",
-                    )
+            if len(rec) != ncols or rec.__class__ is CutRecord:
+                return Reject(file_name, line, "", width_problem(rec))
             tid = rec[i_ticket].strip()
             if not tid:
                 return Reject(file_name, line, lab_ticket, "the ticket id is empty")
@@ -250,13 +264,21 @@ class RowCompiler:
                 if born is None:
                     born = birth_cache[raw] = birth_of(birth_field, raw)
                 if born.__class__ is tuple:
-                    # (birth year, month * 100 + day): whole years on the event's date.
+                    # (birth year, month * 100 + day): whole years on the event's date. Born
+                    # before 1900, after the event or over 120 years before it: implausible,
+                    # so unknown (and counted).
                     years = event.year_number - born[0] - (event.month_day < born[1])
-                    age = AGE_BANDS[years] if 0 <= years <= 120 else UNKNOWN
+                    if 0 <= years <= 120 and born[0] >= EARLIEST_BIRTH_YEAR:
+                        age = AGE_BANDS[years]
+                    else:
+                        stats["birth_implausible"] += 1
                 elif born.__class__ is int:
-                    age = AGE_BANDS[born] if 0 <= born <= 120 else UNKNOWN
+                    if born <= 120:
+                        age = AGE_BANDS[born]
+                    else:
+                        stats["birth_implausible"] += 1
                 elif born:
-                    stats["birth_invalid"] += 1
+                    stats["birth_implausible" if born is IMPLAUSIBLE else "birth_invalid"] += 1
 
             segment = segment_const
             if i_segment is not None:
@@ -287,3 +309,29 @@ class RowCompiler:
             )
 
         return transform
+
+    def width_problem(self, rec: Sequence[str]) -> str:
+        """Why a record that is cut off, or has too few or too many fields, is rejected."""
+        if isinstance(rec, CutRecord):
+            return (
+                'the file ends inside this row: a quote (") opened here is never closed, so the '
+                "file is probably cut off. Export the file again, complete."
+            )
+        found = f"expected {self.ncols} fields (as in the header), found {len(rec)}"
+        if len(rec) > self.ncols and self.separator is None:
+            return f"{found}; a cell right of the last named column holds a value"
+        if len(rec) > self.ncols:
+            reason = (
+                f"{found}; a value probably contains the separator ({self.separator}) without "
+                "quotes around it"
+            )
+            if not any(value.strip() for value in rec[self.ncols :]):
+                reason += (
+                    f" (or, if every row ends with an extra {self.separator}, the header line "
+                    "lacks one)"
+                )
+            return reason
+        return (
+            f"{found}; the row is incomplete (the file may be cut off, or a value contains a "
+            "line break without quotes around it)"
+        )

@@ -26,6 +26,7 @@ from node.ingest.profile import MappedValue, Profile
 
 UNMAPPED = "\x00unmapped"  # marker: the value is not in the profile's map
 BAD = "\x00bad"  # marker: the value cannot be read (or, for status, is empty)
+IMPLAUSIBLE = "\x00implausible"  # marker: a birth date or year after today
 SHOWN_VALUES = 5
 
 # (counter, value) pairs to count once for every row that has a cached combination of values.
@@ -120,15 +121,19 @@ class ValueReader:
     def birth(self, field_name: str, raw: str) -> tuple[int, int] | int | str:
         """(birth year, month * 100 + day) for a birth date or year (a birth year counts as
         born on 1 July), an age in years for an age; "" when empty, :data:`BAD` when not
-        readable."""
+        readable, :data:`IMPLAUSIBLE` when in the future. (Before 1900 or after the event is
+        decided where the event is known.)"""
         if not raw.strip():
             return ""
         try:
             if field_name == "birth_date":
-                born = self.dates.read_date(raw)
+                born = self.dates.day_of(raw)  # an Excel date cell may carry a time (00:00)
+                if born > self.today:
+                    return IMPLAUSIBLE
                 return (born.year, born.month * 100 + born.day)
             if field_name == "birth_year":
-                return (birth_year(raw, self.today), JULY * 100 + 1)
+                year = birth_year(raw)
+                return IMPLAUSIBLE if year > self.today.year else (year, JULY * 100 + 1)
             return integer(raw)
         except ValueProblem:
             return BAD
@@ -206,13 +211,20 @@ class ValueReader:
             )
         if empty:
             out.append(f"{empty:,} row(s) had no postcode; their PC4 area is unknown.")
+        if self.stats["birth_implausible"]:
+            out.append(
+                f"{self.stats['birth_implausible']:,} row(s) had a birth date before 1900 or after "
+                "the event (or an age above 120); such a date is almost always a typing error or "
+                "a placeholder, so their age band is unknown. Check the birth dates in your "
+                "ticketing system."
+            )
         if self.stats["birth_invalid"]:
             out.append(
                 f"{self.stats['birth_invalid']:,} row(s) had a birth date, birth year or age "
                 "that could not be read; their age band is unknown."
             )
         if self.event_conflicts:
-            keys = ", ".join(repr(k) for k, _ in self.event_conflicts.most_common(SHOWN_VALUES))
+            keys = "; ".join(k for k, _ in self.event_conflicts.most_common(SHOWN_VALUES))
             out.append(
                 f"{len(self.event_conflicts):,} event(s) appear with different details (such as "
                 f"the start time) on different rows, e.g. {keys}; the first row's details were "

@@ -380,6 +380,8 @@ class ImportJob:
     finished: bool = False
     report: Any = None
     refused: bool = False
+    too_many: bool = False  # refused although skip_invalid: more than the allowed share rejected
+    allowed_share: str = ""
     error: str | None = None
 
 
@@ -456,8 +458,8 @@ def _run_import(
     source: str | None,
     skip_invalid: bool,
 ) -> None:
-    from node.ingest.errors import ImportRefused
-    from node.ingest.importer import import_file
+    from node.ingest.errors import ImportRefused, percent
+    from node.ingest.importer import ReadLimits, import_file
     from node.ingest.profile import load_profile
 
     def progress(done: int, total: int | None) -> None:
@@ -473,13 +475,20 @@ def _run_import(
             skip_invalid=skip_invalid,
             rejects_path=path.with_name("rejects.csv"),
             progress=progress,
+            limits=ReadLimits(
+                xlsx_max_unpacked_bytes=state.settings.import_xlsx_max_unpacked_bytes,
+                xlsx_max_ratio=state.settings.import_xlsx_max_ratio,
+                xlsx_max_rows=state.settings.import_xlsx_max_rows,
+            ),
         )
         job.report = report
     except ImportRefused as exc:
         job.report = exc.report
         job.refused = True
+        if exc.allowed_share is not None:
+            job.too_many, job.allowed_share = True, percent(exc.allowed_share)
     except (ValueError, OSError) as exc:  # a bad file or profile: the message says what
-        job.error = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        job.error = str(exc).splitlines()[0][:800] if str(exc) else type(exc).__name__
     except Exception as exc:  # the import's transaction rolled back: nothing is half-written
         log.error("upload import failed: %s", type(exc).__name__)
         job.error = f"{type(exc).__name__}; nothing was imported (see the node's log)"

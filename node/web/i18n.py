@@ -172,6 +172,16 @@ WORDS: dict[str, tuple[str, str]] = {
         "{n} row(s) could not be read, so nothing was imported. Fix them, or tick 'Import the "
         "good rows'.",
     ),
+    "import_refused_share": (
+        "{n} van de {read} regels zijn afgewezen, meer dan de toegestane {allowed}, dus er is "
+        "niets geïmporteerd. Zoveel afgewezen regels wijzen meestal op een verkeerd profiel, "
+        "een verkeerde tekenset of een verkeerde export. Bekijk de afgewezen regels hieronder; "
+        "mogen ze echt worden weggelaten, zet dan max_rejected_share hoger in het profiel.",
+        "{n} of {read} rows were rejected, more than the {allowed} allowed, so nothing was "
+        "imported. So many rejects usually mean a wrong profile, encoding or export. Look at "
+        "the rejected rows below; if they may really be left out, raise max_rejected_share in "
+        "the profile.",
+    ),
     "import_failed": ("De import is mislukt: {why}", "The import failed: {why}"),
     "rejects": ("Afgewezen regels", "Rejected rows"),
     "line": ("Regel", "Line"),

@@ -450,6 +450,38 @@ async def test_upload_import_with_progress_and_rejects(node: AdminNode, tmp_path
     assert audit.IMPORT in audit_kinds(node.engine)
 
 
+async def test_upload_import_refusals_are_explained(node: AdminNode, tmp_path: Path) -> None:
+    admin = node.admin
+    await admin.login()
+    page = await admin.page("/admin/import")
+    with node.engine.connect() as conn:
+        before = conn.scalar(select(func.count()).select_from(Admission))
+    export = tmp_path / "kassa.csv"
+    generate_export(export, kind="theatre", rows=40, seed=7, year=2025, dirty_rows=5)
+    with export.open("rb") as handle:  # 4 of 40 rows rejected: more than 5%
+        response = await admin.client.post(
+            "/admin/import",
+            data={"csrf": csrf_of(page.text), "profile": "generic", "skip_invalid": "on"},
+            files={"file": ("kassa.csv", handle, "text/csv")},
+        )
+    refused = await _finished_job(admin, response.headers["location"])
+    result = " ".join(re.findall(r'id="result">([^<]*)', refused))
+    assert "4 van de 40 regels zijn afgewezen, meer dan de toegestane 5%" in result
+    assert 'id="rejects"' in refused
+    header_only = tmp_path / "leeg.csv"
+    header_only.write_text(export.read_text("utf-8-sig").splitlines()[0] + "\n", "utf-8")
+    with header_only.open("rb") as handle:
+        response = await admin.client.post(
+            "/admin/import",
+            data={"csrf": csrf_of(page.text), "profile": "generic"},
+            files={"file": ("leeg.csv", handle, "text/csv")},
+        )
+    failed = await _finished_job(admin, response.headers["location"])
+    assert "has column names but no rows; nothing was imported" in failed
+    with node.engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(Admission)) == before
+
+
 async def test_import_without_a_file_says_so(node: AdminNode) -> None:
     admin = node.admin
     await admin.login()

@@ -270,6 +270,7 @@ async def test_csv_files_round_trip_to_the_json(site: Any) -> None:
         assert reader.fieldnames == [
             *[c for pair in zip(tbl.group_by, labels, strict=True) for c in pair],
             *["value", "lower", "upper", "standard_error", "suppressed"],
+            *["measure", "unit", "aggregation", "deduplicated"],
         ]
         rows = list(reader)
         expected = [*tbl.cells, *([tbl.total] if tbl.total else [])]
@@ -285,6 +286,9 @@ async def test_csv_files_round_trip_to_the_json(site: Any) -> None:
                 got = None if row[column] == "" else float(row[column])
                 assert got == getattr(c, column)
             assert row["suppressed"] == ("true" if c.suppressed else "false")
+            assert (row["measure"], row["unit"]) == (tbl.measure, tbl.unit.en)
+            assert row["aggregation"] == "sum_over_institutions"
+            assert row["deduplicated"] == ("false" if tbl.measure == "persons" else "")
 
 
 async def test_the_dcat_catalogue_meets_the_dcat_ap_schema(site: Any) -> None:

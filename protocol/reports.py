@@ -3,6 +3,11 @@
 A template turns a few parameters (a year or a period, the privacy cost, sometimes a list of codes)
 into a QuerySpec. Nodes and the aggregator ship the same templates, so "the standard report for
 2025" means the same query everywhere.
+
+A template's title is the title of the sector figures it produces. Persons are counted by each
+institution and summed over the institutions, so a title never calls them reach or unique
+persons (see :mod:`protocol.figures`). The name ``reach_age`` is a stable code, kept for the
+clients that use it.
 """
 
 from __future__ import annotations
@@ -87,8 +92,10 @@ _V, _P, _R = Measure.VISITS, Measure.PERSONS, Measure.REVENUE
 _REPORT_LIST = (
     ReportTemplate(
         "standard",
-        "Bezoek, bereik en omzet per maand, discipline en leeftijd",
-        "Visits, reach and revenue by month, artform and age band",
+        "Bezoeken, bezoekers per instelling (opgeteld, niet ontdubbeld) en omzet per maand, "
+        "discipline en leeftijd",
+        "Visits, visitors per institution (summed, not deduplicated) and revenue by month, "
+        "artform and age band",
         ("month", "artform", "age_band"),
         (_V, _P, _R),
         Bounds(max_visits_per_person=12, max_cells_per_person=12, revenue_max_cents=15_000),
@@ -103,8 +110,8 @@ _REPORT_LIST = (
     ),
     ReportTemplate(
         "reach_age",
-        "Bereik (unieke personen) per leeftijdsgroep",
-        "Reach (distinct persons) by age band",
+        "Bezoekers per instelling, opgeteld (niet ontdubbeld), naar leeftijdsgroep",
+        "Visitors per institution, summed (not deduplicated), by age band",
         ("age_band",),
         (_P,),
         Bounds(max_visits_per_person=12, max_cells_per_person=2),

@@ -7,8 +7,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from protocol.figures import Aggregation, fill_deduplicated
 from protocol.query import Measure, Mode, QuerySpec
 
 Z95 = 1.959963984540054
@@ -21,13 +22,25 @@ class _Frozen(BaseModel):
 class MeasureEstimate(_Frozen):
     """One measure over all cells (in the spec's canonical cell order), summed over the nodes
     that answered. ``standard_errors`` come from the noise each node reported; the intervals are
-    estimate ± 1.96 standard errors."""
+    estimate ± 1.96 standard errors.
+
+    ``aggregation`` says how the institutions' figures were combined (today always summed), and
+    ``deduplicated`` whether a ``persons`` figure counts each person once across the sector: it
+    is false, because a person who visits three institutions is in three nodes' counts (null for
+    visits and revenue). See :mod:`protocol.figures`."""
 
     measure: Measure
     estimates: tuple[int, ...]
     standard_errors: tuple[float, ...]
     lower: tuple[float, ...]
     upper: tuple[float, ...]
+    aggregation: Aggregation = Aggregation.SUM_OVER_INSTITUTIONS
+    deduplicated: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deduplicated(cls, data: object) -> object:
+        return fill_deduplicated(data)
 
 
 class RatioEstimate(_Frozen):

@@ -30,6 +30,7 @@ from aggregator.client import (
 from aggregator.client.result import Estimate
 from node.cli import fail
 from protocol.catalogue import DIMENSIONS
+from protocol.figures import not_deduplicated_note, sector_label
 from protocol.query import Mode as AskMode
 from protocol.query import QuerySpec
 from protocol.reports import REPORTS
@@ -45,7 +46,8 @@ err = Console(stderr=True, soft_wrap=True)  # messages name paths: never hard-wr
 
 _HEADERS = {
     "visits": ("bezoeken", "visits"),
-    "persons": ("personen", "persons"),
+    # Summed over the institutions, so not a count of different people (protocol.figures).
+    "persons": (sector_label("persons", "nl"), sector_label("persons", "en")),
     "revenue": ("omzet (€)", "revenue (€)"),
     "mean_price": ("gemiddelde prijs (€)", "mean price (€)"),
 }
@@ -161,6 +163,8 @@ def _print_result(result: Result, lang: str, shares_along: str | None) -> None:
         for m in result.raw.measures
     ]
     console.print(_table(f"{result.spec.title} ({interval})", result, lang, measures))
+    if any(m.deduplicated is False for m in result.raw.measures):
+        console.print(not_deduplicated_note(lang))
     ratios: list[Series] = [
         (_header(r.name, lang), r, "price" if r.numerator == "revenue" else "ratio")
         for r in result.raw.ratios

@@ -6,12 +6,13 @@ from rich.table import Table
 
 from aggregator.merge import margin, ratio
 from protocol.catalogue import DIMENSIONS
+from protocol.figures import sector_label
 from protocol.query import Measure, Mode
 from protocol.results import Z95, NodeStatus, RoundResult, RoundState
 
 MEASURE_LABELS = {
     "visits": {"nl": "bezoeken", "en": "visits"},
-    "persons": {"nl": "personen", "en": "persons"},
+    "persons": {"nl": sector_label("persons", "nl"), "en": sector_label("persons", "en")},
     "revenue": {"nl": "omzet (€)", "en": "revenue (€)"},
     "mean_price": {"nl": "gem. prijs (€)", "en": "mean price (€)"},
 }

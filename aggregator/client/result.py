@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from aggregator.client.errors import NoEstimates
 from aggregator.merge import shares as merged_shares
 from protocol.catalogue import DIMENSIONS
+from protocol.figures import sector_label
 from protocol.query import Measure, QuerySpec
 from protocol.results import Coverage, MeasureEstimate, RatioEstimate, RoundResult, RoundState
 
@@ -109,6 +110,15 @@ class Result:
     def measure(self, measure: Measure | str) -> MeasureEstimate:
         self._require()
         return self.raw.measure(measure)
+
+    def label(self, measure: Measure | str, lang: str = "nl") -> str:
+        """What a measure's figures are, in words (nl or en), for a column header or a chart.
+
+        ``persons`` is "visitors per institution, summed (not deduplicated)": each institution
+        counts its own distinct visitors and the round sums those counts, so someone who visits
+        three institutions counts three times. Its ``MeasureEstimate`` says the same in
+        ``aggregation`` and ``deduplicated``."""
+        return sector_label(self.measure(measure).measure, lang)
 
     def ratio(self, name: str) -> RatioEstimate:
         """A derived quantity, such as ``mean_price`` (revenue per visit)."""

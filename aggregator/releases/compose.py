@@ -28,6 +28,7 @@ from aggregator.releases.document import (
 )
 from aggregator.releases.recipe import Recipe, TableRecipe
 from protocol.catalogue import CATALOGUE_VERSION, dimension
+from protocol.figures import Aggregation, deduplicated, sector_label
 from protocol.query import Measure, Mechanism
 from protocol.results import NodeStatus, RoundResult, RoundState
 
@@ -42,15 +43,19 @@ MONTHS_EN = (
     "January", "February", "March", "April", "May", "June", "July", "August", "September",
     "October", "November", "December",
 )  # fmt: skip
+# Every table is a sum over the institutions that answered; for persons that is not a count of
+# different people (see protocol.figures), and the unit and title say so.
+AGGREGATION = Aggregation.SUM_OVER_INSTITUTIONS
 UNITS = {
     Measure.VISITS: Text(nl="bezoeken", en="visits"),
-    Measure.PERSONS: Text(nl="personen", en="persons"),
+    Measure.PERSONS: Text(
+        nl=sector_label(Measure.PERSONS, "nl"), en=sector_label(Measure.PERSONS, "en")
+    ),
     Measure.REVENUE: Text(nl="euro", en="euros"),
 }
 MEASURE_TITLES = {
-    Measure.VISITS: Text(nl="Bezoeken", en="Visits"),
-    Measure.PERSONS: Text(nl="Bereik (unieke personen)", en="Reach (distinct persons)"),
-    Measure.REVENUE: Text(nl="Omzet", en="Revenue"),
+    m: Text(nl=sector_label(m, "nl").capitalize(), en=sector_label(m, "en").capitalize())
+    for m in Measure
 }
 
 
@@ -184,10 +189,7 @@ def _table(source: _Source, recipe: Recipe) -> Table:
             rounded_to=total.rounded_to,
         )
     dims = [dimension_title(d) for d in by]
-    title = table.title or Text(
-        nl=f"{MEASURE_TITLES[table.measure].nl} per " + " en ".join(d.nl.lower() for d in dims),
-        en=f"{MEASURE_TITLES[table.measure].en} by " + " and ".join(d.en.lower() for d in dims),
-    )
+    title = table.title or default_title(table.measure, dims)
     privacy = spec.privacy
     rho = privacy.rho if privacy.mechanism is Mechanism.GAUSSIAN else None
     if privacy.mechanism is Mechanism.GAUSSIAN:
@@ -227,6 +229,19 @@ def _table(source: _Source, recipe: Recipe) -> Table:
             "revenue_min_cents": spec.bounds.revenue_min_cents,
             "revenue_max_cents": spec.bounds.revenue_max_cents,
         },
+        aggregation=AGGREGATION,
+        deduplicated=deduplicated(table.measure, AGGREGATION),
+    )
+
+
+def default_title(measure: Measure, dims: Sequence[Text]) -> Text:
+    """ "Bezoeken per maand en discipline"; for persons, whose label already says "per
+    instelling": "Bezoekers per instelling, opgeteld (niet ontdubbeld), naar leeftijdsgroep"."""
+    name = MEASURE_TITLES[measure]
+    nl_by, en_by = (", naar", ", by") if measure is Measure.PERSONS else (" per", " by")
+    return Text(
+        nl=f"{name.nl}{nl_by} " + " en ".join(d.nl.lower() for d in dims),
+        en=f"{name.en}{en_by} " + " and ".join(d.en.lower() for d in dims),
     )
 
 

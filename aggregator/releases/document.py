@@ -18,7 +18,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from protocol.figures import Aggregation, fill_deduplicated
 
 SCHEMA: Final = "publieksdata.release/1"
 RELEASE = "RELEASE"  # the envelope type of a signed release
@@ -79,7 +81,13 @@ class TableCoverage(_Frozen):
 
 
 class Table(_Frozen):
-    """One measure of one round, by its dimensions, with a total row."""
+    """One measure of one round, by its dimensions, with a total row.
+
+    ``aggregation`` says how the institutions' figures were combined (``sum_over_institutions``
+    for every table today) and ``deduplicated`` whether a ``persons`` table counts each person
+    once across the sector (false: a person who visits three institutions counts three times;
+    null for other measures). Releases made before these fields existed read as summed and not
+    deduplicated, which is what they were. See :mod:`protocol.figures`."""
 
     table_id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
     title: Text
@@ -93,6 +101,13 @@ class Table(_Frozen):
     privacy: TablePrivacy
     coverage: TableCoverage
     bounds: dict[str, int]
+    aggregation: Aggregation = Aggregation.SUM_OVER_INSTITUTIONS
+    deduplicated: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deduplicated(cls, data: object) -> object:
+        return fill_deduplicated(data)
 
 
 class Methodology(_Frozen):

@@ -7,8 +7,9 @@ A table shows one measure, by all of the round's dimensions or by some of them (
 other dimensions are summed over (only for additive measures: visits and revenue).
 
 The built-in recipe ``standard-YEAR`` (for example ``standard-2025``) is the sector's annual
-report: visits by month and by artform, reach by age band, visits and reach by province, and
-reach by audience segment.
+report: visits by month and by artform, and by age band, province and audience segment the
+visitors per institution, summed over the institutions (not deduplicated: a person who visits
+three institutions counts three times; see protocol.figures), and visits by province.
 """
 
 from __future__ import annotations
@@ -90,21 +91,25 @@ def standard(year: int) -> Recipe:
     return Recipe(
         release_id=f"sector-{year}",
         title=Text(
-            nl=f"Publieksbereik van de culturele sector in {year}",
-            en=f"Audience reach of the cultural sector in {year}",
+            nl=f"Bezoek en bezoekers van de culturele sector in {year}",
+            en=f"Visits and visitors of the cultural sector in {year}",
         ),
         description=Text(
             nl=(
-                f"Bezoek en bereik van de deelnemende culturele instellingen in {year}: per "
-                "maand, discipline, leeftijdsgroep, provincie en doelgroepsegment. Elke "
-                "instelling hield haar eigen gegevens; de cijfers zijn samengevoegd met "
-                "differentiële privacy, zodat geen bezoeker en geen instelling herkenbaar is."
+                f"Bezoeken en bezoekers van de deelnemende culturele instellingen in {year}: per "
+                "maand, discipline, leeftijdsgroep, provincie en doelgroepsegment. Bezoekers zijn "
+                "per instelling geteld en daarna opgeteld (niet ontdubbeld): wie meer "
+                "instellingen bezocht, telt bij elk ervan mee. Elke instelling hield haar eigen "
+                "gegevens; de cijfers zijn samengevoegd met differentiële privacy, zodat geen "
+                "bezoeker en geen instelling herkenbaar is."
             ),
             en=(
-                f"Visits and reach of the participating cultural institutions in {year}: by "
-                "month, artform, age band, province and audience segment. Every institution "
-                "kept its own data; the figures were merged with differential privacy, so that "
-                "no visitor and no institution can be singled out."
+                f"Visits and visitors of the participating cultural institutions in {year}: by "
+                "month, artform, age band, province and audience segment. Visitors were counted "
+                "per institution and then summed (not deduplicated): someone who visited several "
+                "institutions counts at each of them. Every institution kept its own data; the "
+                "figures were merged with differential privacy, so that no visitor and no "
+                "institution can be singled out."
             ),
         ),
         year=year,
@@ -115,15 +120,15 @@ def standard(year: int) -> Recipe:
             TableRecipe(
                 table_id="visits-artform", report="volume", measure=Measure.VISITS, by=("artform",)
             ),
-            TableRecipe(table_id="reach-age", report="reach_age", measure=Measure.PERSONS),
+            TableRecipe(table_id="persons-age", report="reach_age", measure=Measure.PERSONS),
             TableRecipe(
                 table_id="visits-province", report="origin_province", measure=Measure.VISITS
             ),
             TableRecipe(
-                table_id="reach-province", report="origin_province", measure=Measure.PERSONS
+                table_id="persons-province", report="origin_province", measure=Measure.PERSONS
             ),
             TableRecipe(
-                table_id="reach-segment", report="segment_profile", measure=Measure.PERSONS
+                table_id="persons-segment", report="segment_profile", measure=Measure.PERSONS
             ),
         ),
     )

@@ -1,7 +1,11 @@
 """One CSV file per release table, with the interval columns.
 
 Columns: per dimension its code and its English label, then ``value``, ``lower``, ``upper``,
-``standard_error`` and ``suppressed``; the last row is the table's total (code ``total``).
+``standard_error`` and ``suppressed``, then what the figure is, the same on every row:
+``measure`` (``visits``, ``persons``, …), ``unit`` (in English; for persons "visitors per
+institution, summed (not deduplicated)"), ``aggregation`` (``sum_over_institutions``) and
+``deduplicated`` (``false`` for persons, empty otherwise). The last row is the table's total
+(code ``total``).
 A suppressed cell (".") has empty value, lower and upper. Numbers are written so that they
 read back to exactly the release's JSON values (integers without a decimal point, other numbers
 in Python's shortest round-trip form).
@@ -25,7 +29,10 @@ def header(table: Table) -> list[str]:
     columns = []
     for dim in table.group_by:
         columns += [dim, f"{dim}_label"]
-    return [*columns, "value", "lower", "upper", "standard_error", "suppressed"]
+    return [
+        *columns, "value", "lower", "upper", "standard_error", "suppressed",
+        "measure", "unit", "aggregation", "deduplicated",
+    ]  # fmt: skip
 
 
 def _row(table: Table, cell: Cell, is_total: bool) -> list[str]:
@@ -43,6 +50,10 @@ def _row(table: Table, cell: Cell, is_total: bool) -> list[str]:
         _num(cell.upper),
         _num(cell.standard_error),
         "true" if cell.suppressed else "false",
+        table.measure,
+        table.unit.en,
+        table.aggregation.value,
+        "" if table.deduplicated is None else str(table.deduplicated).lower(),
     ]
 
 

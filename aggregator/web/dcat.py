@@ -124,9 +124,9 @@ def catalog(releases: Sequence[SealedRelease], base: str, publisher: str) -> dic
             "dcat:theme": _id(f"{EU}/data-theme/EDUC"),  # education, culture and sport
             "dcat:keyword": [
                 {"@value": "cultuur", "@language": "nl"},
-                {"@value": "publieksbereik", "@language": "nl"},
+                {"@value": "publiek", "@language": "nl"},
                 {"@value": "culture", "@language": "en"},
-                {"@value": "audience reach", "@language": "en"},
+                {"@value": "audiences", "@language": "en"},
             ],
             "dct:temporal": {
                 "@type": "dct:PeriodOfTime",

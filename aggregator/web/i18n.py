@@ -102,6 +102,11 @@ WORDS: dict[str, tuple[str, str]] = {
         "ε = {eps} (pure differential privacy) for the whole release. Per person, per institution.",
     ),
     "mechanism": ("Mechanisme", "Mechanism"),
+    "persons_method": (
+        "Bezoekers: per instelling geteld, opgeteld",
+        "Visitors: counted per institution, summed",
+    ),
+    "see_method": ("Zie de methode.", "See the method."),
     "gaussian": ("discrete Gaussische ruis", "discrete Gaussian noise"),
     "laplace": ("discrete Laplace-ruis", "discrete Laplace noise"),
     "mode": ("Samenvoegen", "Aggregation"),

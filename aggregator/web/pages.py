@@ -41,6 +41,7 @@ from aggregator.releases.chain import SealedRelease
 from aggregator.releases.document import Cell, Table
 from aggregator.web import charts, csvout, dcat
 from aggregator.web.i18n import LANGS, day, number, small, t
+from protocol.figures import method_note, not_deduplicated_note
 from protocol.http import PROBLEM_JSON
 from protocol.results import Z95
 
@@ -227,6 +228,9 @@ def _table_view(table: Table, lang: str, slug: str, limit: float | None) -> dict
     return {
         "id": table.table_id,
         "title": title,
+        # A persons table summed over institutions says so next to its figures, whatever its
+        # (signed, possibly older) title says; the method box explains why.
+        "not_deduplicated": not_deduplicated_note(lang) if table.deduplicated is False else None,
         "unit": table.unit.get(lang),
         "dims": [d.get(lang) for d in table.dimension_titles],
         "rows": rows,
@@ -390,6 +394,9 @@ def _release_view(
         "institutions": methodology.institutions,
         "asked": methodology.institutions_asked,
         "steps": steps or [t("pp_none", lang)],
+        "persons_note": (
+            method_note(lang) if any(table.deduplicated is False for table in doc.tables) else None
+        ),
         "confidence": f"{methodology.confidence * 100:g}",
         "newest": newer[-1].slug if newer else None,
         "corrected": corrected.slug if corrected else None,

@@ -6,6 +6,7 @@ from datetime import date, datetime
 from typing import Any
 
 from protocol.catalogue import DIMENSIONS
+from protocol.figures import institution_label, sector_label
 
 LANGS = ("nl", "en")
 
@@ -361,6 +362,25 @@ WORDS: dict[str, tuple[str, str]] = {
     "ours": ("Wij", "Us"),
     "our_share": ("Ons aandeel", "Our share"),
     "sector": ("Sector", "Sector"),
+    # A node's own distinct persons are deduplicated within the node; the sector's are a sum of
+    # such counts over the institutions (protocol.figures).
+    "ours_persons": (
+        f"Wij ({institution_label('persons', 'nl')})",
+        f"Us ({institution_label('persons', 'en')})",
+    ),
+    "sector_persons": (
+        f"Sector ({sector_label('persons', 'nl')})",
+        f"Sector ({sector_label('persons', 'en')})",
+    ),
+    "persons_note": (
+        "Bij ons telt elke bezoeker één keer. Het sectorcijfer is de som van zulke aantallen "
+        "over alle instellingen, niet ontdubbeld: wie drie instellingen bezocht, telt daar drie "
+        "keer mee. Ons aandeel in bezoekers is daardoor geen aandeel in het aantal verschillende "
+        "mensen.",
+        "Here every visitor counts once. The sector figure is the sum of such counts over all "
+        "institutions, not deduplicated: someone who visited three institutions counts three "
+        "times there. So our share of visitors is not a share of the number of different people.",
+    ),
     "sector_share": ("Aandeel sector", "Sector share"),
     "share_note": (
         "Aandelen zijn procenten van het eigen totaal en van het sectortotaal in deze tabel. "

@@ -22,9 +22,10 @@ import pytest
 from aggregator.app import create_app
 from aggregator.home import load_signing_key
 from aggregator.releases import store
-from aggregator.releases.chain import SealedRelease, parse, seal
+from aggregator.releases.chain import SealedRelease, parse, seal, verify_chain
 from aggregator.releases.compose import cell_label as label
 from aggregator.releases.document import (
+    RELEASE,
     Cell,
     PostProcessing,
     ReleaseDocument,
@@ -35,6 +36,8 @@ from aggregator.releases.document import (
 )
 from aggregator.settings import AggregatorSettings
 from aggregator.storage.db import make_async_engine, make_async_sessionmaker
+from protocol.canonical import canonical_bytes
+from protocol.signing import sign
 from tests.aggregator.test_releases import methodology
 from tests.fedkit import make_aggregator
 
@@ -270,6 +273,7 @@ async def test_csv_files_round_trip_to_the_json(site: Any) -> None:
         assert reader.fieldnames == [
             *[c for pair in zip(tbl.group_by, labels, strict=True) for c in pair],
             *["value", "lower", "upper", "standard_error", "suppressed"],
+            *["measure", "unit", "aggregation", "deduplicated"],
         ]
         rows = list(reader)
         expected = [*tbl.cells, *([tbl.total] if tbl.total else [])]
@@ -285,6 +289,9 @@ async def test_csv_files_round_trip_to_the_json(site: Any) -> None:
                 got = None if row[column] == "" else float(row[column])
                 assert got == getattr(c, column)
             assert row["suppressed"] == ("true" if c.suppressed else "false")
+            assert (row["measure"], row["unit"]) == (tbl.measure, tbl.unit.en)
+            assert row["aggregation"] == "sum_over_institutions"
+            assert row["deduplicated"] == ("false" if tbl.measure == "persons" else "")
 
 
 async def test_the_dcat_catalogue_meets_the_dcat_ap_schema(site: Any) -> None:
@@ -475,6 +482,48 @@ async def test_release_pages_have_an_accessible_structure(site: Any) -> None:
         assert '<th scope="col"' in page and '<th scope="row"' in page
     css = (await client.get("/static/site.css")).text
     assert ":focus-visible" in css and "@media" in css
+
+
+async def test_a_persons_table_signed_before_the_metadata_existed_is_marked_not_deduplicated(
+    tmp_path: Path,
+) -> None:
+    """A release signed before tables had ``aggregation`` and ``deduplicated`` still verifies,
+    and its page marks the persons table as summed over institutions, whatever its signed title
+    says, and explains it in the method box; visits tables get no such note."""
+    settings = make_aggregator(tmp_path / "aggregator", None)
+    key = load_signing_key(settings.signing_key_path)
+    payload = document(1, None, 1, None, more=True).model_dump(mode="json")
+    for tbl in payload["tables"]:
+        del tbl["aggregation"], tbl["deduplicated"]
+    payload["tables"][-1]["title"] = {"nl": "Bereik (unieke personen)", "en": "Reach (distinct)"}
+    data = canonical_bytes(sign(RELEASE, payload, key).model_dump(mode="json"))
+    sealed = SealedRelease(data=data, document=parse(data)[1])
+    assert verify_chain([data], key.public).ok
+    engine = make_async_engine(settings.database_url)
+    async with make_async_sessionmaker(engine)() as session, session.begin():
+        await store.append(session, sealed, datetime.now(UTC))
+    await engine.dispose()
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE) as client,
+    ):
+        for lang, note, method in (
+            ("nl", "opgeteld (niet ontdubbeld)", "drie keer"),
+            ("en", "summed (not deduplicated)", "three times"),
+        ):
+            page = (await client.get(f"/{lang}/releases/{sealed.slug}")).text
+            sections = dict(re.findall(r'<section id="table-([^"]+)"(.*?)</section>', page, re.S))
+            marked = {t for t, body in sections.items() if "not-deduplicated" in body}
+            assert marked == {"reach-grid"}
+            assert note in sections["reach-grid"]
+            box = page[page.index('<section id="method"') :].split("</section>")[0]
+            assert 'id="persons-method"' in box and method in box
+            csv_text = (await client.get(f"/releases/{sealed.slug}/reach-grid.csv")).text
+            row = next(csv.DictReader(io.StringIO(csv_text)))
+            assert (row["measure"], row["aggregation"], row["deduplicated"]) == (
+                "persons", "sum_over_institutions", "false",
+            )  # fmt: skip
 
 
 async def test_an_empty_site_says_so_and_its_catalogue_is_valid(tmp_path: Path) -> None:

@@ -12,14 +12,18 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine, func, select, text, update
 
+from aggregator.releases.chain import seal
 from node.app import create_app
 from node.ingest.generate import generate_export
+from node.link import AggregatorLink, save_link
 from node.services import audit
 from node.services.admin_auth import set_password
+from node.services.benchmark import ReleaseSource
 from node.settings import NodeSettings
 from node.storage.db import make_sessionmaker
 from node.storage.models import (
@@ -30,7 +34,11 @@ from node.storage.models import (
     GdprRequest,
     PolicySetting,
 )
+from protocol.api import ChainEntry, ReleaseChain
+from protocol.figures import institution_label, sector_label
+from protocol.signing import SigningKey, fingerprint, public_key_to_text
 from tests.adminkit import PASSWORD, Admin, admin_client, csrf_of
+from tests.aggregator.test_public_site import cell, document, table
 from tests.factories import Row, write_rows
 from tests.nodekit import give_identifiers, make_node, make_spec, query_body
 
@@ -552,3 +560,58 @@ async def test_the_admin_pages_have_no_external_assets_or_scripts(node: AdminNod
             assert 'href="#main"' in html
     css = await admin.page("/admin/static/admin.css")
     assert css.status_code == 200 and "@import" not in css.text and "url(" not in css.text
+
+
+async def test_the_sector_comparison_says_sector_visitors_are_summed_not_deduplicated(
+    node: AdminNode,
+) -> None:
+    """On "us and the sector", a persons table compares our own distinct visitors (deduplicated
+    within this institution) with the sector's sum of such counts, and the page says which is
+    which; other measures keep the plain headers."""
+    key = SigningKey.generate()
+    ages = [
+        cell((code,), code, code, 10.0 * (i + 1), 2.0) for i, code in enumerate(("lt18", "18_29"))
+    ]
+    tables = (table("visits-age", ("age_band",), ages, "visits"),
+              table("persons-age", ("age_band",), ages, "persons"))  # fmt: skip
+    sealed = seal(document(1, None, 1, None).model_copy(update={"tables": tables}), key)
+    chain = ReleaseChain(
+        aggregator="Sector", key_id=key.key_id, public_key=public_key_to_text(key.public),
+        fingerprint=fingerprint(key.public), keys={},
+        releases=[ChainEntry(sequence=1, slug=sealed.slug, hash=sealed.hash,
+                             json_path=f"/releases/{sealed.slug}.json", page_path="/nl/")],
+    )  # fmt: skip
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/releases":
+            return httpx.Response(200, content=chain.model_dump_json())
+        return httpx.Response(200, content=sealed.data)
+
+    save_link(
+        node.settings.home,
+        AggregatorLink(
+            url="http://aggregator.test", node_id="n1", institution="Testtheater",
+            aggregator_key=public_key_to_text(key.public), aggregator_key_id=key.key_id,
+            joined_at=datetime.now(UTC),
+        ),
+    )  # fmt: skip
+    node.app.state.node.releases = ReleaseSource(
+        client=httpx.Client(transport=httpx.MockTransport(serve))
+    )
+    await node.admin.login()
+    for lang in ("nl", "en"):
+        await node.admin.client.get(f"/admin/lang/{lang}")
+        page = (await node.admin.page("/admin/benchmark")).text
+        sections = dict(
+            re.findall(
+                r'<section aria-labelledby="b-([^"]+)" class="bench">(.*?)</section>', page, re.S
+            )
+        )
+        assert set(sections) == {"visits-age", "persons-age"}, page
+        persons, visits = sections["persons-age"], sections["visits-age"]
+        heads = re.findall(r'<th scope="col"[^>]*>([^<]*)</th>', persons)
+        assert heads[1].endswith(f"({institution_label('persons', lang)})"), heads
+        assert heads[3].endswith(f"({sector_label('persons', lang)})"), heads
+        assert ("niet ontdubbeld" if lang == "nl" else "not deduplicated") in persons
+        assert "persons-note" in persons and "persons-note" not in visits
+        assert re.findall(r'<th scope="col"[^>]*>([^<]*)</th>', visits)[3] == "Sector"

@@ -32,6 +32,7 @@ from aggregator.services.writer import Writer
 from aggregator.settings import AggregatorSettings
 from aggregator.storage.models import Node, Round, Task
 from protocol import secagg
+from protocol.clock import Clock, SystemClock, Timer
 from protocol.messages import (
     ANSWER,
     REFUSAL,
@@ -143,13 +144,15 @@ class Rounds:
         writer: Writer,
         notifier: Notifier,
         key: SigningKey,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.factory = factory
         self.writer = writer
         self.notifier = notifier
         self.key = key
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.clock = clock or SystemClock()  # deadlines: every "now" below is protocol time
+        self._timers: dict[str, Timer] = {}
         self._closing: set[asyncio.Task[None]] = set()
         # Caches, bounded: the QueryRequest JSON of open rounds, and merged closed rounds.
         self._requests: LRU[dict[str, Any]] = LRU(1024)
@@ -184,7 +187,7 @@ class Rounds:
             )
         round_id = str(uuid.uuid4())
         spec = spec.model_copy(update={"query_id": f"pd-{round_id}"})
-        now = datetime.now(UTC)
+        now = self.clock.now()
         deadline = now + timedelta(seconds=seconds)
         phase_end = secure.phase_deadline(now, deadline, Phase.KEYS) if secure_mode else None
 
@@ -347,7 +350,7 @@ class Rounds:
         return envelopes
 
     def _mark_delivered(self, task_ids: list[str]) -> None:
-        now = datetime.now(UTC)
+        now = self.clock.now()
 
         async def mark(session: AsyncSession) -> None:
             await session.execute(
@@ -437,7 +440,7 @@ class Rounds:
                 # Its masked vector is in the sum already: a refusal or a bad reveal only means
                 # that its shares are missing, which the others' shares make up for.
                 status, reason = None, None
-        now = datetime.now(UTC)
+        now = self.clock.now()
 
         async def store(session: AsyncSession) -> tuple[str, Phase | None]:
             current = await session.get(Task, task_id)
@@ -614,7 +617,7 @@ class Rounds:
     async def _phase_timeout(self, round_id: str) -> None:
         """A secure round's phase deadline passed: move on with whoever answered."""
         self._timers.pop(round_id, None)
-        now = datetime.now(UTC)
+        now = self.clock.now()
 
         async def advance(session: AsyncSession) -> tuple[bool, Phase | None]:
             # Locked: another aggregator process on the same database may be timing it out too.
@@ -673,7 +676,7 @@ class Rounds:
             await self._accept_secure(task_id, row, node, envelope.type, payload, raw)
             return
         status, reason, budget = self._judge(envelope.type, payload, row)
-        now = datetime.now(UTC)
+        now = self.clock.now()
 
         async def store(session: AsyncSession) -> str:
             current = await session.get(Task, task_id)
@@ -762,10 +765,10 @@ class Rounds:
         task.add_done_callback(self._closing.discard)
 
     def schedule(self, round_id: str, deadline: datetime, *, secure_round: bool = False) -> None:
-        delay = max(0.0, (deadline - datetime.now(UTC)).total_seconds())
-        loop = asyncio.get_running_loop()
         action = self._phase_timeout if secure_round else self.close
-        self._timers[round_id] = loop.call_later(delay, lambda: self._spawn(action(round_id)))
+        self._timers[round_id] = self.clock.call_at(
+            deadline, lambda: self._spawn(action(round_id))
+        )
 
     def _cancel_timer(self, round_id: str) -> None:
         timer = self._timers.pop(round_id, None)
@@ -775,7 +778,7 @@ class Rounds:
     async def close(self, round_id: str) -> None:
         """Close a round at its deadline: unsettled tasks time out."""
         self._timers.pop(round_id, None)
-        now = datetime.now(UTC)
+        now = self.clock.now()
 
         async def close_it(session: AsyncSession) -> bool:
             result = await session.execute(
@@ -833,7 +836,7 @@ class Rounds:
         one database a round's timers live in the process that created it, so every process
         also sweeps now and then (closing and advancing are idempotent and locked), and a
         round outlives the process that asked it. Returns how many rounds it acted on."""
-        now = datetime.now(UTC)
+        now = self.clock.now()
         async with self.factory() as session:
             rows = (
                 await session.execute(

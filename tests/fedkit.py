@@ -135,12 +135,26 @@ class Federation:
         silent: int = 0,
         timeout: float = 60,
     ) -> str:
-        """Move protocol time to the deadline of the round's current phase (or of the round),
-        once every live party has done what it can in it: all its tasks are settled except
-        ``silent`` ones (nodes that are down, slow or dropping out), and each of those that
-        belongs to a running node has been handed to it. With ``phase``, first wait until the
-        secure round is in that phase. Without ``round_id``: the only open round, once there is
-        one. ``timeout`` (real seconds) only guards against a test that hangs."""
+        """Move protocol time to the deadline of the round's current phase (or of the round)
+        once it is ``settled`` (see there); returns the round's id."""
+        row = await self.settled(round_id, phase=phase, silent=silent, timeout=timeout)
+        self.clock.advance_to(row.phase_deadline or row.deadline)
+        return row.id
+
+    async def settled(
+        self,
+        round_id: str | None = None,
+        *,
+        phase: Phase | None = None,
+        silent: int = 0,
+        timeout: float = 60,
+    ) -> Round:
+        """The open round once every live party has done what it can in its current phase: all
+        its tasks are settled except ``silent`` ones (nodes that are down, slow or dropping out),
+        and each of those that belongs to a running node has been handed to it. With ``phase``,
+        also wait until the secure round is in that phase. Without ``round_id``: the only open
+        round, once there is one. ``timeout`` (real seconds) only guards against a hanging test;
+        the condition is observed in the aggregator's database, never guessed from time."""
         loop = asyncio.get_running_loop()
         until = loop.time() + timeout
         seen = "no open round"
@@ -155,10 +169,11 @@ class Federation:
                 if (
                     (phase is None or row.phase == phase.value)
                     and len(waiting) == silent
-                    and all(t.delivered_at is not None for t in waiting if t.node_id in self.running)
+                    and all(
+                        t.delivered_at is not None for t in waiting if t.node_id in self.running
+                    )
                 ):
-                    self.clock.advance_to(row.phase_deadline or row.deadline)
-                    return row.id
+                    return row
             await asyncio.sleep(0.02)
         raise AssertionError(f"the round never settled to {silent} silent task(s): {seen}")
 
@@ -168,9 +183,7 @@ class Federation:
         async with factory() as session:
             if round_id is None:
                 rows = list(
-                    await session.scalars(
-                        select(Round).where(Round.state == RoundState.OPEN.value)
-                    )
+                    await session.scalars(select(Round).where(Round.state == RoundState.OPEN.value))
                 )
                 if len(rows) != 1:
                     return None

@@ -5,6 +5,8 @@ are then woken. A task is signed when it is handed to its node, so its signature
 fresh. The node's signed answer or refusal is stored verbatim. The round closes when every node
 has settled or at the deadline, whichever comes first; the aggregator never polls a node.
 Everything a round needs survives a restart: the deadline timers are rebuilt from the database.
+Deadlines are protocol time: every "now" and every timer here comes from the injected ``Clock``
+(protocol/clock.py), so tests move time instead of waiting for it.
 """
 
 from __future__ import annotations
@@ -468,7 +470,8 @@ class Rounds:
                 setattr(current, columns[phase.value], raw)
                 if phase is Phase.MASK:
                     budget = SecAggMasked.model_validate(payload).budget
-                    await registry.record_budget(session, node.id, budget, now)
+                    # Wall time, as the poll reports it is ordered against use.
+                    await registry.record_budget(session, node.id, budget, datetime.now(UTC))
                     await registry.record_proof(session, node.id, raw.decode("utf-8"), budget)
             else:
                 assert status is not None
@@ -695,7 +698,8 @@ class Rounds:
             current.received_at = now
             current.phase = None
             if budget is not None:
-                await registry.record_budget(session, node.id, budget, now)
+                # Wall time, as the poll reports it is ordered against use.
+                await registry.record_budget(session, node.id, budget, datetime.now(UTC))
                 await registry.record_proof(session, node.id, raw.decode("utf-8"), budget)
             await session.flush()
             left = await session.scalar(
@@ -766,9 +770,7 @@ class Rounds:
 
     def schedule(self, round_id: str, deadline: datetime, *, secure_round: bool = False) -> None:
         action = self._phase_timeout if secure_round else self.close
-        self._timers[round_id] = self.clock.call_at(
-            deadline, lambda: self._spawn(action(round_id))
-        )
+        self._timers[round_id] = self.clock.call_at(deadline, lambda: self._spawn(action(round_id)))
 
     def _cancel_timer(self, round_id: str) -> None:
         timer = self._timers.pop(round_id, None)

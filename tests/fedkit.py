@@ -115,7 +115,8 @@ class Federation:
         assert response.status_code == 201, response.text
         return RoundResult.model_validate(response.json())
 
-    async def wait(self, round_id: str, timeout: float = 30) -> RoundResult:
+    async def wait(self, round_id: str, timeout: float = 120) -> RoundResult:
+        """The round once closed; ``timeout`` (real seconds) only guards a hanging test."""
         loop = asyncio.get_running_loop()
         until = loop.time() + timeout
         while True:

@@ -102,7 +102,7 @@ async def test_approve_and_decline_before_the_deadline(tmp_path: Path) -> None:
         query_id = waiting.spec.query_id
         await _decide(fed, 0, query_id, "approve")
         await _decide(fed, 1, query_id, "decline")
-        result = await fed.wait(created.round_id, timeout=30)
+        result = await fed.wait(created.round_id)
     assert result.state is RoundState.CLOSED
     by_name = {n.institution: n for n in result.coverage.nodes}
     assert by_name["Instelling 0"].status is NodeStatus.ANSWERED
@@ -125,7 +125,7 @@ async def test_an_undecided_query_expires_at_the_deadline(tmp_path: Path) -> Non
         )
         await _until_waiting(fed, created.round_id, 1)
         await fed.expire(created.round_id, silent=1)  # the operator never decides
-        result = await fed.wait(created.round_id, timeout=20)
+        result = await fed.wait(created.round_id)
         assert result.coverage.nodes[0].status is NodeStatus.TIMED_OUT
         assert result.coverage.nodes[0].reason == AWAITING_APPROVAL
         for _ in range(300):  # the node marks it expired at the same deadline
@@ -162,7 +162,7 @@ async def test_a_secure_round_waits_for_approval_at_its_first_phase(tmp_path: Pa
         assert waiting.phase == "keys"
         for index in range(3):
             await _decide(fed, index, waiting.spec.query_id, "approve")
-        result = await fed.wait(created.round_id, timeout=40)
+        result = await fed.wait(created.round_id)
     assert result.state is RoundState.CLOSED and result.failure is None
     assert result.coverage.answered == 3
     assert all(n.reason is None for n in result.coverage.nodes)

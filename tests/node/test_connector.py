@@ -61,7 +61,7 @@ async def test_a_node_reconnects_after_the_aggregator_was_unreachable(tmp_path: 
                 created = await fed.ask(
                     report={"name": "volume", "year": 2025, "rho": 0.05, "mode": "independent"}
                 )
-                result = await fed.wait(created.round_id, timeout=30)
+                result = await fed.wait(created.round_id)
                 status = app.state.node.connector.status
         assert flaky.refused == 3
         assert result.state is RoundState.CLOSED

@@ -1,5 +1,5 @@
 """The aggregator's app factory. No import-time state: the lifespan owns the engine, the group
-writer, the deadline timers and the signing key."""
+writer, the deadline timers (on the clock the factory is given) and the signing key."""
 
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ from aggregator.storage.db import (
     require_current_schema,
 )
 from aggregator.web.pages import router as site_router
+from protocol.clock import Clock, SystemClock
 from protocol.http import PROBLEM_JSON, BodyLimit
 from protocol.observability import CONTENT_TYPE, RequestMetrics, render, request_histogram
 from protocol.openapi import with_problems
@@ -80,9 +81,11 @@ PROBLEM_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
 
 
 async def _sweep(rounds: Rounds) -> None:
-    """With several processes on one database: time out overdue rounds of any process."""
+    """With several processes on one database: time out overdue rounds of any process. The
+    interval is protocol time, like the deadlines it checks."""
+    clock = rounds.clock
     while True:
-        await asyncio.sleep(SWEEP_SECONDS)
+        await clock.sleep_until(clock.now() + timedelta(seconds=SWEEP_SECONDS))
         try:
             acted = await rounds.sweep()
         except Exception as exc:  # the next sweep tries again
@@ -92,7 +95,11 @@ async def _sweep(rounds: Rounds) -> None:
                 log.info("timed out %d overdue rounds of other processes", acted)
 
 
-def create_app(settings: AggregatorSettings) -> FastAPI:
+def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> FastAPI:
+    """The aggregator app. ``clock`` is protocol time: round and phase deadlines and their
+    timers (default: the system clock; tests pass a ``ManualClock``)."""
+    protocol_clock = clock or SystemClock()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         require_current_schema(settings.database_url)
@@ -115,7 +122,7 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         else:  # several aggregator processes may share this database: wake each other
             notifier = ClusterNotifier(libpq_conninfo(settings.database_url))
         node_keys = NodeKeys(factory)
-        rounds = Rounds(settings, factory, writer, notifier, key)
+        rounds = Rounds(settings, factory, writer, notifier, key, protocol_clock)
         try:
             if isinstance(notifier, ClusterNotifier):
                 notifier.on_keys_changed = node_keys.load

@@ -39,6 +39,7 @@ from node.transport import (
     tls_verify,
 )
 from node.web import admin
+from protocol.clock import Clock, SystemClock
 from protocol.http import PROBLEM_JSON, BodyLimit
 from protocol.messages import BudgetStatus
 from protocol.observability import CONTENT_TYPE, RequestMetrics, render, request_histogram
@@ -101,6 +102,7 @@ async def _connection(state: NodeState, client: httpx.AsyncClient | None) -> Asy
         http,
         state.writer,
         approvals=state.approvals,
+        clock=state.clock,
     )
     state.connector = connector
     runner = asyncio.create_task(connector.run(), name="aggregator-connector")
@@ -147,10 +149,14 @@ async def _retention(state: NodeState) -> AsyncIterator[None]:
 
 
 def create_app(
-    settings: NodeSettings, aggregator_client: httpx.AsyncClient | None = None
+    settings: NodeSettings,
+    aggregator_client: httpx.AsyncClient | None = None,
+    clock: Clock | None = None,
 ) -> FastAPI:
     """The node app. ``aggregator_client`` replaces the HTTP client of the outbound connection
-    (tests wire it to an in-process aggregator)."""
+    (tests wire it to an in-process aggregator); ``clock`` is protocol time, against which task
+    deadlines and approval windows run (default: the system clock; tests pass a ManualClock)."""
+    protocol_clock = clock or SystemClock()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -175,8 +181,9 @@ def create_app(
                 key=key,
                 verifier=verifier,
                 answerer=Answerer(settings, writer, reader, key),
-                approvals=Approvals(writer, reader),
+                approvals=Approvals(writer, reader, protocol_clock),
                 releases=ReleaseSource(verify=tls_verify(settings)),
+                clock=protocol_clock,
             )
             app.state.node = state
             async with _connection(state, aggregator_client), _retention(state):

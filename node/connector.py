@@ -34,6 +34,7 @@ from node.settings import NodeSettings
 from node.storage.db import transaction
 from node.transport import describe_transport_error
 from protocol import catalogue
+from protocol.clock import Clock, SystemClock
 from protocol.messages import (
     ANSWER,
     KEY_ROTATION,
@@ -115,6 +116,7 @@ class Connector:
         factory: sessionmaker[Session],
         backoff: Backoff | None = None,
         approvals: Approvals | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.link = link
@@ -125,11 +127,12 @@ class Connector:
         self.client = client
         self.factory = factory
         self.backoff = backoff or Backoff()
+        self.clock = clock or SystemClock()  # task deadlines are protocol time
         self.status = ConnectorStatus()
         self._in_flight: dict[str, asyncio.Task[None]] = {}
         self._rejected = _Rejected()
-        self.secure = SecureParty(answerer)
-        self.approvals = approvals or Approvals(factory, answerer.reader)
+        self.secure = SecureParty(answerer, self.clock)
+        self.approvals = approvals or Approvals(factory, answerer.reader, self.clock)
         self.awaiting: set[str] = set()  # task ids waiting for the operator's approval
 
     # --- polling ----------------------------------------------------------------------------
@@ -318,7 +321,7 @@ class Connector:
             log.warning("rejected a task: %s", _describe(exc))
             await to_thread.run_sync(self._log_rejected, task_id, _describe(exc))
             return
-        if task.deadline <= datetime.now(UTC):
+        if task.deadline <= self.clock.now():
             self._rejected.add(task.task_id)
             return
         if task.phase in (Phase.QUERY, Phase.KEYS) and self.settings.approval == "manual":
@@ -386,7 +389,7 @@ class Connector:
     async def _deliver(self, task: Task, body: bytes) -> None:
         attempt = 0
         url = f"{self.link.base}/v1/node/tasks/{task.task_id}/result"
-        while datetime.now(UTC) < task.deadline:
+        while self.clock.now() < task.deadline:
             try:
                 response = await self.client.post(
                     url, content=body, headers={"content-type": "application/json"}

@@ -13,6 +13,7 @@ from node.services.answering import Answerer
 from node.services.approvals import Approvals
 from node.services.benchmark import ReleaseSource
 from node.settings import NodeSettings
+from protocol.clock import Clock
 from protocol.signing import SigningKey, Verifier
 
 
@@ -26,6 +27,7 @@ class NodeState:
     answerer: Answerer
     approvals: Approvals
     releases: ReleaseSource
+    clock: Clock  # protocol time: task deadlines, approval windows
     connector: Connector | None = None
 
 

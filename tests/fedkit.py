@@ -1,5 +1,9 @@
 """Building blocks for federation tests: an aggregator home with tokens, and an in-process
-federation (the real aggregator app and real node apps, wired by httpx.ASGITransport)."""
+federation (the real aggregator app and real node apps, wired by httpx.ASGITransport).
+
+The federation runs on one ManualClock: protocol time (round and phase deadlines, task
+deadlines, approval windows) stands still until a test moves it, with ``Federation.expire``
+once every live party has done what it can. No test waits for a real deadline."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from aggregator.app import create_app as create_aggregator
 from aggregator.home import init_home as init_aggregator_home
@@ -20,6 +24,7 @@ from aggregator.services.tokens import Role, create_token
 from aggregator.settings import ENV_FILE as AGG_ENV
 from aggregator.settings import AggregatorSettings
 from aggregator.storage.db import make_async_engine, make_async_sessionmaker
+from aggregator.storage.models import Round, Task
 from node.app import create_app as create_node
 from node.identity import load_signing_key
 from node.link import load_link
@@ -28,12 +33,14 @@ from node.services.joining import join
 from node.settings import NodeSettings
 from node.storage.db import make_engine, make_sessionmaker
 from protocol.catalogue import CATALOGUE_VERSION
+from protocol.clock import ManualClock
 from protocol.http import PROBLEM_JSON, PROBLEM_TYPE_BASE
 from protocol.messages import (
     POLL,
     REFUSAL,
     BudgetStatus,
     NodeReport,
+    Phase,
     PolicySummary,
     Poll,
     QueryRequest,
@@ -87,8 +94,10 @@ class Federation:
     client: httpx.AsyncClient  # to the aggregator, no token
     admin: str
     analyst: str
+    clock: ManualClock
     nodes: list[NodeSettings] = field(default_factory=list)
     node_apps: list[FastAPI] = field(default_factory=list)
+    running: set[str] = field(default_factory=set)  # node ids whose apps run (connected out)
 
     def as_(self, token: str) -> dict[str, str]:
         return {"authorization": f"Bearer {token}"}
@@ -106,7 +115,8 @@ class Federation:
         assert response.status_code == 201, response.text
         return RoundResult.model_validate(response.json())
 
-    async def wait(self, round_id: str, timeout: float = 30) -> RoundResult:
+    async def wait(self, round_id: str, timeout: float = 120) -> RoundResult:
+        """The round once closed; ``timeout`` (real seconds) only guards a hanging test."""
         loop = asyncio.get_running_loop()
         until = loop.time() + timeout
         while True:
@@ -117,6 +127,80 @@ class Federation:
             result = RoundResult.model_validate(response.json())
             if result.state is RoundState.CLOSED or loop.time() > until:
                 return result
+
+    async def expire(
+        self,
+        round_id: str | None = None,
+        *,
+        phase: Phase | None = None,
+        silent: int = 0,
+        timeout: float = 60,
+    ) -> str:
+        """Move protocol time to the deadline of the round's current phase (or of the round)
+        once it is ``settled`` (see there); returns the round's id."""
+        row = await self.settled(round_id, phase=phase, silent=silent, timeout=timeout)
+        self.clock.advance_to(row.phase_deadline or row.deadline)
+        return row.id
+
+    async def settled(
+        self,
+        round_id: str | None = None,
+        *,
+        phase: Phase | None = None,
+        silent: int = 0,
+        timeout: float = 60,
+    ) -> Round:
+        """The open round once every live party has done what it can in its current phase: all
+        its tasks are settled except ``silent`` ones (nodes that are down, slow or dropping out),
+        and each of those that belongs to a running node has been handed to it. With ``phase``,
+        also wait until the secure round is in that phase. Without ``round_id``: the only open
+        round, once there is one. ``timeout`` (real seconds) only guards against a hanging test;
+        the condition is observed in the aggregator's database, never guessed from time."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout
+        seen = "no open round"
+        while loop.time() < until:
+            found = await self._phase_state(round_id)
+            if found is not None:
+                row, waiting = found
+                round_id = row.id
+                seen = f"round {row.state}, phase {row.phase}, {len(waiting)} task(s) open"
+                if row.state != RoundState.OPEN.value:
+                    raise AssertionError(f"round {row.id} closed before its deadline")
+                if (
+                    (phase is None or row.phase == phase.value)
+                    and len(waiting) == silent
+                    and all(
+                        t.delivered_at is not None for t in waiting if t.node_id in self.running
+                    )
+                ):
+                    return row
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"the round never settled to {silent} silent task(s): {seen}")
+
+    async def _phase_state(self, round_id: str | None) -> tuple[Round, list[Task]] | None:
+        """A round and its open tasks of the current phase, read from the aggregator's database."""
+        factory = self.app.state.aggregator.factory
+        async with factory() as session:
+            if round_id is None:
+                rows = list(
+                    await session.scalars(select(Round).where(Round.state == RoundState.OPEN.value))
+                )
+                if len(rows) != 1:
+                    return None
+                row: Round | None = rows[0]
+            else:
+                row = await session.get(Round, round_id)
+            if row is None:
+                return None
+            waiting = await session.scalars(
+                select(Task).where(
+                    Task.round_id == row.id,
+                    Task.status == NodeStatus.PENDING.value,
+                    Task.phase.is_not(None),
+                )
+            )
+            return row, list(waiting)
 
 
 async def answered_round(fed: Federation, rho: float = 0.05, timeout: float = 30) -> None:
@@ -181,14 +265,15 @@ async def federation(
     settings = make_aggregator(tmp_path / "aggregator", agg_db_url, **agg)
     admin = await make_token(settings, Role.ADMIN, "admin")
     analyst = await make_token(settings, Role.ANALYST, "analist")
-    app = create_aggregator(settings)
+    clock = ManualClock()
+    app = create_aggregator(settings, clock=clock)
     engines: list[Engine] = []
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(app.router.lifespan_context(app))
         client = await stack.enter_async_context(
             httpx.AsyncClient(transport=RoutingTransport(app), base_url=AGG_URL)
         )
-        fed = Federation(settings, app, client, admin, analyst)
+        fed = Federation(settings, app, client, admin, analyst, clock)
         offset = 0
         for i, rows in enumerate(node_rows):
             node, engine = node_with_rows(
@@ -202,9 +287,12 @@ async def federation(
             engines.append(engine)
             await join_node(fed, node)
             fed.nodes.append(node)
-            node_app = create_node(node, aggregator_client=client)
+            node_app = create_node(node, aggregator_client=client, clock=clock)
             fed.node_apps.append(node_app)
             if start_nodes(i):
+                link = load_link(node.home)
+                assert link is not None
+                fed.running.add(link.node_id)
                 await stack.enter_async_context(node_app.router.lifespan_context(node_app))
         try:
             yield fed

@@ -5,6 +5,8 @@ are then woken. A task is signed when it is handed to its node, so its signature
 fresh. The node's signed answer or refusal is stored verbatim. The round closes when every node
 has settled or at the deadline, whichever comes first; the aggregator never polls a node.
 Everything a round needs survives a restart: the deadline timers are rebuilt from the database.
+Deadlines are protocol time: every "now" and every timer here comes from the injected ``Clock``
+(protocol/clock.py), so tests move time instead of waiting for it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from aggregator.services.writer import Writer
 from aggregator.settings import AggregatorSettings
 from aggregator.storage.models import Node, Round, Task
 from protocol import secagg
+from protocol.clock import Clock, SystemClock, Timer
 from protocol.messages import (
     ANSWER,
     REFUSAL,
@@ -143,13 +146,15 @@ class Rounds:
         writer: Writer,
         notifier: Notifier,
         key: SigningKey,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.factory = factory
         self.writer = writer
         self.notifier = notifier
         self.key = key
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self.clock = clock or SystemClock()  # deadlines: every "now" below is protocol time
+        self._timers: dict[str, Timer] = {}
         self._closing: set[asyncio.Task[None]] = set()
         # Caches, bounded: the QueryRequest JSON of open rounds, and merged closed rounds.
         self._requests: LRU[dict[str, Any]] = LRU(1024)
@@ -184,7 +189,7 @@ class Rounds:
             )
         round_id = str(uuid.uuid4())
         spec = spec.model_copy(update={"query_id": f"pd-{round_id}"})
-        now = datetime.now(UTC)
+        now = self.clock.now()
         deadline = now + timedelta(seconds=seconds)
         phase_end = secure.phase_deadline(now, deadline, Phase.KEYS) if secure_mode else None
 
@@ -347,7 +352,7 @@ class Rounds:
         return envelopes
 
     def _mark_delivered(self, task_ids: list[str]) -> None:
-        now = datetime.now(UTC)
+        now = self.clock.now()
 
         async def mark(session: AsyncSession) -> None:
             await session.execute(
@@ -437,7 +442,7 @@ class Rounds:
                 # Its masked vector is in the sum already: a refusal or a bad reveal only means
                 # that its shares are missing, which the others' shares make up for.
                 status, reason = None, None
-        now = datetime.now(UTC)
+        now = self.clock.now()
 
         async def store(session: AsyncSession) -> tuple[str, Phase | None]:
             current = await session.get(Task, task_id)
@@ -465,7 +470,8 @@ class Rounds:
                 setattr(current, columns[phase.value], raw)
                 if phase is Phase.MASK:
                     budget = SecAggMasked.model_validate(payload).budget
-                    await registry.record_budget(session, node.id, budget, now)
+                    # Wall time, as the poll reports it is ordered against use.
+                    await registry.record_budget(session, node.id, budget, datetime.now(UTC))
                     await registry.record_proof(session, node.id, raw.decode("utf-8"), budget)
             else:
                 assert status is not None
@@ -614,7 +620,7 @@ class Rounds:
     async def _phase_timeout(self, round_id: str) -> None:
         """A secure round's phase deadline passed: move on with whoever answered."""
         self._timers.pop(round_id, None)
-        now = datetime.now(UTC)
+        now = self.clock.now()
 
         async def advance(session: AsyncSession) -> tuple[bool, Phase | None]:
             # Locked: another aggregator process on the same database may be timing it out too.
@@ -673,7 +679,7 @@ class Rounds:
             await self._accept_secure(task_id, row, node, envelope.type, payload, raw)
             return
         status, reason, budget = self._judge(envelope.type, payload, row)
-        now = datetime.now(UTC)
+        now = self.clock.now()
 
         async def store(session: AsyncSession) -> str:
             current = await session.get(Task, task_id)
@@ -692,7 +698,8 @@ class Rounds:
             current.received_at = now
             current.phase = None
             if budget is not None:
-                await registry.record_budget(session, node.id, budget, now)
+                # Wall time, as the poll reports it is ordered against use.
+                await registry.record_budget(session, node.id, budget, datetime.now(UTC))
                 await registry.record_proof(session, node.id, raw.decode("utf-8"), budget)
             await session.flush()
             left = await session.scalar(
@@ -762,10 +769,8 @@ class Rounds:
         task.add_done_callback(self._closing.discard)
 
     def schedule(self, round_id: str, deadline: datetime, *, secure_round: bool = False) -> None:
-        delay = max(0.0, (deadline - datetime.now(UTC)).total_seconds())
-        loop = asyncio.get_running_loop()
         action = self._phase_timeout if secure_round else self.close
-        self._timers[round_id] = loop.call_later(delay, lambda: self._spawn(action(round_id)))
+        self._timers[round_id] = self.clock.call_at(deadline, lambda: self._spawn(action(round_id)))
 
     def _cancel_timer(self, round_id: str) -> None:
         timer = self._timers.pop(round_id, None)
@@ -775,7 +780,7 @@ class Rounds:
     async def close(self, round_id: str) -> None:
         """Close a round at its deadline: unsettled tasks time out."""
         self._timers.pop(round_id, None)
-        now = datetime.now(UTC)
+        now = self.clock.now()
 
         async def close_it(session: AsyncSession) -> bool:
             result = await session.execute(
@@ -833,7 +838,7 @@ class Rounds:
         one database a round's timers live in the process that created it, so every process
         also sweeps now and then (closing and advancing are idempotent and locked), and a
         round outlives the process that asked it. Returns how many rounds it acted on."""
-        now = datetime.now(UTC)
+        now = self.clock.now()
         async with self.factory() as session:
             rows = (
                 await session.execute(

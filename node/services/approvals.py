@@ -11,7 +11,6 @@ debit before release); an approval is for one query id, so a re-sent task does n
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -24,12 +23,14 @@ from node.services import audit
 from node.services.ledger import query_summary
 from node.storage.db import transaction
 from node.storage.models import PendingApproval
+from protocol.clock import Clock, SystemClock
 from protocol.messages import QueryRequest
 
 WAITING = "waiting"
 APPROVED = "approved"
 DECLINED = "declined"
 EXPIRED = "expired"
+RECHECK_SECONDS = 1.0
 
 
 class DecisionError(ValueError):
@@ -62,9 +63,15 @@ def _waiting(row: PendingApproval) -> Waiting:
 
 
 class Approvals:
-    def __init__(self, writer: sessionmaker[Session], reader: sessionmaker[Session]) -> None:
+    def __init__(
+        self,
+        writer: sessionmaker[Session],
+        reader: sessionmaker[Session],
+        clock: Clock | None = None,
+    ) -> None:
         self.writer = writer
         self.reader = reader
+        self.clock = clock or SystemClock()  # the task deadline is protocol time
         self._wake: dict[str, asyncio.Event] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -79,7 +86,7 @@ class Approvals:
             row = session.get(PendingApproval, query_id)
             if row is not None:
                 return row.status
-        now = datetime.now(UTC)
+        now = self.clock.now()
         try:
             with transaction(self.writer) as session:
                 session.add(
@@ -119,18 +126,23 @@ class Approvals:
         """Wait for the decision until the deadline; then the query expires."""
         self._loop = asyncio.get_running_loop()
         event = self._wake.setdefault(query_id, asyncio.Event())
+        expiry = asyncio.ensure_future(self.clock.sleep_until(deadline))
         try:
             while True:
                 status = await to_thread.run_sync(self.status, query_id)
                 if status != WAITING:
                     return status or EXPIRED
-                remaining = (deadline - datetime.now(UTC)).total_seconds()
-                if remaining <= 0:
+                if self.clock.now() >= deadline:
                     return await to_thread.run_sync(self._expire, query_id)
                 event.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), timeout=min(1.0, remaining))
+                woken = asyncio.ensure_future(event.wait())
+                # Re-read now and then: another process (the CLI) may decide too.
+                await asyncio.wait(
+                    {woken, expiry}, timeout=RECHECK_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
+                woken.cancel()
         finally:
+            expiry.cancel()
             self._wake.pop(query_id, None)
 
     def _expire(self, query_id: str) -> str:
@@ -139,14 +151,14 @@ class Approvals:
             if row is None or row.status != WAITING:
                 return row.status if row is not None else EXPIRED
             row.status = EXPIRED
-            row.decided_at = datetime.now(UTC)
+            row.decided_at = self.clock.now()
             audit.append(session, audit.APPROVAL_EXPIRED, query_id=query_id, analyst=row.analyst)
             return EXPIRED
 
     # --- the operator's side -------------------------------------------------------------------
 
     def waiting(self) -> list[Waiting]:
-        now = datetime.now(UTC)
+        now = self.clock.now()
         with self.reader() as session:
             rows = session.scalars(
                 select(PendingApproval)
@@ -167,7 +179,7 @@ class Approvals:
 
     def decide(self, query_id: str, approve: bool) -> str:
         """Approve or decline a waiting query. Raises DecisionError when it is not waiting."""
-        now = datetime.now(UTC)
+        now = self.clock.now()
         with transaction(self.writer) as session:
             row = session.get(PendingApproval, query_id, with_for_update=True)
             if row is None:

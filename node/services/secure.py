@@ -37,6 +37,7 @@ from node.services.answering import Answerer
 from node.services.policy import check_policy
 from node.storage.db import transaction
 from protocol import secagg
+from protocol.clock import Clock, SystemClock
 from protocol.messages import (
     REFUSAL,
     SECAGG_KEYS,
@@ -96,8 +97,9 @@ class Session:
 class SecureParty:
     """Answers the phases of secure rounds for one node. Thread-safe; sessions live in memory."""
 
-    def __init__(self, answerer: Answerer) -> None:
+    def __init__(self, answerer: Answerer, clock: Clock | None = None) -> None:
         self.answerer = answerer
+        self.clock = clock or SystemClock()  # when a round's session expires
         self.settings = answerer.settings
         self.key = answerer.key
         self._sessions: dict[str, Session] = {}
@@ -137,7 +139,7 @@ class SecureParty:
             return self._refusal(task, requester_key_id, exc.reason, exc.message)
 
     def _expire(self) -> None:
-        now = datetime.now(UTC)
+        now = self.clock.now()
         with self._lock:
             for round_id in [r for r, s in self._sessions.items() if s.expires < now]:
                 del self._sessions[round_id]

@@ -97,6 +97,9 @@ async def test_a_node_that_is_down_times_out_and_the_quorum_decides(tmp_path: Pa
         unmet = await fed.ask(**question(deadline_seconds=2, quorum=3))
         assert met.quorum == 2 and unmet.quorum == 3
         assert met.state is RoundState.OPEN
+        # Time stands still, so both rounds share one deadline: move there once both settled.
+        await fed.settled(met.round_id, silent=1)
+        await fed.expire(unmet.round_id, silent=1)
         results = [await fed.wait(met.round_id), await fed.wait(unmet.round_id)]
         for result in results:
             assert result.state is RoundState.CLOSED
@@ -124,6 +127,28 @@ async def test_a_node_that_is_down_times_out_and_the_quorum_decides(tmp_path: Pa
         assert missed.measures == () and missed.ratios == ()
 
 
+async def test_a_node_held_up_in_real_time_still_meets_a_deadline_in_protocol_time(
+    tmp_path: Path,
+) -> None:
+    """Deadlines run on the injected clock: a node held up for longer than the round's whole
+    deadline in real time (a busy machine) still answers in time, as protocol time stood still."""
+    async with federation(tmp_path, [visits(3), visits(4)], **EXACT) as fed:
+        conn = fed.node_apps[1].state.node.connector
+        assert isinstance(conn, Connector)
+        deliver = conn._deliver
+
+        async def held_up(task: Any, body: bytes) -> None:
+            await asyncio.sleep(1.5)  # real time, beyond deadline_seconds=1
+            await deliver(task, body)
+
+        conn._deliver = held_up  # type: ignore[method-assign]
+        created = await fed.ask(**question(deadline_seconds=1, quorum=2))
+        result = await fed.wait(created.round_id)
+    assert result.state is RoundState.CLOSED and result.coverage.answered == 2
+    assert theatre(result) == 3 + 4
+    assert result.closed_at is not None and result.closed_at < result.deadline
+
+
 async def test_a_slow_node_times_out_and_its_late_answer_is_refused(tmp_path: Path) -> None:
     async with federation(
         tmp_path, [visits(3), visits(4)], start_nodes=lambda i: i == 0, **EXACT
@@ -132,6 +157,7 @@ async def test_a_slow_node_times_out_and_its_late_answer_is_refused(tmp_path: Pa
         created = await fed.ask(**question(deadline_seconds=2, quorum=1))
         [task] = await slow.tasks()  # it receives the task ...
         late = slow.answer(task)  # ... and answers it, but only after the deadline
+        await fed.expire(created.round_id, silent=1)
         result = await fed.wait(created.round_id)
         assert result.state is RoundState.CLOSED
         assert outcome(result, slow.node_id).status is NodeStatus.TIMED_OUT
@@ -443,7 +469,7 @@ async def test_unknown_and_removed_nodes_are_shut_out(tmp_path: Path) -> None:
         assert_problem(await gone.poll(), 401, "unknown_key")
         assert_problem(await gone.post(task_id(task), answer), 401, "unknown_key")
         # Its unsettled task times out at once, so the round need not wait for the deadline.
-        earlier = await fed.wait(before.round_id, timeout=10)
+        earlier = await fed.wait(before.round_id)
         assert earlier.state is RoundState.CLOSED
         removed_outcome = outcome(earlier, gone.node_id)
         assert removed_outcome.status is NodeStatus.TIMED_OUT

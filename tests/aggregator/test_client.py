@@ -10,6 +10,7 @@ docs example and the CLI tests use too.
 from __future__ import annotations
 
 import ast
+import functools
 import inspect
 import json
 import re
@@ -297,7 +298,10 @@ async def test_a_node_that_never_connects_makes_a_partial_result(tmp_path: Path)
     async with (
         exact_federation(tmp_path, rows, start_nodes=lambda i: i < 2) as fed,
         async_client(fed) as client,
+        anyio.create_task_group() as group,
     ):
+        # The round closes at its deadline once the two live nodes answered; ask() waits.
+        group.start_soon(functools.partial(fed.expire, silent=1))
         result = await client.ask(
             report="revenue", year=2025, rho=0.1, deadline_seconds=1, mode="independent"
         )

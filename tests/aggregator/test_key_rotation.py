@@ -34,7 +34,9 @@ async def test_nodes_follow_a_key_rotation_and_answer_tasks_signed_by_the_new_ke
         old = load_signing_key(fed.settings.signing_key_path)
         _, new = rotate_signing_key(fed.settings)
         assert new.key_id != old.key_id
-        restarted = create_app(fed.settings)  # the aggregator restarts with the new key
+        restarted = create_app(
+            fed.settings, clock=fed.clock
+        )  # the aggregator restarts with the new key
         async with restarted.router.lifespan_context(restarted):
             transport = fed.client._transport
             assert isinstance(transport, RoutingTransport)
@@ -46,7 +48,7 @@ async def test_nodes_follow_a_key_rotation_and_answer_tasks_signed_by_the_new_ke
             created = await fed.ask(
                 report={"name": "volume", "year": 2025, "rho": 0.05, "mode": "independent"}
             )
-            result = await fed.wait(created.round_id, timeout=20)
+            result = await fed.wait(created.round_id)
 
         assert result.state is RoundState.CLOSED
         assert [n.status for n in result.coverage.nodes] == [NodeStatus.ANSWERED]

@@ -48,7 +48,9 @@ async def test_rotation_with_an_overlap_window(tmp_path: Path) -> None:
             await answered_round(
                 fed, rho=0.01, timeout=20
             )  # the old key still works during the overlap
-        again = create_app(NodeSettings.load(node.home), aggregator_client=fed.client)
+        again = create_app(
+            NodeSettings.load(node.home), aggregator_client=fed.client, clock=fed.clock
+        )
         async with again.router.lifespan_context(again):
             assert again.state.node.key.key_id == new.key_id
             await answered_round(fed, rho=0.01, timeout=20)

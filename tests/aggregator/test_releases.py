@@ -340,6 +340,7 @@ async def test_publishing_from_a_missing_or_failed_round_publishes_nothing(
             report={"name": "volume", "year": 2025, "rho": 0.1, "mode": "independent"},
             deadline_seconds=2,
         )
+        await fed.expire(created.round_id, silent=1)
         failed = await fed.wait(created.round_id)
         assert not failed.measures
         response = await publish(fed, {"recipe": volume_recipe(failed.round_id)})

@@ -61,7 +61,9 @@ async def test_a_restored_node_gets_its_spend_back_before_answering(tmp_path: Pa
         assert restored.exit_code == 0, restored.output
         assert spent(node, period) == 0.0 and node.budget_sync_path.exists()
 
-        again = create_app(NodeSettings.load(node.home), aggregator_client=fed.client)
+        again = create_app(
+            NodeSettings.load(node.home), aggregator_client=fed.client, clock=fed.clock
+        )
         async with again.router.lifespan_context(again):
             for _ in range(100):
                 if not node.budget_sync_path.exists():

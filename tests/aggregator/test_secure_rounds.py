@@ -3,7 +3,9 @@ holds, malformed shares and a round that falls below its threshold.
 
 Nodes are real node apps (their connectors long-poll the aggregator app through an in-process
 transport). A dropout is a node whose connector computes its phase message but never delivers
-it, which is what a node that vanishes at that moment looks like to everyone else.
+it, which is what a node that vanishes at that moment looks like to everyone else. The
+federation's clock is a ManualClock: a phase ends at its deadline only when the test moves time
+there (``fed.expire``), after every node that stays in the round has answered it.
 """
 
 from __future__ import annotations
@@ -124,6 +126,8 @@ async def test_dropouts_at_each_phase_still_sum_exactly(
         created = await fed.ask(
             report={"name": "volume", "year": 2025, "rho": 0.1}, threshold=3, deadline_seconds=8
         )
+        # The others have acted in this phase; the dropouts stay silent until its deadline.
+        await fed.expire(created.round_id, phase=phase, silent=dropouts)
         result = await fed.wait(created.round_id)
     assert result.state is RoundState.CLOSED and result.failure is None, result.failure
     by_institution = {n.institution: n for n in result.coverage.nodes}
@@ -148,6 +152,7 @@ async def test_below_the_threshold_the_round_fails_cleanly(tmp_path: Path) -> No
         created = await fed.ask(
             report={"name": "volume", "year": 2025, "rho": 0.1}, threshold=3, deadline_seconds=6
         )
+        await fed.expire(created.round_id, phase=Phase.MASK, silent=1)
         result = await fed.wait(created.round_id)
     assert result.state is RoundState.CLOSED
     assert result.failure == "below_threshold_mask"
@@ -220,6 +225,7 @@ async def test_a_malformed_share_is_excluded_and_reported(tmp_path: Path) -> Non
         created = await fed.ask(
             report={"name": "volume", "year": 2025, "rho": 0.1}, threshold=3, deadline_seconds=8
         )
+        await fed.expire(created.round_id, phase=Phase.SHARES, silent=1)
         result = await fed.wait(created.round_id)
     assert result.failure is None
     node4 = next(n for n in result.coverage.nodes if n.institution == "Instelling 4")
@@ -329,6 +335,7 @@ async def test_a_refusal_for_another_query_is_not_recorded(tmp_path: Path) -> No
         created = await fed.ask(
             report={"name": "volume", "year": 2025, "rho": 0.1}, threshold=2, deadline_seconds=6
         )
+        await fed.expire(created.round_id, phase=Phase.KEYS, silent=1)  # its refusal is void
         result = await fed.wait(created.round_id)
     node2 = next(n for n in result.coverage.nodes if n.institution == "Instelling 2")
     assert node2.status is NodeStatus.TIMED_OUT and node2.reason == "dropped_before_masking"

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import httpx
@@ -126,8 +126,9 @@ def test_an_aggregator_crash_mid_round_loses_no_answer(tmp_path: Path) -> None:
         long_round = httpx.post(
             f"{aggregator.url}/v1/rounds", json={**ask, "deadline_seconds": 120}, headers=headers
         )
+        # Long enough for the first node to answer it on a busy machine.
         short_round = httpx.post(
-            f"{aggregator.url}/v1/rounds", json={**ask, "deadline_seconds": 8}, headers=headers
+            f"{aggregator.url}/v1/rounds", json={**ask, "deadline_seconds": 20}, headers=headers
         )
         assert long_round.status_code == short_round.status_code == 201, long_round.text
         long_id, short_id = long_round.json()["round_id"], short_round.json()["round_id"]
@@ -141,7 +142,9 @@ def test_an_aggregator_crash_mid_round_loses_no_answer(tmp_path: Path) -> None:
         )
 
         aggregator.kill()  # a crash: no shutdown handlers run
-        time.sleep(8.5)  # the short round's deadline passes while the aggregator is down
+        # The short round's deadline passes while the aggregator is down.
+        short_deadline = datetime.fromisoformat(short_round.json()["deadline"])
+        time.sleep(max(0.0, (short_deadline - datetime.now(UTC)).total_seconds()) + 0.5)
         aggregator = supervisor.add(_aggregator(agg.home, port, logs / "agg2.log"))
         aggregator.wait_healthy(30)
 
@@ -334,7 +337,13 @@ def test_long_polls_end_cleanly_on_disconnect_and_on_shutdown(tmp_path: Path) ->
         )
         assert created.status_code == 201, created.text
         round_id = created.json()["round_id"]
-        time.sleep(3)
+        _until(
+            lambda: (
+                _get_round(aggregator.url, analyst, round_id, wait=5).state is RoundState.CLOSED
+            ),
+            60,
+            "the round to close at its deadline",
+        )
         [outcome] = _get_round(aggregator.url, analyst, round_id).coverage.nodes
         assert (outcome.status, outcome.reason) == (NodeStatus.TIMED_OUT, "not_delivered")
 

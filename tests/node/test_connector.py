@@ -60,12 +60,12 @@ async def test_a_node_reconnects_after_the_aggregator_was_unreachable(tmp_path: 
         assert isinstance(transport, RoutingTransport)
         flaky = Flaky(transport, failures=3)
         async with httpx.AsyncClient(transport=flaky, base_url="http://aggregator.test") as client:
-            app = create_app(fed.nodes[0], aggregator_client=client)
+            app = create_app(fed.nodes[0], aggregator_client=client, clock=fed.clock)
             async with app.router.lifespan_context(app):
                 created = await fed.ask(
                     report={"name": "volume", "year": 2025, "rho": 0.05, "mode": "independent"}
                 )
-                result = await fed.wait(created.round_id, timeout=30)
+                result = await fed.wait(created.round_id)
                 status = app.state.node.connector.status
         assert flaky.refused == 3
         assert result.state is RoundState.CLOSED

@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -18,7 +19,8 @@ from sqlalchemy import Engine, create_engine, text
 os.environ["PUBLIEKSDATA_TESTING"] = "1"
 
 from node.storage.db import make_engine, upgrade
-from tests.optional import POSTGRES, need, summary_lines
+from tests import optional
+from tests.optional import POSTGRES, need
 
 # No test depends on the terminal it runs in: pin what Rich (the CLI's output) reads from the
 # environment, so that COLUMNS=30 or FORCE_COLOR in the caller's shell changes nothing.
@@ -52,6 +54,19 @@ def require_postgres() -> None:
     need(POSTGRES, postgres_unavailable())
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On a pytest-xdist worker: tell the controller which optional parts were available."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["optional_parts_used"] = optional.used()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """On the pytest-xdist controller: collect what each worker found available."""
+    optional.mark_used(getattr(node, "workeroutput", {}).get("optional_parts_used", []))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Say which optional parts (PostgreSQL, Chromium, network namespaces) ran or were skipped."""
     reasons = []
@@ -60,7 +75,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         if isinstance(longrepr, tuple) and len(longrepr) == 3:
             reasons.append(str(longrepr[2]))
     terminalreporter.section("optional parts")
-    for line in summary_lines(reasons):
+    for line in optional.summary_lines(reasons):
         terminalreporter.line(line)
 
 

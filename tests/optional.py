@@ -62,6 +62,15 @@ def _stop(part: Part, missing: str) -> NoReturn:
     pytest.skip(f"{part.name}: {missing}")
 
 
+def used() -> list[str]:
+    """The parts this process found available (sent from xdist workers to the controller)."""
+    return sorted(_used)
+
+
+def mark_used(names: list[str]) -> None:
+    _used.update(names)
+
+
 def summary_lines(skip_reasons: list[str]) -> list[str]:
     """One line per optional part: ran, skipped (how many tests, why, how to get it), or unused.
 

@@ -190,5 +190,6 @@ def create_app(settings: AggregatorSettings) -> FastAPI:
         limit=settings.max_body_bytes,
         too_large=problem(ErrorCode.BODY_TOO_LARGE),
         exceeded=lambda: AggregatorError(ErrorCode.BODY_TOO_LARGE),
+        rejected=lambda code: problem(ErrorCode(code)),
     )
     return app

@@ -43,6 +43,7 @@ class ErrorCode(StrEnum):
     RECIPE_INVALID = "recipe_invalid"
     RELEASE_NOT_POSSIBLE = "release_not_possible"
     RELEASE_NOT_FOUND = "release_not_found"
+    RELEASE_UNVERIFIED = "release_unverified"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     INTERNAL = "internal_error"
@@ -101,6 +102,9 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
         409, "The release cannot be built from these rounds; nothing was published."
     ),
     ErrorCode.RELEASE_NOT_FOUND: ErrorInfo(404, "There is no release with that name."),
+    ErrorCode.RELEASE_UNVERIFIED: ErrorInfo(
+        409, "This release no longer matches its signature; it is not served."
+    ),
     ErrorCode.NOT_FOUND: ErrorInfo(404, "There is nothing at this address."),
     ErrorCode.METHOD_NOT_ALLOWED: ErrorInfo(405, "This address does not accept that method."),
     ErrorCode.INTERNAL: ErrorInfo(500, "The aggregator could not handle the request."),

@@ -77,6 +77,17 @@ def _canonical_problem(data: bytes) -> str | None:
     return "the file is not in its published (canonical) form: it was edited"
 
 
+def stored_problem(
+    data: bytes, stored_hash: str, keyring: Mapping[str, Ed25519PublicKey]
+) -> str | None:
+    """Why a release as stored fails verification on its own, or None: its bytes must hash to
+    the hash it was published with, parse, be canonical and carry a valid signature by one of
+    the aggregator's keys. (The links between releases are ``verify_chain``'s job.)"""
+    if release_hash(data) != stored_hash:
+        return "its bytes do not match the hash it was published with"
+    return _unverifiable(data, keyring)
+
+
 def _unverifiable(data: bytes, keyring: Mapping[str, Ed25519PublicKey]) -> str | None:
     report = verify_chain([data], keyring, standalone=True)
     return None if report.ok else "; ".join(problem.reason for problem in report.problems)

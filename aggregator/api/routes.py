@@ -389,8 +389,9 @@ async def nodes(state: StateDep, _: AnalystDep) -> list[NodeInfo]:
     infos = []
     for row in rows:
         budget = None
-        if row.report is not None and row.report_at is not None:
-            reported = NodeReport.model_validate_json(row.report).budget
+        report = registry.stored_report(row)
+        if report is not None and row.report_at is not None:
+            reported = report.budget
             budget = NodeBudget(
                 period=reported.period,
                 cap_rho=reported.cap_rho,

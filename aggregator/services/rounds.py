@@ -37,7 +37,6 @@ from protocol.messages import (
     REFUSAL,
     SECAGG_TYPES,
     TASK,
-    NodeReport,
     Phase,
     QueryAnswer,
     QueryRequest,
@@ -111,9 +110,9 @@ def precheck(
     spec: QuerySpec, node: Node, pending: dict[str, float], threshold: int | None = None
 ) -> str | None:
     """The reason a node would refuse ``spec``, judged from its last signed report, or None."""
-    if node.report is None:
-        return None  # never reported: send, and let the node decide
-    report = NodeReport.model_validate_json(node.report)
+    report = registry.stored_report(node)
+    if report is None:
+        return None  # never reported (or unreadable): send, and let the node decide
     cost = spec.privacy.rho_charged
     policy = report.policy
     if policy.allowed_dimensions is not None:

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from aggregator.services.tokens import Role, create_token, revoke_token
-from aggregator.storage.models import ApiToken, Task
+from aggregator.storage.models import ApiToken, Node, Task
 from node.connector import Connector
 from node.link import load_link
 from node.storage.db import make_engine
@@ -730,3 +730,26 @@ async def test_a_bad_answer_already_in_the_database_is_shown_as_invalid(tmp_path
         assert outcome(result, nodes[1].node_id).reason == "malformed_answer"
         assert result.coverage.invalid == 2 and result.coverage.answered == 1
         assert result.quorum_met and theatre(result) == 5
+
+
+async def test_a_budget_report_stored_by_an_older_version_cannot_break_reads(
+    tmp_path: Path,
+) -> None:
+    """Older versions accepted a negative or absurd spend; such a stored report now counts as
+    no report at all, and listing nodes or asking a question still works."""
+    async with federation(tmp_path, [visits(3)], start_nodes=lambda _i: False, **EXACT) as fed:
+        node = hand_node(fed, 0)
+        assert (await node.poll()).status_code == 200
+        report = node_report().model_dump(mode="json")
+        report["budget"]["spent_rho"] = -0.5
+        async with fed.app.state.aggregator.factory() as session, session.begin():
+            row = await session.get(Node, node.node_id)
+            assert row is not None and row.report is not None
+            row.report = json.dumps(report)
+        listed = await fed.client.get("/v1/nodes", headers=fed.as_(fed.analyst))
+        assert listed.status_code == 200, listed.text
+        assert [n["budget"] for n in listed.json()] == [None]
+        created = await fed.ask(**question())
+        [task] = await node.tasks()
+        assert (await node.post(task_id(task), node.answer(task))).status_code == 200
+        assert theatre(await fed.wait(created.round_id)) == 3

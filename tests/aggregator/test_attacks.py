@@ -591,6 +591,15 @@ async def test_hostile_json_gets_a_problem_document_at_every_endpoint(tmp_path: 
 
             response = await fed.client.post(path, content=streamed(), headers=fed.as_(fed.admin))
             assert_problem(response, 400, "json_too_deep")
+        # Sent as a form, the gate leaves a body to the route; the signed-message endpoints read
+        # their body as JSON whatever its type, through the same parser.
+        form_types = ("application/x-www-form-urlencoded", "multipart/form-data; boundary=x")
+        for path in BODY_ENDPOINTS[:4]:
+            for body, code in HOSTILE_BODIES.items():
+                for content_type in form_types:
+                    headers = {"content-type": content_type}
+                    response = await fed.client.post(path, content=body, headers=headers)
+                    assert_problem(response, 400, code)
         # A form is not JSON; the gate leaves it to the route.
         response = await fed.client.post(
             "/v1/rounds", data={"spec": "[" * 1000}, headers=fed.as_(fed.analyst)

@@ -237,7 +237,7 @@ async def test_hostile_json_gets_a_problem_document_not_a_500(node: Node) -> Non
         status = 400
         if len(body) > MAX_BODY:  # this node's limit is small; the limit comes first
             status, code = 413, "body_too_large"
-        for content_type in ("application/json", "text/plain"):
+        for content_type in ("application/json", "text/plain", "multipart/form-data; boundary=x"):
             response = await node.post(body, **{"content-type": content_type})
             assert_problem(response, status, code)
     # The same numbers inside a correctly signed query: refused before verification.

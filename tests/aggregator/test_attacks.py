@@ -705,11 +705,17 @@ async def test_answers_with_the_wrong_noise_or_implausible_values_are_invalid(
         assert visits_estimate.standard_errors[0] < 100
 
 
-async def test_a_bad_answer_already_in_the_database_is_shown_as_invalid(tmp_path: Path) -> None:
+async def test_a_bad_answer_already_in_the_database_is_shown_as_invalid(
+    tmp_path: Path, db_url: str
+) -> None:
     """An answer stored before these checks existed (or edited in the database) must not break
     reading the round: it shows as an invalid node, never as a 500."""
     async with federation(
-        tmp_path, [visits(3), visits(4), visits(5)], start_nodes=lambda _i: False, **EXACT
+        tmp_path,
+        [visits(3), visits(4), visits(5)],
+        agg_db_url=db_url,
+        start_nodes=lambda _i: False,
+        **EXACT,
     ) as fed:
         nodes = [hand_node(fed, i) for i in range(3)]
         created = await fed.ask(**question(quorum=1))
@@ -742,11 +748,13 @@ async def test_a_bad_answer_already_in_the_database_is_shown_as_invalid(tmp_path
 
 
 async def test_a_budget_report_stored_by_an_older_version_cannot_break_reads(
-    tmp_path: Path,
+    tmp_path: Path, db_url: str
 ) -> None:
     """Older versions accepted a negative or absurd spend; such a stored report now counts as
     no report at all, and listing nodes or asking a question still works."""
-    async with federation(tmp_path, [visits(3)], start_nodes=lambda _i: False, **EXACT) as fed:
+    async with federation(
+        tmp_path, [visits(3)], agg_db_url=db_url, start_nodes=lambda _i: False, **EXACT
+    ) as fed:
         node = hand_node(fed, 0)
         assert (await node.poll()).status_code == 200
         report = node_report().model_dump(mode="json")

@@ -504,9 +504,9 @@ async def test_a_new_release_shows_up_and_old_pages_learn_they_were_corrected(
     ids=["edited figure", "not json", "not a document"],
 )
 async def test_a_tampered_release_is_flagged_and_the_others_still_served(
-    tmp_path: Path, tamper: Any
+    tmp_path: Path, db_url: str, tamper: Any
 ) -> None:
-    settings = make_aggregator(tmp_path / "aggregator", None)
+    settings = make_aggregator(tmp_path / "aggregator", db_url)
     first, second = await publish_two(settings, more=True)
     engine = make_async_engine(settings.database_url)
     async with make_async_sessionmaker(engine)() as session, session.begin():

@@ -371,3 +371,28 @@ async def test_a_masked_vector_claiming_the_wrong_noise_share_is_invalid(tmp_pat
     for measure in result.spec.measures:  # the honest three shares' noise, nothing else
         se = math.sqrt(3) * calibrations[measure].noise_sd
         assert result.measure(measure).standard_errors[0] == pytest.approx(se)
+
+
+async def test_a_sum_outside_the_plausible_range_fails_the_round(tmp_path: Path) -> None:
+    """A node adds 2**60 to its masked vector (its signature is genuine; nobody can tell a
+    masked vector from noise): the sum is implausible, and the round fails rather than release
+    a figure no release could carry."""
+    node_rows = [audience(i, 30, seed=110 + i) for i in range(4)]
+    async with federation(tmp_path, node_rows, **EXACT) as fed:
+        key: SigningKey = fed.node_apps[3].state.node.key
+
+        def inflated(body: bytes) -> bytes:
+            payload = json.loads(body)["payload"]
+            vector = secagg.from_text(payload["vector"], payload["length"]).copy()
+            vector[0] = np.uint64((int(vector[0]) + 2**60) % 2**64)
+            payload["vector"] = secagg.to_text(vector)
+            return sign("secagg_masked", payload, key).model_dump_json().encode()
+
+        tamper(fed, 3, Phase.MASK, inflated)
+        created = await fed.ask(
+            report={"name": "volume", "year": 2025, "rho": 0.1}, threshold=3, deadline_seconds=8
+        )
+        result = await fed.wait(created.round_id)
+    assert result.state is RoundState.CLOSED
+    assert result.failure == "implausible_sum"
+    assert result.measures == ()

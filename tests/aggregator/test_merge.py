@@ -169,6 +169,8 @@ def _values(spec: QuerySpec, n: int | None = None) -> dict[Measure, list[int]]:
 
 SPEC = make_spec(measures=(Measure.VISITS, Measure.PERSONS))
 OTHER = make_spec(group_by=("first_visit", "age_band"))
+
+
 def _unvalidated_sd(sd: float) -> QueryAnswer:
     good = make_answer(SPEC, _values(SPEC))
     measures = tuple(m.model_copy(update={"noise_sd": sd}) for m in good.measures)

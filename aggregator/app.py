@@ -220,6 +220,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         limit=settings.max_body_bytes,
         too_large=problem(ErrorCode.BODY_TOO_LARGE),
         exceeded=lambda: AggregatorError(ErrorCode.BODY_TOO_LARGE),
+        rejected=lambda code: problem(ErrorCode(code)),
     )
     # Outermost: behind a trusted TLS proxy, the client is the one the proxy names, so that
     # enrolment lock-outs count per real client rather than once for the proxy.

@@ -16,6 +16,9 @@ from protocol.http import problem_body
 class ErrorCode(StrEnum):
     BODY_TOO_LARGE = "body_too_large"
     MALFORMED_JSON = "malformed_json"
+    JSON_TOO_DEEP = "json_too_deep"
+    JSON_NUMBER_INVALID = "json_number_invalid"
+    JSON_STRING_INVALID = "json_string_invalid"
     INVALID_REQUEST = "invalid_request"
     INVALID_QUERY = "invalid_query"
     NOT_AUTHENTICATED = "not_authenticated"
@@ -40,6 +43,7 @@ class ErrorCode(StrEnum):
     RECIPE_INVALID = "recipe_invalid"
     RELEASE_NOT_POSSIBLE = "release_not_possible"
     RELEASE_NOT_FOUND = "release_not_found"
+    RELEASE_UNVERIFIED = "release_unverified"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     INTERNAL = "internal_error"
@@ -55,6 +59,13 @@ class ErrorInfo:
 CATALOGUE: dict[ErrorCode, ErrorInfo] = {
     ErrorCode.BODY_TOO_LARGE: ErrorInfo(413, "The request body is larger than accepted."),
     ErrorCode.MALFORMED_JSON: ErrorInfo(400, "The request body is not valid JSON."),
+    ErrorCode.JSON_TOO_DEEP: ErrorInfo(400, "The request body nests deeper than accepted."),
+    ErrorCode.JSON_NUMBER_INVALID: ErrorInfo(
+        400, "The request body holds NaN, Infinity or a number outside the accepted range."
+    ),
+    ErrorCode.JSON_STRING_INVALID: ErrorInfo(
+        400, "The request body holds a string with a NUL character or an unpaired surrogate."
+    ),
     ErrorCode.INVALID_REQUEST: ErrorInfo(422, "The request does not have the expected fields."),
     ErrorCode.INVALID_QUERY: ErrorInfo(422, "The query is not valid."),
     ErrorCode.NOT_AUTHENTICATED: ErrorInfo(
@@ -91,6 +102,9 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
         409, "The release cannot be built from these rounds; nothing was published."
     ),
     ErrorCode.RELEASE_NOT_FOUND: ErrorInfo(404, "There is no release with that name."),
+    ErrorCode.RELEASE_UNVERIFIED: ErrorInfo(
+        409, "This release no longer matches its signature; it is not served."
+    ),
     ErrorCode.NOT_FOUND: ErrorInfo(404, "There is nothing at this address."),
     ErrorCode.METHOD_NOT_ALLOWED: ErrorInfo(405, "This address does not accept that method."),
     ErrorCode.INTERNAL: ErrorInfo(500, "The aggregator could not handle the request."),

@@ -17,11 +17,61 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from protocol.calibration import expected_noise, matches
 from protocol.messages import QueryAnswer
+from protocol.plausibility import implausible
 from protocol.query import Measure, QuerySpec
 from protocol.results import Z95, MeasureEstimate, RatioEstimate
 
 MEAN_PRICE = "mean_price"
+
+# Reason codes of an answer that cannot be merged (NodeOutcome.reason of an invalid node).
+EXACT_ANSWER = "exact_answer"
+WRONG_CELLS = "wrong_cells"
+WRONG_MEASURES = "wrong_measures"
+WRONG_NOISE = "wrong_noise"
+IMPLAUSIBLE_VALUE = "implausible_value"
+
+
+def screen(spec: QuerySpec, answer: QueryAnswer, *, accept_exact: bool) -> str | None:
+    """Why ``answer`` cannot be merged into a round of ``spec``, as a reason code, or None.
+
+    The answer must have the spec's cells and measures; each measure's mechanism, scale,
+    noise SD and sensitivities must be those ``protocol.calibration.expected_noise`` derives
+    from the spec (a node cannot claim more or less noise than it must add); and every value
+    must lie in ``protocol.plausibility.value_range``. An exact answer (no noise) passes only
+    with ``accept_exact`` (a test-only setting), and then must say so: no mechanism, SD 0.
+    """
+    if not answer.noise and not accept_exact:
+        return EXACT_ANSWER
+    if answer.cells != tuple(spec.cells()) or answer.group_by != spec.group_by:
+        return WRONG_CELLS
+    if tuple(m.measure for m in answer.measures) != spec.measures or any(
+        len(m.values) != spec.cell_count for m in answer.measures
+    ):
+        return WRONG_MEASURES
+    expected = expected_noise(spec)
+    for result in answer.measures:
+        want = expected[result.measure]
+        if not (
+            matches(result.sensitivity_l1, want.sensitivity.l1)
+            and matches(result.sensitivity_l2, want.sensitivity.l2)
+        ):
+            return WRONG_NOISE
+        if answer.noise:
+            honest = (
+                result.mechanism is want.mechanism
+                and matches(result.scale, want.scale)
+                and matches(result.noise_sd, want.noise_sd)
+            )
+        else:
+            honest = result.mechanism is None and result.noise_sd == 0
+        if not honest:
+            return WRONG_NOISE
+    for result in answer.measures:
+        if implausible(spec, result.measure, result.values, result.noise_sd):
+            return IMPLAUSIBLE_VALUE
+    return None
 
 
 def _check(spec: QuerySpec, cells: tuple[tuple[str, ...], ...], index: int, a: QueryAnswer) -> None:

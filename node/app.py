@@ -242,6 +242,7 @@ def create_app(
         limit=settings.max_body_bytes,
         too_large=problem(ErrorCode.BODY_TOO_LARGE),
         exceeded=lambda: NodeError(ErrorCode.BODY_TOO_LARGE),
+        rejected=lambda code: problem(ErrorCode(code)),
         path_limits={"/admin/import": settings.admin_max_upload_bytes},
     )
     return app

@@ -35,6 +35,7 @@ from node.storage.db import transaction
 from node.transport import describe_transport_error
 from protocol import catalogue
 from protocol.clock import Clock, SystemClock
+from protocol.http import parse_json
 from protocol.messages import (
     ANSWER,
     KEY_ROTATION,
@@ -177,7 +178,8 @@ class Connector:
         self.status.connected = True
         self.status.last_contact = datetime.now(UTC)
         self.status.last_error = None
-        body = response.json()
+        # The same gate as every request body: not too deep, no NaN, no number beyond 2**53 − 1.
+        body = parse_json(response.content)
         if body.get("key_rotation"):
             await to_thread.run_sync(self._rotate, body["key_rotation"])
         if body.get("budget_proof"):

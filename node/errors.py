@@ -16,6 +16,9 @@ from protocol.http import problem_body
 class ErrorCode(StrEnum):
     BODY_TOO_LARGE = "body_too_large"
     MALFORMED_JSON = "malformed_json"
+    JSON_TOO_DEEP = "json_too_deep"
+    JSON_NUMBER_INVALID = "json_number_invalid"
+    JSON_STRING_INVALID = "json_string_invalid"
     INVALID_REQUEST = "invalid_request"
     INVALID_QUERY = "invalid_query"
     UNKNOWN_KEY = "unknown_key"
@@ -39,6 +42,13 @@ class ErrorInfo:
 CATALOGUE: dict[ErrorCode, ErrorInfo] = {
     ErrorCode.BODY_TOO_LARGE: ErrorInfo(413, "The request body is larger than this node accepts."),
     ErrorCode.MALFORMED_JSON: ErrorInfo(400, "The request body is not valid JSON."),
+    ErrorCode.JSON_TOO_DEEP: ErrorInfo(400, "The request body nests deeper than accepted."),
+    ErrorCode.JSON_NUMBER_INVALID: ErrorInfo(
+        400, "The request body holds NaN, Infinity or a number outside the accepted range."
+    ),
+    ErrorCode.JSON_STRING_INVALID: ErrorInfo(
+        400, "The request body holds a string with a NUL character or an unpaired surrogate."
+    ),
     ErrorCode.INVALID_REQUEST: ErrorInfo(422, "The request does not have the expected fields."),
     ErrorCode.INVALID_QUERY: ErrorInfo(422, "The query spec is not valid."),
     ErrorCode.UNKNOWN_KEY: ErrorInfo(

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from protocol.http import MAX_SAFE_INTEGER
 from protocol.query import Measure, Mechanism, QuerySpec
 
 QUERY = "query"
@@ -16,7 +17,18 @@ REFUSAL = "refusal"
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No message carries NaN or ±Infinity: every float is finite (a hostile peer's 1e400 is
+    # refused here, not met later as an overflow).
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+# A released value must have an exact JSON form (RFC 8785 / I-JSON), or nothing built from it
+# could be signed and verified.
+SafeInt = Annotated[int, Field(ge=-MAX_SAFE_INTEGER, le=MAX_SAFE_INTEGER)]
+# Budgets as nodes report them: never negative; no node's cap comes near this (its setting
+# allows at most 100).
+MAX_REPORTED_RHO = 10_000.0
+Rho = Annotated[float, Field(ge=0, le=MAX_REPORTED_RHO)]
 
 
 class QueryRequest(_Frozen):
@@ -28,7 +40,7 @@ class QueryRequest(_Frozen):
 
 class MeasureResult(_Frozen):
     measure: Measure
-    values: tuple[int, ...]
+    values: tuple[SafeInt, ...]
     mechanism: Mechanism | None
     scale: float
     noise_sd: float
@@ -45,9 +57,9 @@ class PrivacySpent(_Frozen):
 
 
 class BudgetStatus(_Frozen):
-    period: str
-    cap_rho: float
-    spent_rho: float
+    period: Annotated[str, Field(max_length=40)]
+    cap_rho: Rho
+    spent_rho: Rho
 
     @property
     def remaining_rho(self) -> float:
@@ -125,10 +137,10 @@ class JoinResponse(_Frozen):
 class PolicySummary(_Frozen):
     """What a node tells the aggregator of its policy, so that it can refuse early."""
 
-    max_cells: int
-    max_rho_per_query: float
+    max_cells: Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
+    max_rho_per_query: Rho
     allowed_dimensions: tuple[str, ...] | None = None
-    secure_max_worst_rho: float | None = None  # refuses secure rounds whose worst case exceeds it
+    secure_max_worst_rho: Rho | None = None  # refuses secure rounds whose worst case exceeds it
 
 
 class NodeReport(_Frozen):

@@ -44,6 +44,9 @@ MAX_CELLS_PER_PERSON = 1_000
 MAX_PERIOD_DAYS = 3_660
 # Revenue is clamped per admission; the bound keeps |sum| far below 2^63 at any realistic scale.
 MAX_CLAMP_CENTS = 10_000_000
+# The largest noise scale a query may need: noise this wide is useless, and wider noise would
+# push released values beyond ±(2**53 − 1), which no message can carry (protocol.http).
+MAX_NOISE_SCALE = 1e12
 
 
 class FrozenDict(dict[str, tuple[str, ...]]):
@@ -261,6 +264,14 @@ class QuerySpec(_Frozen):
             raise ValueError(
                 f"the query has {cells} cells, more than the protocol's limit of {MAX_CELLS}; "
                 "group by fewer dimensions or restrict their domains"
+            )
+        from protocol.calibration import expected_noise  # it needs this module
+
+        widest = max(noise.scale for noise in expected_noise(self).values())
+        if widest > MAX_NOISE_SCALE:
+            raise ValueError(
+                f"this privacy cost needs noise of scale {widest:.3g}, more than the protocol's "
+                f"limit of {MAX_NOISE_SCALE:g}; raise rho or epsilon, or tighten the bounds"
             )
         return self
 

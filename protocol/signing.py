@@ -153,6 +153,17 @@ def _signing_input(
     return SIGNATURE_DOMAIN + canonical_bytes(header)
 
 
+def _verifiable_input(envelope: Envelope) -> bytes:
+    """The signed bytes of a received envelope. A payload without a canonical form (an integer
+    beyond ±(2**53 − 1), a lone surrogate) cannot have been signed: BadSignature."""
+    try:
+        return _signing_input(
+            envelope.type, envelope.payload, envelope.key_id, envelope.created_at, envelope.nonce
+        )
+    except ValueError:
+        raise BadSignature("the message has no canonical form, so no valid signature") from None
+
+
 def sign(
     message_type: str,
     payload: Mapping[str, Any],
@@ -237,9 +248,7 @@ class Verifier:
         public = self.keys.public_key(envelope.key_id)
         if public is None:
             raise UnknownKey(f"key {envelope.key_id} is not trusted here")
-        data = _signing_input(
-            envelope.type, envelope.payload, envelope.key_id, envelope.created_at, envelope.nonce
-        )
+        data = _verifiable_input(envelope)
         try:
             public.verify(_signature_bytes(envelope.signature), data)
         except (InvalidSignature, ValueError):
@@ -264,9 +273,7 @@ def verify_once(envelope: Envelope, expected_type: str, key: Ed25519PublicKey) -
         raise WrongMessageType(f"expected a {expected_type!r} message, got {envelope.type!r}")
     if envelope.key_id != key_id_of(key):
         raise UnknownKey(f"the message was signed by key {envelope.key_id}, not by the given key")
-    data = _signing_input(
-        envelope.type, envelope.payload, envelope.key_id, envelope.created_at, envelope.nonce
-    )
+    data = _verifiable_input(envelope)
     try:
         key.verify(_signature_bytes(envelope.signature), data)
     except (InvalidSignature, ValueError):

@@ -36,6 +36,7 @@ from protocol.api import (
     RoundRequest,
     RoundSummary,
 )
+from protocol.http import JsonRejected, parse_json
 from protocol.messages import (
     JOIN,
     NODE_KEY_CONFIRM,
@@ -89,12 +90,19 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def _parsed(raw: bytes) -> Any:
+    """The body through the JSON gate's parser (the gate itself skips bodies sent as forms)."""
+    try:
+        return parse_json(raw)
+    except JsonRejected as exc:
+        raise AggregatorError(ErrorCode(exc.code)) from None
+    except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
+        raise AggregatorError(ErrorCode.MALFORMED_JSON) from None
+
+
 async def _envelope(request: Request) -> tuple[bytes, Envelope]:
     raw = await request.body()
-    try:
-        document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise AggregatorError(ErrorCode.MALFORMED_JSON) from None
+    document = _parsed(raw)
     try:
         return raw, Envelope.model_validate(document)
     except ValidationError as exc:
@@ -373,10 +381,7 @@ async def post_result(
     state: StateDep,
 ) -> dict[str, str]:
     raw = await request.body()
-    try:
-        json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise AggregatorError(ErrorCode.MALFORMED_JSON) from None
+    _parsed(raw)
     await state.rounds.accept(task_id, raw)
     return {"status": "accepted"}
 
@@ -393,8 +398,9 @@ async def nodes(state: StateDep, _: AnalystDep) -> list[NodeInfo]:
     infos = []
     for row in rows:
         budget = None
-        if row.report is not None and row.report_at is not None:
-            reported = NodeReport.model_validate_json(row.report).budget
+        report = registry.stored_report(row)
+        if report is not None and row.report_at is not None:
+            reported = report.budget
             budget = NodeBudget(
                 period=reported.period,
                 cap_rho=reported.cap_rho,

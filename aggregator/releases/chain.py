@@ -48,10 +48,49 @@ class SealedRelease:
         return self.document.slug
 
 
+class UnverifiableRelease(ValueError):
+    """Sealing would produce a release that ``verify_chain`` could not check."""
+
+
 def seal(document: ReleaseDocument, key: SigningKey) -> SealedRelease:
-    envelope = sign(RELEASE, document.model_dump(mode="json"), key)
-    data = canonical_bytes(envelope.model_dump(mode="json"))
+    """Sign the document and return its canonical bytes, checked as a verifier will check them:
+    a release that could be signed but not verified (e.g. a number that has no exact canonical
+    JSON form once parsed back) is refused here, before anything is published."""
+    try:
+        envelope = sign(RELEASE, document.model_dump(mode="json"), key)
+        data = canonical_bytes(envelope.model_dump(mode="json"))
+    except ValueError as exc:
+        raise UnverifiableRelease(f"the release cannot be signed: {_first_error(exc)}") from None
+    problem = _unverifiable(data, {key.key_id: key.public})
+    if problem is not None:
+        raise UnverifiableRelease(f"the release could not be verified: {problem}")
     return SealedRelease(data=data, document=document)
+
+
+def _canonical_problem(data: bytes) -> str | None:
+    """Why ``data`` is not in canonical form, or None."""
+    try:
+        if canonical_bytes(json.loads(data)) == data:
+            return None
+    except ValueError as exc:  # e.g. an integer beyond 2**53 − 1 (rfc8785.IntegerDomainError)
+        return f"it holds a value that has no canonical JSON form ({_first_error(exc)})"
+    return "the file is not in its published (canonical) form: it was edited"
+
+
+def stored_problem(
+    data: bytes, stored_hash: str, keyring: Mapping[str, Ed25519PublicKey]
+) -> str | None:
+    """Why a release as stored fails verification on its own, or None: its bytes must hash to
+    the hash it was published with, parse, be canonical and carry a valid signature by one of
+    the aggregator's keys. (The links between releases are ``verify_chain``'s job.)"""
+    if release_hash(data) != stored_hash:
+        return "its bytes do not match the hash it was published with"
+    return _unverifiable(data, keyring)
+
+
+def _unverifiable(data: bytes, keyring: Mapping[str, Ed25519PublicKey]) -> str | None:
+    report = verify_chain([data], keyring, standalone=True)
+    return None if report.ok else "; ".join(problem.reason for problem in report.problems)
 
 
 class ReleaseFormatError(ValueError):
@@ -107,10 +146,14 @@ def _label(index: int, document: ReleaseDocument | None) -> str:
 
 
 def verify_chain(
-    releases: list[bytes], keys: Ed25519PublicKey | Mapping[str, Ed25519PublicKey]
+    releases: list[bytes],
+    keys: Ed25519PublicKey | Mapping[str, Ed25519PublicKey],
+    *,
+    standalone: bool = False,
 ) -> ChainReport:
     """Check sealed releases, given in chain order starting with the first (sequence 1), against
-    the aggregator's key, or its keys by key id (its current key and those it retired)."""
+    the aggregator's key, or its keys by key id (its current key and those it retired). With
+    ``standalone``, each release is checked on its own (signature and form, not the links)."""
     keyring = {key_id_of(keys): keys} if isinstance(keys, Ed25519PublicKey) else dict(keys)
     report = ChainReport()
     previous: ReleaseDocument | None = None
@@ -145,10 +188,12 @@ def verify_chain(
                         "or was not signed by this aggregator",
                     )
                 )
-        if canonical_bytes(json.loads(data)) != data:
-            report.problems.append(
-                Problem(where, "the file is not in its published (canonical) form: it was edited")
-            )
+        form = _canonical_problem(data)
+        if form is not None:
+            report.problems.append(Problem(where, form))
+        if standalone:
+            report.head = release_hash(data)
+            continue
         expected_sequence = 1 if index == 0 else (previous.sequence + 1 if previous else None)
         if expected_sequence is not None and document.sequence != expected_sequence:
             if document.sequence > expected_sequence:

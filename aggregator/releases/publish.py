@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aggregator.releases import store
-from aggregator.releases.chain import SealedRelease, seal
+from aggregator.releases.chain import SealedRelease, UnverifiableRelease, seal
 from aggregator.releases.compose import compose
 from aggregator.releases.recipe import Recipe
 from aggregator.services.rounds import load_result
@@ -74,6 +74,9 @@ async def publish(
         corrects=corrects,
         published_at=now,
     )
-    sealed = seal(document, key)
+    try:
+        sealed = seal(document, key)
+    except UnverifiableRelease as exc:
+        raise PublishError(str(exc)) from None
     await store.append(session, sealed, now)
     return sealed

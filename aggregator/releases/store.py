@@ -34,6 +34,12 @@ async def by_hashes(session: AsyncSession, hashes: list[str]) -> list[SealedRele
     return [_sealed(row) for row in rows]
 
 
+async def stored(session: AsyncSession, hashes: list[str]) -> list[tuple[str, bytes]]:
+    """(hash, bytes) of these releases as stored, unparsed and unchecked."""
+    rows = await session.execute(select(Release.hash, Release.data).where(Release.hash.in_(hashes)))
+    return [(digest, bytes(data)) for digest, data in rows]
+
+
 async def head(session: AsyncSession) -> tuple[int, str] | None:
     """(sequence, hash) of the newest release, or None before the first."""
     row = (

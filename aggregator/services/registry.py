@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -156,11 +157,12 @@ async def record_budget(
 ) -> None:
     """Update the budget part of a node's report from a signed answer."""
     node = await session.get(Node, node_id)
-    if node is None or node.report is None:
+    stored = None if node is None else stored_report(node)
+    if node is None or stored is None:
         return
     if node.report_at is not None and node.report_at > at:
         return
-    report = NodeReport.model_validate_json(node.report).model_copy(update={"budget": budget})
+    report = stored.model_copy(update={"budget": budget})
     node.report = report.model_dump_json()
     node.report_at = at
 
@@ -226,8 +228,19 @@ async def committed_since_report(session: AsyncSession) -> dict[str, float]:
     return {node_id: float(total) for node_id, total in rows}
 
 
-def remaining_estimate(node: Node, pending: dict[str, float]) -> float | None:
+def stored_report(node: Node) -> NodeReport | None:
+    """The node's last signed report, or None: never reported, or stored by an older version
+    that accepted what is refused now (a negative or absurd budget): treated as unknown."""
     if node.report is None:
         return None
-    report = NodeReport.model_validate_json(node.report)
+    try:
+        return NodeReport.model_validate_json(node.report)
+    except ValidationError:
+        return None
+
+
+def remaining_estimate(node: Node, pending: dict[str, float]) -> float | None:
+    report = stored_report(node)
+    if report is None:
+        return None
     return max(0.0, report.budget.remaining_rho - pending.get(node.id, 0.0))

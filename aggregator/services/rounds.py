@@ -27,7 +27,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aggregator.errors import AggregatorError, ErrorCode
-from aggregator.merge import derived, estimates, merge_measures
+from aggregator.merge import derived, estimates, merge_measures, screen
 from aggregator.services import registry, secure
 from aggregator.services.notify import Notifier
 from aggregator.services.writer import Writer
@@ -40,7 +40,6 @@ from protocol.messages import (
     REFUSAL,
     SECAGG_TYPES,
     TASK,
-    NodeReport,
     Phase,
     QueryAnswer,
     QueryRequest,
@@ -114,9 +113,9 @@ def precheck(
     spec: QuerySpec, node: Node, pending: dict[str, float], threshold: int | None = None
 ) -> str | None:
     """The reason a node would refuse ``spec``, judged from its last signed report, or None."""
-    if node.report is None:
-        return None  # never reported: send, and let the node decide
-    report = NodeReport.model_validate_json(node.report)
+    report = registry.stored_report(node)
+    if report is None:
+        return None  # never reported (or unreadable): send, and let the node decide
     cost = spec.privacy.rho_charged
     policy = report.policy
     if policy.allowed_dimensions is not None:
@@ -750,15 +749,9 @@ class Rounds:
         spec = QuerySpec.model_validate_json(row.spec)
         if answer.query_hash != row.query_hash:
             return NodeStatus.INVALID, "wrong_query_hash", None
-        if not answer.noise and not self.settings.unsafe_accept_exact_answers:
-            return NodeStatus.INVALID, "exact_answer", None
-        if answer.cells != tuple(spec.cells()) or answer.group_by != spec.group_by:
-            return NodeStatus.INVALID, "wrong_cells", None
-        if tuple(m.measure for m in answer.measures) != spec.measures or any(
-            len(m.values) != spec.cell_count or not math.isfinite(m.noise_sd) or m.noise_sd < 0
-            for m in answer.measures
-        ):
-            return NodeStatus.INVALID, "wrong_measures", None
+        flaw = screen(spec, answer, accept_exact=self.settings.unsafe_accept_exact_answers)
+        if flaw is not None:
+            return NodeStatus.INVALID, flaw, None
         return NodeStatus.ANSWERED, None, answer.budget
 
     # --- closing ----------------------------------------------------------------------------
@@ -925,14 +918,35 @@ def _signing_key(node: Node, key_id: str) -> str | None:
     return None
 
 
+def _stored_answer(spec: QuerySpec, body: bytes) -> QueryAnswer | str:
+    """A stored answer, or why it cannot be merged. Answers are checked when they arrive; this
+    check again at every read keeps one bad row (stored by an older version, or edited in the
+    database) from breaking the round for the analyst: it shows as an invalid node instead."""
+    try:
+        answer = QueryAnswer.model_validate(json.loads(body)["payload"])
+    except (ValueError, TypeError, KeyError, ValidationError):
+        return "malformed_answer"
+    return screen(spec, answer, accept_exact=True) or answer
+
+
 def build_result(row: Round, tasks: Sequence[tuple[Task, str]]) -> RoundResult:
     spec = QuerySpec.model_validate_json(row.spec)
+    answers: list[QueryAnswer] = []
+    rejected: dict[str, str] = {}
+    if row.mode != Mode.SECURE.value:
+        for task, _ in tasks:
+            if task.status == NodeStatus.ANSWERED.value and task.body is not None:
+                stored = _stored_answer(spec, task.body)
+                if isinstance(stored, str):
+                    rejected[task.id] = stored
+                else:
+                    answers.append(stored)
     outcomes = tuple(
         NodeOutcome(
             node_id=task.node_id,
             institution=institution,
-            status=NodeStatus(task.status),
-            reason=task.reason,
+            status=NodeStatus.INVALID if task.id in rejected else NodeStatus(task.status),
+            reason=rejected.get(task.id, task.reason),
         )
         for task, institution in tasks
     )
@@ -950,13 +964,6 @@ def build_result(row: Round, tasks: Sequence[tuple[Task, str]]) -> RoundResult:
     )
     state = RoundState(row.state)
     quorum_met = coverage.answered >= row.quorum
-    answers = [
-        QueryAnswer.model_validate(json.loads(task.body)["payload"])
-        for task, _ in tasks
-        if task.status == NodeStatus.ANSWERED.value
-        and task.body is not None
-        and row.mode != Mode.SECURE.value
-    ]
     measures: tuple[Any, ...] = ()
     ratios: tuple[Any, ...] = ()
     noise = all(a.noise for a in answers)

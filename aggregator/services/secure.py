@@ -26,6 +26,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from protocol import secagg
+from protocol.calibration import expected_share_noise, matches
+from protocol.http import MAX_SAFE_INTEGER
 from protocol.messages import (
     REFUSAL,
     SECAGG_KEYS,
@@ -40,6 +42,7 @@ from protocol.messages import (
     SecAggReveal,
     SecAggShares,
 )
+from protocol.plausibility import value_range
 from protocol.query import QuerySpec
 from protocol.results import NodeStatus
 
@@ -59,6 +62,8 @@ DROPPED_AFTER_SHARING = "dropped_after_sharing"
 MALFORMED_SHARES = "malformed_shares"
 MALFORMED_MASKED = "malformed_masked_vector"
 MALFORMED_REVEAL = "malformed_reveal"
+WRONG_NOISE = "wrong_noise"
+IMPLAUSIBLE_SUM = "implausible_sum"
 
 
 class Foreign(Exception):
@@ -158,6 +163,8 @@ def judge(
                 raise Invalid(MALFORMED_MASKED)
             if not masked.noise and not accept_exact:
                 raise Invalid("exact_answer")
+            if not honest_shares(spec, threshold, masked):
+                raise Invalid(WRONG_NOISE)
             secagg.from_text(masked.vector, masked.length)
         else:
             reveal = SecAggReveal.model_validate(payload)
@@ -173,6 +180,23 @@ def judge(
     if payload.get("round_id") != round_id or payload.get("query_id") != spec.query_id:
         raise Invalid("wrong_round")
     return NodeStatus.PENDING, None
+
+
+def honest_shares(spec: QuerySpec, threshold: int, masked: SecAggMasked) -> bool:
+    """True when every measure's noise share is the one ``expected_share_noise`` derives from
+    the spec and the round's threshold (an exact, test-only answer: SD 0 at that scale)."""
+    expected = expected_share_noise(spec, threshold)
+    for result in masked.measures:
+        want = expected[result.measure]
+        sd_ok = matches(result.noise_sd, want.noise_sd) if masked.noise else result.noise_sd == 0
+        if not (
+            sd_ok
+            and matches(result.scale, want.scale)
+            and matches(result.sensitivity_l1, want.sensitivity.l1)
+            and matches(result.sensitivity_l2, want.sensitivity.l2)
+        ):
+            return False
+    return True
 
 
 # --- what a task carries -----------------------------------------------------------------------
@@ -327,6 +351,7 @@ def reconstruct(
             dropped_pairs.append((live, d, secagg.pair_seed(shared, round_id, live, d)))
     masked = []
     variance = {measure.value: 0.0 for measure in spec.measures}
+    share_sds: dict[str, list[float]] = {measure.value: [] for measure in spec.measures}
     noise = True
     for m in u3:
         message = SecAggMasked.model_validate(payload_of(m.masked or b"{}"))
@@ -334,6 +359,7 @@ def reconstruct(
         noise = noise and message.noise
         for result in message.measures:
             variance[result.measure.value] += result.noise_sd**2
+            share_sds[result.measure.value].append(result.noise_sd)
     total = secagg.decode(
         secagg.unmask(
             masked, length, round_id=round_id, self_seeds=self_seeds, dropped_pairs=dropped_pairs
@@ -344,4 +370,14 @@ def reconstruct(
         measure.value: total[index * cells : (index + 1) * cells]
         for index, measure in enumerate(spec.measures)
     }
+    # The sum of the survivors' plausible ranges (protocol.plausibility): one node's vector out
+    # of range makes the sum implausible, and the round fails rather than publish it.
+    for measure in spec.measures:
+        low = high = 0
+        for sd in share_sds[measure.value]:
+            node_low, node_high = value_range(spec, measure, sd)
+            low, high = low + node_low, high + node_high
+        low, high = max(low, -MAX_SAFE_INTEGER), min(high, MAX_SAFE_INTEGER)
+        if any(not low <= value <= high for value in values[measure.value]):
+            raise ReconstructionFailed(IMPLAUSIBLE_SUM)
     return Outcome(values=values, variance=variance, noise=noise, answered=len(u3))

@@ -31,6 +31,7 @@ CONTEXT = {
     "adms": "http://www.w3.org/ns/adms#",
     "skos": "http://www.w3.org/2004/02/skos/core#",
     "vcard": "http://www.w3.org/2006/vcard/ns#",
+    "pd": "https://publieksdata.nl/ns#",
 }
 IANA = "https://www.iana.org/assignments/media-types"
 MEDIA = {
@@ -80,8 +81,16 @@ def _distribution(url: str, kind: str, title: Text) -> dict[str, Any]:
     }
 
 
-def catalog(releases: Sequence[SealedRelease], base: str, publisher: str) -> dict[str, Any]:
-    """The catalogue; ``base`` is the site's address without a trailing slash."""
+def catalog(
+    releases: Sequence[SealedRelease],
+    base: str,
+    publisher: str,
+    *,
+    unverified: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The catalogue; ``base`` is the site's address without a trailing slash. ``releases`` are
+    the verified releases; ``unverified`` the slugs of stored releases that fail verification,
+    listed under ``pd:failsVerification`` so that a harvester sees them flagged, not gone."""
     agent = {"@id": f"{base}/#publisher", "@type": "foaf:Agent", "foaf:name": publisher}
     contact = {
         "@id": f"{base}/#contact",
@@ -171,6 +180,10 @@ def catalog(releases: Sequence[SealedRelease], base: str, publisher: str) -> dic
         "dcat:themeTaxonomy": _id(f"{EU}/data-theme"),
         "dcat:dataset": datasets,
     }
+    if unverified:
+        catalogue["pd:failsVerification"] = [
+            {"@id": f"{base}/releases/{slug}", "dct:identifier": slug} for slug in unverified
+        ]
     if releases:
         issued = [r.document.published_at for r in releases]
         catalogue["dct:issued"] = {"@value": min(issued).isoformat(), "@type": "xsd:dateTime"}

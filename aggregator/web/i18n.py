@@ -30,6 +30,19 @@ WORDS: dict[str, tuple[str, str]] = {
         "visitor can be singled out. Every release is signed and can be checked.",
     ),
     "none_yet": ("Er is nog niets gepubliceerd.", "Nothing has been published yet."),
+    "unverified": ("Controle mislukt", "Fails verification"),
+    "unverified_list": (
+        "Deze publicaties kloppen niet meer met hun handtekening en worden niet getoond:",
+        "These releases no longer match their signature and are not shown:",
+    ),
+    "unverified_text": (
+        "Deze publicatie klopt niet meer met de handtekening waarmee zij is gepubliceerd: zij "
+        "is na ondertekening veranderd. Daarom tonen we haar cijfers niet. De andere publicaties "
+        "zijn niet aangetast.",
+        "This release no longer matches the signature it was published with: it was changed "
+        "after signing. Its figures are therefore not shown. The other releases are not "
+        "affected.",
+    ),
     "period": ("Periode", "Period"),
     "published": ("Gepubliceerd", "Published"),
     "version": ("versie", "version"),

@@ -37,7 +37,7 @@ from markupsafe import Markup
 from aggregator.deps import AggregatorState
 from aggregator.errors import ErrorCode, problem
 from aggregator.releases import store
-from aggregator.releases.chain import SealedRelease
+from aggregator.releases.chain import SealedRelease, parse, stored_problem
 from aggregator.releases.document import Cell, Table
 from aggregator.web import charts, csvout, dcat
 from aggregator.web.i18n import LANGS, day, number, small, t
@@ -87,14 +87,27 @@ class Rendered:
         return cls(body, media_type, cache_control, status, etag)
 
 
+@dataclass(frozen=True)
+class Unverified:
+    """A stored release that fails verification (changed in the database after signing): the
+    site names it, and serves none of its content."""
+
+    sequence: int
+    slug: str
+    hash: str
+    reason: str
+
+
 @dataclass
 class SiteCache:
     """Rendered responses and the parsed release chain, per chain head."""
 
     head: str = ""
     checked_at: float = -1e9
-    releases: list[SealedRelease] = field(default_factory=list)
-    parsed: dict[str, SealedRelease] = field(default_factory=dict)  # by hash; never changes
+    releases: list[SealedRelease] = field(default_factory=list)  # the verified ones
+    unverified: list[Unverified] = field(default_factory=list)
+    # by hash; a release never changes, so each is checked once
+    parsed: dict[str, SealedRelease | Unverified] = field(default_factory=dict)
     releases_head: str | None = None
     rendered: OrderedDict[tuple[str, ...], Rendered] = field(default_factory=OrderedDict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -127,18 +140,41 @@ async def _current(request: Request) -> tuple[SiteCache, str]:
 
 
 async def _releases(request: Request) -> list[SealedRelease]:
-    """Every release in chain order. A release never changes, so each is parsed once: a new
-    head loads only the releases not seen before."""
+    """Every verified release in chain order. A release never changes, so each is checked and
+    parsed once: a new head loads only the releases not seen before. A release that fails
+    verification is left out here and listed in ``cache.unverified`` instead."""
     cache, head = await _current(request)
     if cache.releases_head != head:
-        async with _state(request).factory() as session:
+        state = _state(request)
+        keyring = {key.key_id: key.public for key in (state.key, *state.retired_keys)}
+        async with state.factory() as session:
             index = await store.chain_index(session)
             new = [digest for _, _, digest in index if digest not in cache.parsed]
-            for sealed in await store.by_hashes(session, new) if new else []:
-                cache.parsed[sealed.hash] = sealed
-        cache.releases = [cache.parsed[digest] for _, _, digest in index]
+            raw = dict(await store.stored(session, new)) if new else {}
+        for sequence, slug, digest in index:
+            if digest in cache.parsed:
+                continue
+            data = raw.get(digest, b"")
+            reason = stored_problem(data, digest, keyring)
+            if reason is None:
+                cache.parsed[digest] = SealedRelease(data=data, document=parse(data)[1])
+            else:
+                cache.parsed[digest] = Unverified(sequence, slug, digest, reason)
+        checked = [cache.parsed[digest] for _, _, digest in index]
+        cache.releases = [r for r in checked if isinstance(r, SealedRelease)]
+        cache.unverified = [r for r in checked if isinstance(r, Unverified)]
         cache.releases_head = head
     return cache.releases
+
+
+async def _unverified(request: Request, slug: str) -> Unverified | None:
+    await _releases(request)
+    return next((u for u in _cache(request).unverified if u.slug == slug), None)
+
+
+def _unverified_problem() -> Rendered:
+    body = json.dumps(problem(ErrorCode.RELEASE_UNVERIFIED)).encode()
+    return Rendered.of(body, "application/problem+json", "no-store", 409)
 
 
 def _base(request: Request) -> str:
@@ -435,7 +471,10 @@ async def favicon() -> RedirectResponse:
 async def catalogue(request: Request) -> Response:
     async def build() -> Rendered:
         releases = await _releases(request)
-        document = dcat.catalog(releases, _base(request), _state(request).settings.name)
+        unverified = [u.slug for u in _cache(request).unverified]
+        document = dcat.catalog(
+            releases, _base(request), _state(request).settings.name, unverified=unverified
+        )
         body = json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8")
         return Rendered.of(body, "application/ld+json", LIST_MAX_AGE)
 
@@ -447,7 +486,7 @@ async def release_json(slug: str, request: Request) -> Response:
     async def build() -> Rendered:
         release = next((r for r in await _releases(request) if r.slug == slug), None)
         if release is None:
-            return _missing()
+            return _unverified_problem() if await _unverified(request, slug) else _missing()
         return Rendered.of(release.data, "application/json", DOWNLOAD_MAX_AGE)
 
     return await _serve(request, ("json", slug), build)
@@ -461,7 +500,7 @@ async def release_csv(slug: str, table_id: str, request: Request) -> Response:
         if release is not None:
             table = next((x for x in release.document.tables if x.table_id == table_id), None)
         if table is None:
-            return _missing()
+            return _unverified_problem() if await _unverified(request, slug) else _missing()
         return Rendered.of(csvout.table_csv(table), "text/csv; charset=utf-8", DOWNLOAD_MAX_AGE)
 
     return await _serve(request, ("csv", slug, table_id), build)
@@ -502,9 +541,10 @@ async def index(lang: str, request: Request) -> Response:
                 "corrected_by": newer.document.version if newer else None,
                 "corrected_by_slug": newer.slug if newer else None,
             })  # fmt: skip
+        unverified = sorted(_cache(request).unverified, key=lambda u: -u.sequence)
         return _html(
             "index.html", lang, site_name=name, page_title=t("releases", lang),
-            items=items, other_path=f"/{'en' if lang == 'nl' else 'nl'}/",
+            items=items, unverified=unverified, other_path=f"/{'en' if lang == 'nl' else 'nl'}/",
         )  # fmt: skip
 
     return await _serve(request, ("index", lang), build)
@@ -535,6 +575,12 @@ async def release_page(lang: str, slug: str, request: Request) -> Response:
         releases = await _releases(request)
         release = next((r for r in releases if r.slug == slug), None)
         if release is None:
+            if await _unverified(request, slug) is not None:
+                return _html(
+                    "unverified.html", lang, status=409, site_name=name,
+                    page_title=t("unverified", lang), slug=slug,
+                    other_path=f"/{'en' if lang == 'nl' else 'nl'}/releases/{slug}",
+                )  # fmt: skip
             return _not_found(lang, name)
         view = _release_view(release, lang, releases)
         page = _html(

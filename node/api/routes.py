@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
@@ -14,6 +13,7 @@ from node.errors import ErrorCode, NodeError
 from node.services import ledger
 from node.services.answering import Answered
 from protocol import catalogue
+from protocol.http import JsonRejected, parse_json
 from protocol.messages import QUERY, REFUSAL, BudgetStatus, QueryRequest
 from protocol.reports import REPORTS
 from protocol.signing import (
@@ -113,9 +113,11 @@ def _validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
 )
 async def post_query(request: Request, state: StateDep) -> Response:
     raw = await request.body()
-    try:
-        document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    try:  # the JSON gate's parser: the gate itself skips bodies sent as forms
+        document = parse_json(raw)
+    except JsonRejected as exc:
+        raise NodeError(ErrorCode(exc.code)) from None
+    except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
         raise NodeError(ErrorCode.MALFORMED_JSON) from None
     try:
         envelope = Envelope.model_validate(document)

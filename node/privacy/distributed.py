@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from node.privacy.noise import Calibration, noise_sd
-from protocol.noise_shares import share_scale, worst_case_rho
+from node.privacy.noise import Calibration
+from protocol.calibration import expected_share_noise
+from protocol.noise_shares import worst_case_rho
 from protocol.query import Measure, Mechanism, QuerySpec
-from protocol.sensitivity import Sensitivity, sensitivity
+from protocol.sensitivity import Sensitivity
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,21 +45,19 @@ class SecureCalibration:
 
 
 def secure_calibrations(spec: QuerySpec, threshold: int) -> dict[Measure, SecureCalibration]:
-    """Share scales per measure, the query's ρ split evenly over its measures as in ``release``."""
+    """Share scales per measure, the query's ρ split evenly over its measures as in ``release``
+    (``protocol.calibration.expected_share_noise``, which the aggregator checks answers with)."""
     if spec.privacy.mechanism is not Mechanism.GAUSSIAN or spec.privacy.rho is None:
         raise ValueError("secure mode needs a rho (zCDP) budget and the gaussian mechanism")
     rho = spec.privacy.rho / len(spec.measures)
-    dim = spec.cell_count
-    result: dict[Measure, SecureCalibration] = {}
-    for measure in spec.measures:
-        sens = sensitivity(measure, spec.bounds, dim)
-        scale = share_scale(sens.l2, sens.l1, dim, rho, threshold)
-        result[measure] = SecureCalibration(
+    return {
+        measure: SecureCalibration(
             measure=measure,
-            scale=scale,
-            noise_sd=noise_sd(Mechanism.GAUSSIAN, scale),
-            sensitivity=sens,
+            scale=share.scale,
+            noise_sd=share.noise_sd,
+            sensitivity=share.sensitivity,
             rho=rho,
-            rho_worst=worst_case_rho(sens.l2, scale),
+            rho_worst=worst_case_rho(share.sensitivity.l2, share.scale),
         )
-    return result
+        for measure, share in expected_share_noise(spec, threshold).items()
+    }

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 # The submodules, not opendp.prelude: the prelude also imports OpenDP's scikit-learn and polars
@@ -21,15 +20,24 @@ import opendp.measurements as dp_m
 import opendp.metrics as dp_metrics
 from opendp.mod import enable_features
 
+from protocol.calibration import gaussian_scale, laplace_scale, noise_sd
 from protocol.query import Mechanism
 from protocol.sensitivity import Sensitivity
 
 enable_features("contrib")
 
 _VECTOR = dp_domains.vector_domain(dp_domains.atom_domain(T="i64"))
-# Closed-form scales are exact in real arithmetic; this factor absorbs float rounding so that
-# OpenDP's (conservatively rounded) privacy map never reports more than the budget.
-_SLACK = 1 + 1e-9
+# The scales and their SDs come from ``protocol.calibration``, which the aggregator uses to
+# check every answer; ``noise_sd`` is re-exported here for the node's callers.
+__all__ = [
+    "Calibration",
+    "CalibrationError",
+    "add_noise",
+    "calibrate_gaussian",
+    "calibrate_laplace",
+    "noise_sd",
+    "zcdp_to_epsilon",
+]
 
 
 class CalibrationError(RuntimeError):
@@ -59,7 +67,7 @@ def _laplace(scale: float) -> Any:
 
 def calibrate_gaussian(sens: Sensitivity, rho: float) -> Calibration:
     """Smallest discrete-Gaussian scale with Δ₂²/(2σ²) ≤ ρ, checked by OpenDP's map."""
-    scale = sens.l2 / math.sqrt(2 * rho) * _SLACK
+    scale = gaussian_scale(sens, rho)
     spent = float(_gaussian(scale).map(sens.l2))
     if spent > rho:
         raise CalibrationError(f"OpenDP charges ρ={spent} for a budget of {rho}")
@@ -68,7 +76,7 @@ def calibrate_gaussian(sens: Sensitivity, rho: float) -> Calibration:
 
 def calibrate_laplace(sens: Sensitivity, epsilon: float) -> Calibration:
     """Smallest discrete-Laplace scale with Δ₁/b ≤ ε, checked by OpenDP's map."""
-    scale = sens.l1 / epsilon * _SLACK
+    scale = laplace_scale(sens, epsilon)
     spent = float(_laplace(scale).map(math.ceil(sens.l1)))
     if spent > epsilon:
         raise CalibrationError(f"OpenDP charges ε={spent} for a budget of {epsilon}")
@@ -82,26 +90,6 @@ def add_noise(values: Sequence[int], calibration: Calibration) -> list[int]:
     else:
         measurement = _laplace(calibration.scale)
     return [int(v) for v in measurement([int(v) for v in values])]
-
-
-@lru_cache(maxsize=1024)
-def noise_sd(mechanism: Mechanism, scale: float) -> float:
-    """Exact standard deviation of the integer noise at this scale.
-
-    Discrete Laplace with P(k) ∝ exp(-|k|/b): Var = 2q/(1-q)² with q = exp(-1/b).
-    Discrete Gaussian with P(k) ∝ exp(-k²/2σ²): the variance is a fast-converging sum; for σ ≥ 4 it
-    equals σ² to well below double precision (Canonne, Kamath, Steinke 2020, Prop. 19 and §2.3).
-    """
-    if mechanism is Mechanism.LAPLACE:
-        q = math.exp(-1.0 / scale)
-        return math.sqrt(2 * q) / (1 - q)
-    if scale >= 4:
-        return scale
-    terms = range(1, int(scale * 40) + 2)
-    weights = [math.exp(-(k * k) / (2 * scale * scale)) for k in terms]
-    z = 1 + 2 * sum(weights)
-    second = 2 * sum(k * k * w for k, w in zip(terms, weights, strict=True))
-    return math.sqrt(second / z)
 
 
 def zcdp_to_epsilon(rho: float, delta: float) -> float:

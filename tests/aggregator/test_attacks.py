@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ import pytest
 from sqlalchemy import select
 
 from aggregator.services.tokens import Role, create_token, revoke_token
-from aggregator.storage.models import ApiToken
+from aggregator.storage.models import ApiToken, Node, Task
 from node.connector import Connector
 from node.link import load_link
 from node.storage.db import make_engine
@@ -29,6 +30,7 @@ from protocol.signing import SigningKey, sign
 from tests.factories import Row
 from tests.fedkit import (
     Federation,
+    HandNode,
     assert_problem,
     federation,
     hand_node,
@@ -36,6 +38,7 @@ from tests.fedkit import (
     poll_body,
 )
 from tests.nodekit import budget_tables, make_spec
+from tests.protocol.test_json_gate import HOSTILE_BODIES
 
 pytestmark = pytest.mark.anyio
 
@@ -581,3 +584,215 @@ async def test_real_nodes_that_spent_their_budget_are_refused_up_front(tmp_path:
         ]
         listed = (await fed.client.get("/v1/nodes", headers=fed.as_(fed.analyst))).json()
         assert [n["budget"]["remaining_rho"] for n in listed] == [pytest.approx(0.01)] * 2
+
+
+# -- hostile JSON: no body causes a 500 ---------------------------------------------------------
+
+BODY_ENDPOINTS = [
+    "/v1/enrol",
+    "/v1/node/poll",
+    "/v1/node/rotate",
+    "/v1/node/tasks/some-task/result",
+    "/v1/rounds",
+    "/v1/admin/invites",
+    "/v1/releases",
+]
+
+
+async def test_hostile_json_gets_a_problem_document_at_every_endpoint(tmp_path: Path) -> None:
+    async with federation(tmp_path, []) as fed:
+        for path in BODY_ENDPOINTS:
+            for body, code in HOSTILE_BODIES.items():
+                for content_type in ("application/json", "text/plain", None):
+                    headers = fed.as_(fed.admin)
+                    if content_type is not None:
+                        headers["content-type"] = content_type
+                    response = await fed.client.post(path, content=body, headers=headers)
+                    assert_problem(response, 400, code)
+
+            async def streamed() -> AsyncIterator[bytes]:  # no Content-Length: chunked
+                for part in (b"[", b"]"):
+                    for _ in range(1000):
+                        yield part
+
+            response = await fed.client.post(path, content=streamed(), headers=fed.as_(fed.admin))
+            assert_problem(response, 400, "json_too_deep")
+        # Sent as a form, the gate leaves a body to the route; the signed-message endpoints read
+        # their body as JSON whatever its type, through the same parser.
+        form_types = ("application/x-www-form-urlencoded", "multipart/form-data; boundary=x")
+        for path in BODY_ENDPOINTS[:4]:
+            for body, code in HOSTILE_BODIES.items():
+                for content_type in form_types:
+                    headers = {"content-type": content_type}
+                    response = await fed.client.post(path, content=body, headers=headers)
+                    assert_problem(response, 400, code)
+        # A form is not JSON; the gate leaves it to the route.
+        response = await fed.client.post(
+            "/v1/rounds", data={"spec": "[" * 1000}, headers=fed.as_(fed.analyst)
+        )
+        assert_problem(response, 422, "invalid_request")
+
+
+def _with_number(envelope: bytes, number: bytes) -> bytes:
+    """A signed message with one of its payload numbers replaced by ``number`` verbatim."""
+    text = envelope.replace(b'"wait_seconds":0.0', b'"wait_seconds":' + number, 1)
+    assert text != envelope
+    return text
+
+
+async def test_non_finite_and_huge_numbers_in_signed_messages_are_refused(tmp_path: Path) -> None:
+    async with federation(tmp_path, [visits(3)], start_nodes=lambda _i: False, **EXACT) as fed:
+        node = hand_node(fed, 0)
+        for number in (b"NaN", b"Infinity", b"-Infinity", b"1e400", b"9007199254740993"):
+            body = _with_number(poll_body(fed, node.key), number)
+            assert_problem(await node.poll(body), 400, "json_number_invalid")
+            response = await node.post("some-task", body)
+            assert_problem(response, 400, "json_number_invalid")
+        assert (await node.poll()).status_code == 200  # the node is still welcome
+
+
+async def test_a_poll_reporting_an_absurd_or_negative_budget_is_refused(tmp_path: Path) -> None:
+    async with federation(tmp_path, [visits(3)], start_nodes=lambda _i: False, **EXACT) as fed:
+        node = hand_node(fed, 0)
+        good = node_report().model_dump(mode="json")
+        for field, value in [
+            ("spent_rho", 1e300),
+            ("spent_rho", -0.5),
+            ("cap_rho", -1.0),
+            ("cap_rho", 1e300),
+        ]:
+            report = {**good, "budget": {**good["budget"], field: value}}
+            message = {
+                "aggregator_key_id": fed.app.state.aggregator.key.key_id,
+                "report": report,
+                "wait_seconds": 0,
+            }
+            envelope = sign(POLL, message, node.key).model_dump_json().encode()
+            assert_problem(await node.poll(envelope), 422, "invalid_request")
+        for path in ("/v1/nodes", "/v1/rounds"):
+            response = await fed.client.get(path, headers=fed.as_(fed.analyst))
+            assert response.status_code == 200, response.text
+        created = await fed.ask(**question())  # nothing absurd was recorded: the round goes out
+        [task] = await node.tasks()
+        assert (await node.post(task_id(task), node.answer(task))).status_code == 200
+        assert theatre(await fed.wait(created.round_id)) == 3
+
+
+# -- answers that claim the wrong noise or impossible values ------------------------------------
+
+
+def _forged(node: HandNode, task: dict[str, Any], **change: Any) -> bytes:
+    """The node's real answer with its first measure changed, signed again by the node: what a
+    compromised node could send."""
+    payload = json.loads(node.answer(task))["payload"]
+    measure = payload["measures"][0]
+    values = change.pop("values", None)
+    if values is not None:
+        measure["values"] = [values(v) for v in measure["values"]]
+    measure.update(change)
+    return sign(ANSWER, payload, node.key).model_dump_json().encode()
+
+
+async def test_answers_with_the_wrong_noise_or_implausible_values_are_invalid(
+    tmp_path: Path,
+) -> None:
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"noise_sd": 1e300}, "wrong_noise"),
+        ({"noise_sd": 0.0}, "wrong_noise"),
+        ({"scale": 0.5, "noise_sd": 0.5}, "wrong_noise"),
+        ({"mechanism": "laplace"}, "wrong_noise"),
+        ({"mechanism": None, "noise_sd": 0.0}, "wrong_noise"),
+        ({"sensitivity_l2": 0.001}, "wrong_noise"),
+        ({"values": lambda _v: 2**53 - 1}, "implausible_value"),
+        ({"values": lambda _v: -(10**12)}, "implausible_value"),
+        # 2**53 itself cannot even be signed; the JSON gate refuses it in any message.
+        ({"noise_sd": "NaN"}, "malformed_answer"),
+    ]
+    async with federation(
+        tmp_path, [visits(3)] * (len(cases) + 1), start_nodes=lambda _i: False
+    ) as fed:
+        honest = hand_node(fed, len(cases))
+        created = await fed.ask(**question(quorum=1))
+        for i, (change, reason) in enumerate(cases):
+            node = hand_node(fed, i)
+            [task] = await node.tasks()
+            response = await node.post(task_id(task), _forged(node, task, **change))
+            body = assert_problem(response, 422, "answer_mismatch")
+            assert body["detail"] == f"recorded as invalid: {reason}", change
+        [task] = await honest.tasks()
+        assert (await honest.post(task_id(task), honest.answer(task))).status_code == 200
+        result = await fed.wait(created.round_id)
+        assert result.state is RoundState.CLOSED and result.quorum_met
+        assert result.coverage.invalid == len(cases) and result.coverage.answered == 1
+        for i, (_change, reason) in enumerate(cases):
+            assert outcome(result, node_id(fed, i)).reason == reason
+        # The merged figure is the honest node's alone (noisy), with its own noise.
+        [visits_estimate] = result.measures
+        assert visits_estimate.standard_errors[0] < 100
+
+
+async def test_a_bad_answer_already_in_the_database_is_shown_as_invalid(
+    tmp_path: Path, db_url: str
+) -> None:
+    """An answer stored before these checks existed (or edited in the database) must not break
+    reading the round: it shows as an invalid node, never as a 500."""
+    async with federation(
+        tmp_path,
+        [visits(3), visits(4), visits(5)],
+        agg_db_url=db_url,
+        start_nodes=lambda _i: False,
+        **EXACT,
+    ) as fed:
+        nodes = [hand_node(fed, i) for i in range(3)]
+        created = await fed.ask(**question(quorum=1))
+        tasks = [(await node.tasks())[0] for node in nodes]
+        for node, task in zip(nodes, tasks, strict=True):
+            assert (await node.post(task_id(task), node.answer(task))).status_code == 200
+        stored = {
+            task_id(tasks[0]): _forged(nodes[0], tasks[0], noise_sd=1e300, mechanism="gaussian"),
+            task_id(tasks[1]): b'{"payload": {"measures": "not a list"}}',
+        }
+        async with fed.app.state.aggregator.factory() as session, session.begin():
+            for tid, body in stored.items():
+                task = await session.get(Task, tid)
+                assert task is not None
+                task.body = body
+        response = await fed.client.get(
+            f"/v1/rounds/{created.round_id}", headers=fed.as_(fed.analyst)
+        )
+        assert response.status_code == 200, response.text
+        result = RoundResult.model_validate(response.json())
+        assert outcome(result, nodes[0].node_id) == NodeOutcome(
+            node_id=nodes[0].node_id,
+            institution="Instelling 0",
+            status=NodeStatus.INVALID,
+            reason="wrong_noise",
+        )
+        assert outcome(result, nodes[1].node_id).reason == "malformed_answer"
+        assert result.coverage.invalid == 2 and result.coverage.answered == 1
+        assert result.quorum_met and theatre(result) == 5
+
+
+async def test_a_budget_report_stored_by_an_older_version_cannot_break_reads(
+    tmp_path: Path, db_url: str
+) -> None:
+    """Older versions accepted a negative or absurd spend; such a stored report now counts as
+    no report at all, and listing nodes or asking a question still works."""
+    async with federation(
+        tmp_path, [visits(3)], agg_db_url=db_url, start_nodes=lambda _i: False, **EXACT
+    ) as fed:
+        node = hand_node(fed, 0)
+        assert (await node.poll()).status_code == 200
+        report = node_report().model_dump(mode="json")
+        report["budget"]["spent_rho"] = -0.5
+        async with fed.app.state.aggregator.factory() as session, session.begin():
+            row = await session.get(Node, node.node_id)
+            assert row is not None and row.report is not None
+            row.report = json.dumps(report)
+        listed = await fed.client.get("/v1/nodes", headers=fed.as_(fed.analyst))
+        assert listed.status_code == 200, listed.text
+        assert [n["budget"] for n in listed.json()] == [None]
+        created = await fed.ask(**question())
+        [task] = await node.tasks()
+        assert (await node.post(task_id(task), node.answer(task))).status_code == 200
+        assert theatre(await fed.wait(created.round_id)) == 3

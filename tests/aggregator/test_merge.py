@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aggregator.merge import MEAN_PRICE, derived, mean_per, merge_measures, ratio, shares
+from protocol.http import MAX_SAFE_INTEGER
 from protocol.messages import BudgetStatus, MeasureResult, PrivacySpent, QueryAnswer
 from protocol.query import Measure, Mechanism, Period, Privacy, QuerySpec
 from protocol.results import Z95, MeasureEstimate
@@ -92,7 +93,9 @@ SPECS = (
     make_spec(),
     make_spec(group_by=("channel", "first_visit", "age_band"), measures=(Measure.REVENUE,)),
 )
-BIG = 10**20  # beyond 64 bits: sums must stay exact
+# The largest value a message may carry (protocol.messages.SafeInt); sums of several go beyond
+# 53 bits, where floats would round: they must stay exact.
+BIG = MAX_SAFE_INTEGER
 
 
 @st.composite
@@ -166,6 +169,14 @@ def _values(spec: QuerySpec, n: int | None = None) -> dict[Measure, list[int]]:
 
 SPEC = make_spec(measures=(Measure.VISITS, Measure.PERSONS))
 OTHER = make_spec(group_by=("first_visit", "age_band"))
+
+
+def _unvalidated_sd(sd: float) -> QueryAnswer:
+    good = make_answer(SPEC, _values(SPEC))
+    measures = tuple(m.model_copy(update={"noise_sd": sd}) for m in good.measures)
+    return good.model_copy(update={"measures": measures})
+
+
 MISMATCHES: dict[str, tuple[Callable[[], QueryAnswer], str]] = {
     "group_by": (
         lambda: make_answer(SPEC, _values(SPEC), group_by=OTHER.group_by),
@@ -195,7 +206,10 @@ MISMATCHES: dict[str, tuple[Callable[[], QueryAnswer], str]] = {
     ),
     "short values": (lambda: make_answer(SPEC, _values(SPEC, 17)), "17 visits values"),
     "long values": (lambda: make_answer(SPEC, _values(SPEC, 19)), "19 visits values"),
-    "nan sd": (lambda: make_answer(SPEC, _values(SPEC), math.nan), "noise_sd"),
+    # Messages refuse NaN and infinite floats; merge_measures still checks, for answers built
+    # without validation.
+    "nan sd": (lambda: _unvalidated_sd(math.nan), "noise_sd"),
+    "infinite sd": (lambda: _unvalidated_sd(math.inf), "noise_sd"),
     "negative sd": (lambda: make_answer(SPEC, _values(SPEC), -1.0), "noise_sd"),
 }
 

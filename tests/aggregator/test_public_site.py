@@ -36,6 +36,7 @@ from aggregator.releases.document import (
 )
 from aggregator.settings import AggregatorSettings
 from aggregator.storage.db import make_async_engine, make_async_sessionmaker
+from aggregator.storage.models import Release
 from protocol.canonical import canonical_bytes
 from protocol.signing import sign
 from tests.aggregator.test_releases import methodology
@@ -575,3 +576,58 @@ async def test_a_new_release_shows_up_and_old_pages_learn_they_were_corrected(
         signed = await client.get(f"/releases/{first.slug}.json")
         assert signed.content == first.data  # the signed bytes never change
     await engine.dispose()
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda data: data.replace(b'"value":', b'"value":1', 1),  # an edited figure, valid JSON
+        lambda _data: b"{not a release",
+        lambda data: data.replace(b'"sequence":1', b'"sequence":1.5', 1),  # not a document
+    ],
+    ids=["edited figure", "not json", "not a document"],
+)
+async def test_a_tampered_release_is_flagged_and_the_others_still_served(
+    tmp_path: Path, db_url: str, tamper: Any
+) -> None:
+    settings = make_aggregator(tmp_path / "aggregator", db_url)
+    first, second = await publish_two(settings, more=True)
+    engine = make_async_engine(settings.database_url)
+    async with make_async_sessionmaker(engine)() as session, session.begin():
+        row = await session.get(Release, 1)
+        assert row is not None and row.data == first.data
+        row.data = tamper(row.data)
+        assert row.data != first.data
+    await engine.dispose()
+    app = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE) as client,
+    ):
+        for lang in ("nl", "en"):
+            index = await client.get(f"/{lang}/")
+            assert index.status_code == 200, index.text
+            assert f'data-unverified="{first.slug}"' in index.text
+            assert f'href="/{lang}/releases/{second.slug}"' in index.text
+            page = await client.get(f"/{lang}/releases/{first.slug}")
+            assert page.status_code == 409
+            assert f'data-unverified="{first.slug}"' in page.text
+            assert (await client.get(f"/{lang}/releases/{second.slug}")).status_code == 200
+        catalogue = await client.get("/catalog.jsonld")
+        assert catalogue.status_code == 200, catalogue.text
+        document = catalogue.json()
+        assert [d["dct:identifier"] for d in document["dcat:dataset"]] == [second.slug]
+        assert document["pd:failsVerification"] == [
+            {"@id": f"{BASE}/releases/{first.slug}", "dct:identifier": first.slug}
+        ]
+        schema = json.loads(
+            resources.files("aggregator.web").joinpath("dcat-ap-schema.json").read_text("utf-8")
+        )
+        assert jsonschema_rs.validator_for(schema).is_valid(document)
+        signed = await client.get(f"/releases/{first.slug}.json")
+        assert signed.status_code == 409
+        assert signed.json()["code"] == "release_unverified"
+        table = first.document.tables[0].table_id
+        assert (await client.get(f"/releases/{first.slug}/{table}.csv")).status_code == 409
+        intact = await client.get(f"/releases/{second.slug}.json")
+        assert intact.status_code == 200 and intact.content == second.data

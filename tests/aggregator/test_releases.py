@@ -17,9 +17,17 @@ from typer.testing import CliRunner
 
 from aggregator.home import load_signing_key
 from aggregator.releases import postprocess, recipe
-from aggregator.releases.chain import SealedRelease, parse, release_hash, seal, verify_chain
+from aggregator.releases.chain import (
+    SealedRelease,
+    UnverifiableRelease,
+    parse,
+    release_hash,
+    seal,
+    verify_chain,
+)
 from aggregator.releases.compose import ComposeError, compose, zcdp_epsilon
 from aggregator.releases.document import (
+    RELEASE,
     Cell,
     Methodology,
     PostProcessing,
@@ -31,9 +39,10 @@ from aggregator.releases.document import (
 )
 from aggregator.storage.db import make_async_engine, make_async_sessionmaker
 from aggregator.storage.models import Release
+from protocol.canonical import canonical_bytes
 from protocol.query import Measure
 from protocol.results import Z95, RoundResult
-from protocol.signing import SigningKey, public_key_to_text
+from protocol.signing import SigningKey, public_key_to_text, sign
 from publieksdata.cli import app as cli
 from tests.aggregator.test_pooled import audience
 from tests.fedkit import Federation, federation
@@ -202,6 +211,25 @@ def test_an_edited_figure_with_valid_json_is_named_in_the_report() -> None:
     reasons = [str(p) for p in report.problems]
     assert any("sequence 1" in r and "signature" in r for r in reasons), reasons
     assert any("sequence 2" in r and "link to the previous release" in r for r in reasons)
+
+
+def test_a_release_that_could_not_be_verified_is_not_sealed() -> None:
+    """A figure near 2**53 − 1 becomes, with its interval, a number with no exact JSON form once
+    parsed back: such a release could be signed but never verified, so it is refused."""
+    key = SigningKey.generate()
+    base = document(1, None)
+    table = base.tables[0]
+    top = float(2**53 - 1)
+    cell = table.cells[0].model_copy(update={"value": top, "upper": top + 200.0})
+    huge = base.model_copy(update={"tables": (table.model_copy(update={"cells": (cell,)}),)})
+    with pytest.raises(UnverifiableRelease, match="no canonical JSON form"):
+        seal(huge, key)
+    # Signed anyway (as before this check), verify-release reports it instead of crashing.
+    envelope = sign(RELEASE, huge.model_dump(mode="json"), key)
+    data = canonical_bytes(envelope.model_dump(mode="json"))
+    report = verify_chain([data], key.public)
+    assert not report.ok
+    assert any("no canonical JSON form" in p.reason for p in report.problems), report.problems
 
 
 def test_a_release_removed_from_the_middle_of_the_chain_is_detected() -> None:

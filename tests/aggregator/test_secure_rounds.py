@@ -341,3 +341,65 @@ async def test_a_refusal_for_another_query_is_not_recorded(tmp_path: Path) -> No
     assert node2.status is NodeStatus.TIMED_OUT and node2.reason == "dropped_before_masking"
     assert result.failure is None
     assert_equals_pooled(tmp_path, node_rows, [0, 1], result)
+
+
+async def test_a_masked_vector_claiming_the_wrong_noise_share_is_invalid(tmp_path: Path) -> None:
+    """The aggregator recomputes each node's noise share from the spec and the threshold
+    (protocol.calibration.expected_share_noise): a node that claims more or less noise, or none
+    while saying it added some, is excluded, and the round still sums the others."""
+    node_rows = [audience(i, 30, seed=90 + i) for i in range(5)]
+    async with federation(tmp_path, node_rows) as fed:
+        for i, change in ((3, {"noise_sd": 1e300}), (4, {"noise_sd": 0.0, "scale": 0.0})):
+            key: SigningKey = fed.node_apps[i].state.node.key
+
+            def claimed(body: bytes, key: SigningKey = key, change: Any = change) -> bytes:
+                payload = json.loads(body)["payload"]
+                for measure in payload["measures"]:
+                    measure.update(change)
+                return sign("secagg_masked", payload, key).model_dump_json().encode()
+
+            tamper(fed, i, Phase.MASK, claimed)
+        created = await fed.ask(
+            report={"name": "volume", "year": 2025, "rho": 0.1}, threshold=3, deadline_seconds=8
+        )
+        response = await fed.client.get(
+            f"/v1/rounds/{created.round_id}", params={"wait": 0}, headers=fed.as_(fed.analyst)
+        )
+        assert response.status_code == 200
+        result = await fed.wait(created.round_id)
+    assert result.failure is None, result.failure
+    for name in ("Instelling 3", "Instelling 4"):
+        node = next(n for n in result.coverage.nodes if n.institution == name)
+        assert node.status is NodeStatus.INVALID and node.reason == "wrong_noise", node
+    assert result.coverage.answered == 3
+    from node.privacy.distributed import secure_calibrations
+
+    calibrations = secure_calibrations(result.spec, 3)
+    for measure in result.spec.measures:  # the honest three shares' noise, nothing else
+        se = math.sqrt(3) * calibrations[measure].noise_sd
+        assert result.measure(measure).standard_errors[0] == pytest.approx(se)
+
+
+async def test_a_sum_outside_the_plausible_range_fails_the_round(tmp_path: Path) -> None:
+    """A node adds 2**60 to its masked vector (its signature is genuine; nobody can tell a
+    masked vector from noise): the sum is implausible, and the round fails rather than release
+    a figure no release could carry."""
+    node_rows = [audience(i, 30, seed=110 + i) for i in range(4)]
+    async with federation(tmp_path, node_rows, **EXACT) as fed:
+        key: SigningKey = fed.node_apps[3].state.node.key
+
+        def inflated(body: bytes) -> bytes:
+            payload = json.loads(body)["payload"]
+            vector = secagg.from_text(payload["vector"], payload["length"]).copy()
+            vector[0] = np.uint64((int(vector[0]) + 2**60) % 2**64)
+            payload["vector"] = secagg.to_text(vector)
+            return sign("secagg_masked", payload, key).model_dump_json().encode()
+
+        tamper(fed, 3, Phase.MASK, inflated)
+        created = await fed.ask(
+            report={"name": "volume", "year": 2025, "rho": 0.1}, threshold=3, deadline_seconds=8
+        )
+        result = await fed.wait(created.round_id)
+    assert result.state is RoundState.CLOSED
+    assert result.failure == "implausible_sum"
+    assert result.measures == ()

@@ -38,6 +38,7 @@ from tests.nodekit import (
     request_of,
     signed_query,
 )
+from tests.protocol.test_json_gate import HOSTILE_BODIES
 
 pytestmark = pytest.mark.anyio
 
@@ -229,6 +230,23 @@ async def test_body_over_the_limit_while_streaming(node: Node) -> None:
 async def test_malformed_json(node: Node) -> None:
     for body in (b"{not json", b"", b"\xff\xfe\x00garbage", b'{"a": '):
         assert_problem(await node.post(body), 400, "malformed_json")
+
+
+async def test_hostile_json_gets_a_problem_document_not_a_500(node: Node) -> None:
+    for body, code in HOSTILE_BODIES.items():
+        status = 400
+        if len(body) > MAX_BODY:  # this node's limit is small; the limit comes first
+            status, code = 413, "body_too_large"
+        for content_type in ("application/json", "text/plain", "multipart/form-data; boundary=x"):
+            response = await node.post(body, **{"content-type": content_type})
+            assert_problem(response, status, code)
+    # The same numbers inside a correctly signed query: refused before verification.
+    signed = query_body(node.querier, make_spec(rho=0.01))
+    for number in (b"NaN", b"Infinity", b"1e400", b"9007199254740993"):
+        body = signed.replace(b'"rho":0.01', b'"rho":' + number, 1)
+        assert body != signed
+        assert_problem(await node.post(body), 400, "json_number_invalid")
+    assert (await node.post(signed)).status_code == 200  # the node still answers
 
 
 async def test_json_that_is_not_an_envelope(node: Node) -> None:

@@ -178,6 +178,21 @@ def test_huge_privacy_cost(cost: float) -> None:
     assert Privacy(rho=10).rho == 10
 
 
+@pytest.mark.parametrize(
+    "privacy", [{"rho": 1e-300}, {"rho": 5e-324}, {"mechanism": "laplace", "epsilon": 1e-12}]
+)
+def test_a_cost_so_small_that_its_noise_could_not_be_released(privacy: dict[str, Any]) -> None:
+    """Such noise would push values beyond ±(2**53 − 1), which no message can carry."""
+    assert "limit of 1e+12" in _error(privacy=privacy)
+
+
+def test_the_widest_noise_allowed_still_fits_the_largest_bounds() -> None:
+    revenue = {"measures": ["revenue"], "bounds": {"max_visits_per_person": 1000,
+               "revenue_min_cents": -10_000_000, "revenue_max_cents": 10_000_000}}  # fmt: skip
+    assert _spec(privacy={"rho": 1e-3}, **revenue).privacy.rho == 1e-3
+    assert "limit of 1e+12" in _error(privacy={"rho": 1e-5}, **revenue)
+
+
 def test_nan_cost_through_json() -> None:
     # JSON has no NaN, but Python callers and pydantic's lax mode can still produce one.
     assert "positive, finite" in _error(privacy={"rho": "NaN"})

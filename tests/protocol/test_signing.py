@@ -462,3 +462,15 @@ def test_non_canonical_signature_encoding_is_rejected(key: SigningKey) -> None:
         forged = envelope.model_copy(update={"signature": text})
         with pytest.raises(BadSignature):
             verify_once(forged, "query", key.public)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 2**53, -(2**60), "\ud800"])
+def test_a_payload_without_a_canonical_form_is_a_bad_signature(key: SigningKey, value: Any) -> None:
+    """No one can have signed such a payload; verification says so and never raises anything
+    but a SignatureError (a task or release holding one is rejected, not a crash)."""
+    genuine = sign("task", PAYLOAD, key, now=T0)
+    forged = genuine.model_copy(update={"payload": {**PAYLOAD, "rho": value}})
+    with pytest.raises(BadSignature, match="canonical"):
+        verify_once(forged, "task", key.public)
+    with pytest.raises(BadSignature, match="canonical"):
+        _verifier(key).verify(forged, "task", now=T0)

@@ -120,25 +120,31 @@ async def _connection(state: NodeState, client: httpx.AsyncClient | None) -> Asy
 
 @asynccontextmanager
 async def _retention(state: NodeState) -> AsyncIterator[None]:
-    """Apply the retention period at start-up and then daily (when one is set)."""
+    """Apply the retention period at start-up, before the node serves anything (so that no
+    answer ever counts data older than the period), and then daily (when one is set)."""
+
+    async def once() -> None:
+        days = state.settings.retention_days
+        if days is None:
+            return
+        try:
+            done = await to_thread.run_sync(apply_retention, state.writer, days)
+        except Exception as exc:  # keep serving; try again tomorrow
+            log.error("retention run failed: %s", type(exc).__name__)
+        else:
+            if done.admissions:
+                log.info(
+                    "retention: deleted %d admissions from before %s",
+                    done.admissions,
+                    done.cutoff,
+                )
 
     async def run() -> None:
         while True:
-            days = state.settings.retention_days
-            if days is not None:
-                try:
-                    done = await to_thread.run_sync(apply_retention, state.writer, days)
-                except Exception as exc:  # keep serving; try again tomorrow
-                    log.error("retention run failed: %s", type(exc).__name__)
-                else:
-                    if done.admissions:
-                        log.info(
-                            "retention: deleted %d admissions from before %s",
-                            done.admissions,
-                            done.cutoff,
-                        )
             await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
+            await once()
 
+    await once()
     task = asyncio.create_task(run(), name="retention")
     try:
         yield
@@ -186,7 +192,7 @@ def create_app(
                 clock=protocol_clock,
             )
             app.state.node = state
-            async with _connection(state, aggregator_client), _retention(state):
+            async with _retention(state), _connection(state, aggregator_client):
                 yield
         finally:
             write_engine.dispose()

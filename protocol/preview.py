@@ -56,6 +56,13 @@ class RoundPreview(_Model):
     suppress_relative_halfwidth: float | None  # the release rule ``shown_from`` applies
     problem: str | None = None  # why POST /v1/rounds with this body would be turned down
 
+    def measure(self, measure: Measure | str) -> MeasurePreview:
+        """The preview of one measure (by name or enum)."""
+        for m in self.measures:
+            if m.measure == measure:
+                return m
+        raise KeyError(f"no preview for {measure!r} (the round would not run, or lacks it)")
+
     @property
     def refusing(self) -> tuple[NodePreview, ...]:
         return tuple(n for n in self.nodes if n.refusal is not None)

@@ -56,8 +56,8 @@ def round_to(value: float, step: int) -> float:
 
 def shown_from(half_width: float, limit: float | None) -> float | None:
     """The smallest figure a cell with this 95% half-width is published with: half-width/limit.
-    Below it the cell is suppressed ("."); None when nothing is suppressed (no limit). The half-width
-    does not depend on the data, so a preview can state this before anything is asked."""
+    Below it the cell is suppressed ("."); None when nothing is suppressed (no limit). The
+    half-width does not depend on the data, so a preview can state this before asking."""
     if limit is None:
         return None
     return half_width / limit

@@ -75,4 +75,3 @@ async def preview(
         suppress_relative_halfwidth=STANDARD_SUPPRESSION,
         problem=problem,
     )
-

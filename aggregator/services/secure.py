@@ -26,7 +26,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from aggregator.merge import noise_variance
-
 from protocol import secagg
 from protocol.calibration import expected_share_noise, matches
 from protocol.http import MAX_SAFE_INTEGER

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
 from sqlalchemy import func, select
 
+import publieksdata.ask as ask_module
 from aggregator.accuracy import STANDARD_SUPPRESSION, predict
 from aggregator.releases.postprocess import is_too_wide, shown_from
 from node.storage.db import make_engine
@@ -23,9 +25,10 @@ from protocol.preview import RoundPreview
 from protocol.query import Mode
 from protocol.reports import REPORTS, year_period
 from protocol.results import Z95, RoundResult
-from tests.aggregator.test_client import async_client
+from tests.aggregator.test_client import async_client, bridged
 from tests.aggregator.test_pooled import audience
 from tests.fedkit import Federation, assert_problem, federation
+from tests.test_ask_cli import flat, run
 
 pytestmark = pytest.mark.anyio
 
@@ -47,9 +50,7 @@ async def reported(fed: Federation) -> None:
 
 
 async def preview(fed: Federation, **body: Any) -> RoundPreview:
-    response = await fed.client.post(
-        "/v1/rounds/preview", json=body, headers=fed.as_(fed.analyst)
-    )
+    response = await fed.client.post("/v1/rounds/preview", json=body, headers=fed.as_(fed.analyst))
     assert response.status_code == 200, response.text
     return RoundPreview.model_validate(response.json())
 
@@ -175,3 +176,34 @@ def test_shown_from_is_the_boundary_of_the_suppression_rule(half: float) -> None
     assert not is_too_wide(least, half, limit)
     assert is_too_wide(math.nextafter(least, 0), half, limit) is (half > 0)
     assert shown_from(half, None) is None and not is_too_wide(1.0, half, None)
+
+
+async def test_ask_preview_prints_costs_refusals_and_half_widths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "preview.json"
+    args = ["--report", "revenue", "--year", "2025", "--rho", "0.2", "--mode", "independent"]
+    args += ["--preview", "--lang", "en", "--json", str(out)]
+    refused = ["--report", "volume", "--year", "2025", "--rho", "0.6", "--preview", "--lang", "en"]
+    node_rows = [audience(i, 20, seed=i) for i in range(2)]
+    async with federation(tmp_path, node_rows) as fed:
+        await reported(fed)
+        with bridged(monkeypatch, fed) as connect:
+            monkeypatch.setattr(ask_module, "open_client", connect)
+            shown = await anyio.to_thread.run_sync(lambda: run(*args))
+            turned_down = await anyio.to_thread.run_sync(lambda: run(*refused, expect=3))
+        assert await rounds(fed) == [] and ledgers(fed) == [0, 0]
+    saved = RoundPreview.model_validate_json(out.read_text("utf-8"))
+    spec = REPORTS["revenue"].build(period=year_period(2025), rho=0.2, mode=Mode.INDEPENDENT)
+    assert saved.measures == predict(spec, 2)
+    printed = flat(shown)
+    assert "Preview: nothing was asked and no budget was spent." in printed
+    assert "Expected accuracy of each cell (2 answers, independent)" in printed
+    visits, revenue = (saved.measure(m) for m in ("visits", "revenue"))
+    assert f"{visits.half_width:,.1f}" in printed
+    assert f"{revenue.half_width / 100:,.1f}" in printed  # revenue in euros
+    assert f"{visits.shown_from:,.0f}" in printed
+    assert printed.count("Instelling") == 2 and "answer" in printed
+    text = flat(turned_down)
+    assert text.count("refuse: policy_cost_too_high") == 2
+    assert "this question would be turned down: 2 of 2 nodes would refuse" in text

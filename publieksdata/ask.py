@@ -363,8 +363,9 @@ def ask(
     except NotConfigured as exc:
         raise fail(str(exc), EXIT_USAGE) from None
     if preview:
-        options.update(nodes=nodes or None, quorum=quorum, threshold=threshold)
-        options["deadline_seconds"] = deadline
+        options["nodes"] = nodes or None
+        options["quorum"] = quorum
+        options["threshold"] = threshold
         _show_preview(client, query, options, lang, json_file)
         return
     columns = (

@@ -27,7 +27,7 @@ from protocol.reports import REPORTS, year_period
 from protocol.results import Z95, RoundResult
 from tests.aggregator.test_client import async_client, bridged
 from tests.aggregator.test_pooled import audience
-from tests.fedkit import Federation, assert_problem, federation
+from tests.fedkit import Federation, assert_problem, federation, hand_node, node_report
 from tests.test_ask_cli import flat, run
 
 pytestmark = pytest.mark.anyio
@@ -207,3 +207,26 @@ async def test_ask_preview_prints_costs_refusals_and_half_widths(
     text = flat(turned_down)
     assert text.count("refuse: policy_cost_too_high") == 2
     assert "this question would be turned down: 2 of 2 nodes would refuse" in text
+
+
+async def test_with_a_refusing_node_the_accuracy_is_that_of_the_round_without_it(
+    tmp_path: Path,
+) -> None:
+    node_rows = [audience(i, 25, seed=i) for i in range(3)]
+    question = {"report": {"name": "volume", "year": 2025, "rho": 0.1, "mode": "secure"}}
+    async with federation(tmp_path, node_rows, start_nodes=lambda i: i < 2) as fed:
+        broke = hand_node(fed, 2)
+        spent = node_report("Instelling 2", cap_rho=1.0, spent_rho=1.0)
+        assert (await broke.poll(report=spent)).status_code == 200
+        await reported(fed)
+        seen = await preview(fed, **question)
+        by_id = {n.node_id: n for n in seen.nodes}
+        assert by_id[broke.node_id].refusal == "budget_exhausted"
+        assert [n.refusal for n in seen.nodes].count(None) == 2
+        assert seen.threshold == 2 and seen.answering == 2  # t of 3 nodes, then of the 2 left
+        assert seen.problem is not None and seen.problem.startswith("1 of 3 nodes would refuse")
+        others = [n.node_id for n in seen.nodes if n.refusal is None]
+        assert await rounds(fed) == []
+        result = await fed.wait((await fed.ask(**question, nodes=others)).round_id)
+    assert result.coverage.answered == 2
+    assert_realised(seen, result)

@@ -15,7 +15,7 @@ docs/explanation/merging.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from protocol.calibration import expected_noise, matches
 from protocol.messages import QueryAnswer
@@ -111,8 +111,24 @@ def merge_measures(spec: QuerySpec, answers: Sequence[QueryAnswer]) -> tuple[Mea
     for measure in spec.measures:
         results = [answer.measure(measure) for answer in answers]
         totals = tuple(map(sum, zip(*(r.values for r in results), strict=True)))
-        merged.append(estimates(measure, totals, math.fsum(r.noise_sd**2 for r in results)))
+        merged.append(estimates(measure, totals, noise_variance(r.noise_sd for r in results)))
     return tuple(merged)
+
+
+def noise_variance(noise_sds: Iterable[float]) -> float:
+    """Var of a sum of independent noise terms with these standard deviations: Σ σ_i².
+
+    ``math.fsum`` makes the result independent of the order of the terms. Used for merged
+    rounds (independent: one term per answer; secure: one per noise share in the sum) and for
+    the accuracy a preview predicts (aggregator/accuracy.py), so the two cannot differ.
+    """
+    return math.fsum(sd**2 for sd in noise_sds)
+
+
+def interval(variance: float) -> tuple[float, float]:
+    """The standard error √Var and the 95% half-width z·√Var of a cell with this noise variance."""
+    se = math.sqrt(variance)
+    return se, Z95 * se
 
 
 def estimates(measure: Measure, totals: Sequence[int], variance: float) -> MeasureEstimate:
@@ -121,8 +137,7 @@ def estimates(measure: Measure, totals: Sequence[int], variance: float) -> Measu
     Independent rounds pass the sum of the answers' variances; secure rounds the sum of the
     noise shares' variances of the nodes whose vectors are in the secure sum.
     """
-    se = math.sqrt(variance)
-    half = Z95 * se
+    se, half = interval(variance)
     values = tuple(int(t) for t in totals)
     return MeasureEstimate(
         measure=measure,

@@ -2,6 +2,7 @@
 
 Exit codes: 0 success; 1 error; 2 usage error (also: no aggregator URL or token); 3 refused:
 nodes would refuse the question (nothing was sent), or the round closed without its quorum.
+With ``--preview`` nothing is ever asked or spent; it exits 3 when the round would be turned down.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from aggregator.client import (
     ClientError,
     NotConfigured,
     Result,
+    RoundPreview,
     WouldBeRefused,
 )
 from aggregator.client.result import Estimate
@@ -210,6 +212,94 @@ def _write_csv(handle: TextIO, rows: list[dict[str, Any]]) -> None:
     writer.writerows(rows)
 
 
+def _preview_tables(seen: RoundPreview, lang: str) -> list[Table]:
+    """The nodes (cost, refusal) and each measure's expected accuracy, as two tables."""
+    secure = seen.threshold is not None
+    headers = [
+        _t(lang, "instelling", "institution"),
+        "node id",
+        _t(lang, "ρ van het budget", "ρ charged"),
+    ]
+    if secure:
+        headers.append(_t(lang, "ρ in het slechtste geval", "worst-case ρ"))
+    headers.append(_t(lang, "zou", "would"))
+    rows = []
+    for n in seen.nodes:
+        if n.refusal is not None:
+            verdict = _t(lang, "weigeren: ", "refuse: ") + n.refusal
+        elif not n.reported:
+            verdict = _t(lang, "onbekend (nog niet gerapporteerd)", "unknown (not reported yet)")
+        else:
+            verdict = _t(lang, "antwoorden", "answer")
+        worst = [f"{n.worst_case_rho:.4g}" if n.worst_case_rho is not None else "–"]
+        rows.append([n.institution, n.node_id, f"{n.rho:.4g}", *(worst if secure else []), verdict])
+    nodes = _nodes_table(
+        _t(lang, "Wat elke instelling betaalt", "What each node pays"), headers, rows
+    )
+    mode = seen.mode.value + (f", t = {seen.threshold}" if secure else "")
+    accuracy = Table(
+        title=_t(
+            lang,
+            f"Verwachte nauwkeurigheid per cel ({seen.answering} antwoorden, {mode})",
+            f"Expected accuracy of each cell ({seen.answering} answers, {mode})",
+        )
+    )
+    for header in (
+        _t(lang, "maat", "measure"),
+        _t(lang, "standaardfout", "standard error"),
+        _t(lang, "95%-marge (±)", "95% half-width (±)"),
+        _t(lang, "op een releasepagina getoond vanaf", "shown on a release page from"),
+    ):
+        accuracy.add_column(header, justify="right")
+    for m in seen.measures:
+        scale, fmt = _FORMATS["money" if m.measure.value == "revenue" else "count"]
+        shown = "–" if m.shown_from is None else f"{m.shown_from / scale:{fmt}}"
+        accuracy.add_row(
+            _header(m.measure.value, lang),
+            f"{m.standard_error / scale:,.1f}",
+            f"{m.half_width / scale:,.1f}",
+            shown,
+        )
+    if seen.suppress_relative_halfwidth is not None:
+        accuracy.caption = _t(
+            lang,
+            "Een cel met een lager cijfer wordt op een releasepagina '.' (marge > "
+            f"{seen.suppress_relative_halfwidth:.0%} van het cijfer).",
+            "A cell with a lower figure is shown as '.' on a release page (half-width > "
+            f"{seen.suppress_relative_halfwidth:.0%} of the figure).",
+        )
+    return [nodes, accuracy] if seen.measures else [nodes]
+
+
+def _show_preview(
+    client: Client, query: QuerySpec | None, options: AskOptions, lang: str, json_file: Path | None
+) -> None:
+    with client:
+        try:
+            seen = client.preview(query, **options)
+        except ClientError as exc:
+            raise fail(str(exc)) from None
+    if json_file is not None:
+        _export(json_file, lambda handle: handle.write(seen.model_dump_json(indent=2)))
+    for table in _preview_tables(seen, lang):
+        console.print(table)
+    for code in sorted({n.refusal for n in seen.nodes if n.refusal is not None}):
+        console.print(reason_text(code, lang))
+    console.print(
+        _t(
+            lang,
+            "Voorvertoning: er is niets gevraagd en geen budget uitgegeven.",
+            "Preview: nothing was asked and no budget was spent.",
+        )
+    )
+    if seen.problem is not None:
+        raise fail(
+            _t(lang, "deze vraag zou worden geweigerd: ", "this question would be turned down: ")
+            + seen.problem,
+            EXIT_REFUSED,
+        )
+
+
 def ask(
     spec: Annotated[
         Path | None, typer.Argument(metavar="SPEC", help="A query spec (JSON).")
@@ -239,6 +329,14 @@ def ask(
     lang: Annotated[str, typer.Option(help="Labels in nl or en.")] = "nl",
     csv_file: Annotated[Path | None, typer.Option("--csv", help="Write the cells as CSV.")] = None,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the result.")] = None,
+    preview: Annotated[
+        bool,
+        typer.Option(
+            "--preview",
+            help="Ask nothing and spend nothing: show what each node would pay, which would "
+            "refuse and how wide each cell's 95% interval would be.",
+        ),
+    ] = False,
     url: Annotated[str | None, typer.Option(envvar=URL_ENV, help="The aggregator's URL.")] = None,
     token: Annotated[str | None, typer.Option(envvar=TOKEN_ENV, help="Analyst API token.")] = None,
 ) -> None:
@@ -255,11 +353,21 @@ def ask(
     for path, hint in ((csv_file, "--csv"), (json_file, "--json")):
         if path is not None and not path.parent.is_dir():  # before any budget is spent
             raise typer.BadParameter(f"there is no directory {path.parent}", param_hint=hint)
+    if preview and (csv_file is not None or shares is not None):
+        raise typer.BadParameter(
+            "a preview has no figures to export or share out", param_hint="--csv / --shares"
+        )
     nodes = [n.strip() for item in node or () for n in item.split(",") if n.strip()]
     try:
         client = open_client(url, token)
     except NotConfigured as exc:
         raise fail(str(exc), EXIT_USAGE) from None
+    if preview:
+        options["nodes"] = nodes or None
+        options["quorum"] = quorum
+        options["threshold"] = threshold
+        _show_preview(client, query, options, lang, json_file)
+        return
     columns = (
         TextColumn("Nodes done (answered, refused or timed out)"),
         BarColumn(),

@@ -23,7 +23,7 @@ from aggregator.settings import AggregatorSettings
 from node.app import create_app as create_node
 from node.errors import CATALOGUE as NODE_ERRORS
 from node.settings import NodeSettings
-from protocol import api, messages, results
+from protocol import api, messages, preview, results
 from protocol.signing import SIGNATURE_DOMAIN, Envelope
 from tests.test_docs import test_links_resolve as check_links
 
@@ -64,6 +64,9 @@ MODELS: list[type[BaseModel]] = [
     results.NodeOutcome,
     results.MeasureEstimate,
     results.RatioEstimate,
+    preview.RoundPreview,
+    preview.NodePreview,
+    preview.MeasurePreview,
 ]
 MESSAGE_TYPES = [
     messages.QUERY,

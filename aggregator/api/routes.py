@@ -22,7 +22,7 @@ from sqlalchemy import select
 from aggregator.deps import AdminDep, AnalystDep, StateDep
 from aggregator.errors import AggregatorError, ErrorCode
 from aggregator.home import rotation_chain
-from aggregator.services import enrolment, registry
+from aggregator.services import enrolment, preview, registry
 from aggregator.services.enrolment import InviteRejected, InviteUsed, KeyInUse, Lockout
 from aggregator.storage.db import head_revision
 from aggregator.storage.models import Node
@@ -48,6 +48,7 @@ from protocol.messages import (
     NodeReport,
     Poll,
 )
+from protocol.preview import RoundPreview
 from protocol.query import Period, QuerySpec
 from protocol.reports import REPORTS, report, year_period
 from protocol.results import RoundResult
@@ -462,6 +463,22 @@ async def create_round(body: RoundRequest, state: StateDep, who: AnalystDep) -> 
         threshold=body.threshold,
     )
     return await state.rounds.result(round_id)
+
+
+@router.post(
+    "/rounds/preview",
+    summary="What a round would cost and how accurate it would be; nothing is asked or spent",
+)
+async def preview_round(body: RoundRequest, state: StateDep, _: AnalystDep) -> RoundPreview:
+    spec = body.spec if body.spec is not None else _spec_from_report(body.report)  # type: ignore[arg-type]
+    return await preview.preview(
+        state.settings,
+        state.factory,
+        spec,
+        list(body.nodes) if body.nodes is not None else None,
+        body.quorum,
+        body.threshold,
+    )
 
 
 @router.get("/rounds", summary="Recent rounds, newest first")

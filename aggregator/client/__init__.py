@@ -49,6 +49,7 @@ from aggregator.client.errors import (
 from aggregator.client.result import ReportInfo, Result
 from protocol.api import NodeInfo, PublishedRelease, PublishRequest, RoundRequest, RoundSummary
 from protocol.connection import UNRESOLVABLE, describe, probe
+from protocol.preview import MeasurePreview, NodePreview, RoundPreview
 from protocol.query import QuerySpec
 from protocol.results import RoundResult, RoundState
 
@@ -58,13 +59,16 @@ __all__ = [
     "ClientError",
     "Forbidden",
     "InvalidQuery",
+    "MeasurePreview",
     "NoEstimates",
+    "NodePreview",
     "NotAuthenticated",
     "NotConfigured",
     "NotFound",
     "RefusingNode",
     "ReportInfo",
     "Result",
+    "RoundPreview",
     "UnexpectedResponse",
     "Unreachable",
     "WouldBeRefused",
@@ -98,6 +102,7 @@ _NODES = TypeAdapter(list[NodeInfo])
 _ROUNDS = TypeAdapter(list[RoundSummary])
 _REPORTS = TypeAdapter(list[ReportInfo])
 _PUBLISHED = TypeAdapter(PublishedRelease)
+_PREVIEW = TypeAdapter(RoundPreview)
 
 
 class AskOptions(TypedDict, total=False):
@@ -200,6 +205,15 @@ def _ask(spec: QuerySpec | Mapping[str, Any] | None, options: AskOptions) -> Flo
     if not options.get("wait", True):
         return Result(created)
     return (yield from _wait(created, options.get("progress")))
+
+
+def _preview(spec: QuerySpec | Mapping[str, Any] | None, options: AskOptions) -> Flow[RoundPreview]:
+    waiting = sorted({"wait", "progress"} & set(options))
+    if waiting:
+        raise TypeError(f"preview() got an unexpected keyword argument {waiting[0]!r}")
+    request = _round_request(spec, options).model_dump(mode="json")
+    body = {key: value for key, value in request.items() if value is not None}
+    return _parse((yield _Call("POST", "/v1/rounds/preview", body=body)), _PREVIEW)
 
 
 def _wait_for(round_id: str, progress: Progress | None) -> Flow[Result]:
@@ -328,6 +342,13 @@ class Client:
         """Ask the federation one question: a spec, or ``report=`` with its parameters."""
         return self._run(_ask(spec, options))
 
+    def preview(
+        self, spec: QuerySpec | Mapping[str, Any] | None = None, **options: Unpack[AskOptions]
+    ) -> RoundPreview:
+        """What ``ask`` with these arguments would cost each node, which nodes would refuse and
+        how wide each cell's 95% interval would be. No node is asked; no budget is spent."""
+        return self._run(_preview(spec, options))
+
     def publish(
         self,
         recipe: str | Mapping[str, Any],
@@ -410,6 +431,13 @@ class AsyncClient:
     ) -> Result:
         """Ask the federation one question: a spec, or ``report=`` with its parameters."""
         return await self._run(_ask(spec, options))
+
+    async def preview(
+        self, spec: QuerySpec | Mapping[str, Any] | None = None, **options: Unpack[AskOptions]
+    ) -> RoundPreview:
+        """What ``ask`` with these arguments would cost each node, which nodes would refuse and
+        how wide each cell's 95% interval would be. No node is asked; no budget is spent."""
+        return await self._run(_preview(spec, options))
 
     async def publish(
         self,

@@ -54,12 +54,22 @@ def round_to(value: float, step: int) -> float:
     return float(math.copysign(rounded, value)) if rounded else 0.0
 
 
-def is_too_wide(value: float, half_width: float, limit: float | None) -> bool:
+def shown_from(half_width: float, limit: float | None) -> float | None:
+    """The smallest figure a cell with this 95% half-width is published with: half-width/limit.
+    Below it the cell is suppressed ("."); None when nothing is suppressed (no limit). The
+    half-width does not depend on the data, so a preview can state this before asking."""
     if limit is None:
+        return None
+    return half_width / limit
+
+
+def is_too_wide(value: float, half_width: float, limit: float | None) -> bool:
+    least = shown_from(half_width, limit)
+    if least is None:
         return False
     if value <= 0:
         return half_width > 0
-    return half_width / value > limit
+    return value < least
 
 
 def publish_cell(

@@ -137,6 +137,80 @@ def precheck(
     return None
 
 
+def check_mode(spec: QuerySpec, threshold: int | None) -> None:
+    """Refuse a mode the spec cannot have: secure needs ρ (zCDP); a threshold needs secure."""
+    if spec.mode is Mode.SECURE and spec.privacy.mechanism is not Mechanism.GAUSSIAN:
+        raise AggregatorError(
+            ErrorCode.INVALID_QUERY, "secure mode needs a rho (zCDP) budget, not epsilon"
+        )
+    if threshold is not None and spec.mode is not Mode.SECURE:
+        raise AggregatorError(
+            ErrorCode.INVALID_REQUEST, "a threshold is for secure rounds; use quorum"
+        )
+
+
+async def select_nodes(
+    session: AsyncSession, settings: AggregatorSettings, node_ids: list[str] | None
+) -> list[Node]:
+    """The active nodes a round asks (all, or those named), or why there cannot be a round."""
+    nodes = await registry.active_nodes(session, node_ids)
+    if node_ids is not None:
+        missing = sorted(set(node_ids) - {n.id for n in nodes})
+        if missing:
+            raise AggregatorError(ErrorCode.UNKNOWN_NODE, f"not enrolled: {', '.join(missing)}")
+    if not nodes:
+        raise AggregatorError(ErrorCode.NO_NODES)
+    if len(nodes) > settings.max_nodes_per_round:
+        raise AggregatorError(ErrorCode.INVALID_REQUEST, "too many nodes for one round")
+    return nodes
+
+
+def plan(
+    settings: AggregatorSettings,
+    spec: QuerySpec,
+    count: int,
+    quorum: int | None,
+    threshold: int | None,
+) -> tuple[int | None, int]:
+    """A round of ``spec`` over ``count`` nodes: its secure threshold t (None in independent
+    mode) and its quorum, or why the request cannot be a round."""
+    secure_mode = spec.mode is Mode.SECURE
+    least = settings.min_quorum
+    if count < least:
+        raise AggregatorError(
+            ErrorCode.INVALID_REQUEST,
+            f"a round needs at least {least} institutions, so that no result shows one "
+            "institution's figure",
+        )
+    t: int | None = None
+    if secure_mode and count < 2:
+        raise AggregatorError(
+            ErrorCode.INVALID_REQUEST,
+            "secure mode needs at least 2 nodes; ask more nodes or use mode 'independent'",
+        )
+    if secure_mode:
+        t = threshold or quorum or secure.default_threshold(count, least)
+        low = max(least, secagg.minimum_threshold(count), 2)
+        if not low <= t <= count:
+            raise AggregatorError(
+                ErrorCode.INVALID_REQUEST,
+                f"the threshold must be between {low} and {count} for {count} nodes",
+            )
+        if quorum is not None and quorum != t:
+            raise AggregatorError(
+                ErrorCode.INVALID_REQUEST,
+                "a secure round's quorum is its threshold; give one of the two",
+            )
+        need = t
+    else:
+        need = quorum if quorum is not None else max(least, math.ceil(count / 2))
+    if not least <= need <= count:
+        raise AggregatorError(
+            ErrorCode.INVALID_REQUEST, f"quorum must be between {least} and {count}"
+        )
+    return t, need
+
+
 class Rounds:
     def __init__(
         self,
@@ -171,15 +245,8 @@ class Rounds:
         quorum: int | None,
         threshold: int | None = None,
     ) -> str:
+        check_mode(spec, threshold)
         secure_mode = spec.mode is Mode.SECURE
-        if secure_mode and spec.privacy.mechanism is not Mechanism.GAUSSIAN:
-            raise AggregatorError(
-                ErrorCode.INVALID_QUERY, "secure mode needs a rho (zCDP) budget, not epsilon"
-            )
-        if threshold is not None and not secure_mode:
-            raise AggregatorError(
-                ErrorCode.INVALID_REQUEST, "a threshold is for secure rounds; use quorum"
-            )
         seconds = deadline_seconds or self.settings.default_deadline_seconds
         if not 1 <= seconds <= self.settings.max_deadline_seconds:
             raise AggregatorError(
@@ -193,51 +260,8 @@ class Rounds:
         phase_end = secure.phase_deadline(now, deadline, Phase.KEYS) if secure_mode else None
 
         async def insert(session: AsyncSession) -> list[str]:
-            nodes = await registry.active_nodes(session, node_ids)
-            if node_ids is not None:
-                missing = sorted(set(node_ids) - {n.id for n in nodes})
-                if missing:
-                    raise AggregatorError(
-                        ErrorCode.UNKNOWN_NODE, f"not enrolled: {', '.join(missing)}"
-                    )
-            if not nodes:
-                raise AggregatorError(ErrorCode.NO_NODES)
-            if len(nodes) > self.settings.max_nodes_per_round:
-                raise AggregatorError(ErrorCode.INVALID_REQUEST, "too many nodes for one round")
-            least = self.settings.min_quorum
-            if len(nodes) < least:
-                raise AggregatorError(
-                    ErrorCode.INVALID_REQUEST,
-                    f"a round needs at least {least} institutions, so that no result shows one "
-                    "institution's figure",
-                )
-            t: int | None = None
-            if secure_mode and len(nodes) < 2:
-                raise AggregatorError(
-                    ErrorCode.INVALID_REQUEST,
-                    "secure mode needs at least 2 nodes; ask more nodes or use mode 'independent'",
-                )
-            if secure_mode:
-                t = threshold or quorum or secure.default_threshold(len(nodes), least)
-                low = max(least, secagg.minimum_threshold(len(nodes)), 2)
-                if not low <= t <= len(nodes):
-                    raise AggregatorError(
-                        ErrorCode.INVALID_REQUEST,
-                        f"the threshold must be between {low} and {len(nodes)} for "
-                        f"{len(nodes)} nodes",
-                    )
-                if quorum is not None and quorum != t:
-                    raise AggregatorError(
-                        ErrorCode.INVALID_REQUEST,
-                        "a secure round's quorum is its threshold; give one of the two",
-                    )
-                need = t
-            else:
-                need = quorum if quorum is not None else max(least, math.ceil(len(nodes) / 2))
-            if not least <= need <= len(nodes):
-                raise AggregatorError(
-                    ErrorCode.INVALID_REQUEST, f"quorum must be between {least} and {len(nodes)}"
-                )
+            nodes = await select_nodes(session, self.settings, node_ids)
+            t, need = plan(self.settings, spec, len(nodes), quorum, threshold)
             pending = await registry.committed_since_report(session)
             refusing = [
                 WouldRefuse(n.id, n.institution, reason)

@@ -25,6 +25,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from aggregator.merge import noise_variance
 from protocol import secagg
 from protocol.calibration import expected_share_noise, matches
 from protocol.http import MAX_SAFE_INTEGER
@@ -350,7 +351,6 @@ def reconstruct(
             shared = secagg.agree(private, live_keys.s_public)
             dropped_pairs.append((live, d, secagg.pair_seed(shared, round_id, live, d)))
     masked = []
-    variance = {measure.value: 0.0 for measure in spec.measures}
     share_sds: dict[str, list[float]] = {measure.value: [] for measure in spec.measures}
     noise = True
     for m in u3:
@@ -358,13 +358,13 @@ def reconstruct(
         masked.append(secagg.from_text(message.vector, length))
         noise = noise and message.noise
         for result in message.measures:
-            variance[result.measure.value] += result.noise_sd**2
             share_sds[result.measure.value].append(result.noise_sd)
     total = secagg.decode(
         secagg.unmask(
             masked, length, round_id=round_id, self_seeds=self_seeds, dropped_pairs=dropped_pairs
         )
     )
+    variance = {name: noise_variance(sds) for name, sds in share_sds.items()}
     cells = spec.cell_count
     values = {
         measure.value: total[index * cells : (index + 1) * cells]

@@ -594,6 +594,7 @@ BODY_ENDPOINTS = [
     "/v1/node/rotate",
     "/v1/node/tasks/some-task/result",
     "/v1/rounds",
+    "/v1/rounds/preview",
     "/v1/admin/invites",
     "/v1/releases",
 ]

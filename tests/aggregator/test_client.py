@@ -595,4 +595,5 @@ async def test_docs_examples_run(
                     await anyio.to_thread.run_sync(exec, code, namespace)
     printed = capsys.readouterr().out
     assert "theatre: " in printed  # the sync example's rows
+    assert "visits: ± " in printed and "would refuse" not in printed  # the preview example
     assert printed.count("3 of 3 nodes answered") >= 2  # its progress, and the async example

@@ -5,13 +5,12 @@ has the aggregator plan it (POST /v1/releases/plan): the token's role and every 
 signed budget and policy, for the whole recipe at once, so that a publish that would be refused
 asks no round at all. It reuses completed rounds of the same questions (given with ``--round``
 or found by the aggregator), asks the federation the other reports, then has the aggregator
-compose, sign and publish the release. ``--dry-run`` prints the plan and asks nothing. ``verify-release``
-checks a published release's signature and the whole chain back to the first release, from the
-public site or from files.
+compose, sign and publish the release. ``--dry-run`` prints the plan and asks nothing.
+``verify-release`` checks a published release's signature and the whole chain back to the first
+release, from the public site or from files.
 
 Exit codes: 0 success; 1 error (nothing was published, or a dry run found it would be refused;
-or verification found a problem);
-2 usage error (a bad recipe, no URL or token).
+or verification found a problem); 2 usage error (a bad recipe, no URL or token).
 """
 
 from __future__ import annotations
@@ -37,9 +36,9 @@ from rich.progress import (
 
 from aggregator.client import TOKEN_ENV, URL_ENV, Client, ClientError, NotConfigured
 from aggregator.releases import recipe as recipes
-from aggregator.releases.plan import rho
 from aggregator.releases.chain import ChainReport, ReleaseFormatError, parse, verify_chain
 from aggregator.releases.document import RELEASE_KEYS
+from aggregator.releases.plan import rho
 from node.cli import fail
 from protocol.api import ReleaseChain, ReleasePlan
 from protocol.signing import (
@@ -93,9 +92,7 @@ def _plan_lines(plan: ReleasePlan) -> list[str]:
             f"for {node.period}, ρ {rho(node.pending_rho)} held by open rounds, "
             f"ρ {rho(node.remaining_rho or 0.0)} left"
         )
-        verdict = (
-            f"would refuse ({'; '.join(node.refusals)})" if node.refusals else "would answer"
-        )
+        verdict = f"would refuse ({'; '.join(node.refusals)})" if node.refusals else "would answer"
         lines.append(
             f"  {node.institution} (node {node.node_id}): costs ρ {rho(node.cost_rho)}; "
             f"{budget}; {verdict}"

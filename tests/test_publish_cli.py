@@ -145,22 +145,24 @@ class FailsOneReport(httpx.BaseTransport):
         self.report = report
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        if request.method == "POST" and request.url.path == "/v1/rounds":
-            if json.loads(request.content)["report"]["name"] == self.report:
-                return httpx.Response(502, text="Bad Gateway")
+        asks = request.method == "POST" and request.url.path == "/v1/rounds"
+        if asks and json.loads(request.content)["report"]["name"] == self.report:
+            return httpx.Response(502, text="Bad Gateway")
         return self.inner.handle_request(request)
 
 
 async def test_a_retry_after_a_failure_midway_reuses_the_completed_rounds(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str
 ) -> None:
     rows = [audience(i, 60, seed=60 + i) for i in range(3)]
-    async with federation(tmp_path, rows) as fed:
+    async with federation(tmp_path, rows, agg_db_url=db_url) as fed:
         with bridged(monkeypatch, fed) as connect:
             await reported(fed)
             flaky = FailsOneReport(ThreadBridge(httpx.ASGITransport(fed.app)), "segment_profile")
             monkeypatch.setattr(
-                releases_module, "open_client", lambda url, token: Client(url, token, transport=flaky)
+                releases_module,
+                "open_client",
+                lambda url, token: Client(url, token, transport=flaky),
             )
             failed = await publish("standard-2025", "--token", fed.admin)
             assert failed.exit_code == 1, failed.output

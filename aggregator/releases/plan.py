@@ -22,6 +22,7 @@ from aggregator.storage.models import Node
 from protocol.api import NodeCost, PlannedReport, ReleasePlan
 from protocol.query import Mode, QuerySpec
 
+
 @dataclass(frozen=True, slots=True)
 class Question:
     """One report of the recipe: its question, and the completed round that answers it, if any."""
@@ -148,4 +149,3 @@ def budget_periods(nodes: Sequence[Node]) -> set[str]:
         if report is not None:
             periods.add(report.budget.period)
     return periods
-

@@ -28,8 +28,15 @@ QUESTIONS = [Question(name, spec(name)) for name in ("volume", "reach_age", "seg
 
 
 def test_a_recipe_within_every_budget_has_no_problems_and_sums_its_cost_per_node() -> None:
-    planned = plan("sector-2025", QUESTIONS, [node(0), node(1, spent=0.5)], {}, role="admin",
-                   may_publish=True, threshold=None)  # fmt: skip
+    planned = plan(
+        "sector-2025",
+        QUESTIONS,
+        [node(0), node(1, spent=0.5)],
+        {},
+        role="admin",
+        may_publish=True,
+        threshold=None,
+    )
     assert planned.ok and planned.may_publish
     assert [round(n.cost_rho, 9) for n in planned.nodes] == [0.3, 0.3]
     assert [n.remaining_rho for n in planned.nodes] == [1.0, 0.5]
@@ -38,8 +45,9 @@ def test_a_recipe_within_every_budget_has_no_problems_and_sums_its_cost_per_node
 
 
 def test_an_analyst_token_is_a_problem_before_any_round() -> None:
-    planned = plan("sector-2025", QUESTIONS, [node(0)], {}, role="analyst", may_publish=False,
-                   threshold=None)  # fmt: skip
+    planned = plan(
+        "sector-2025", QUESTIONS, [node(0)], {}, role="analyst", may_publish=False, threshold=None
+    )
     assert not planned.ok
     assert planned.problems == [
         "this token has the analyst role; publishing needs an admin token. No round was asked "
@@ -50,8 +58,15 @@ def test_an_analyst_token_is_a_problem_before_any_round() -> None:
 def test_the_sum_over_the_recipe_is_judged_not_each_round_alone() -> None:
     # Each round alone fits in ρ 0.25 left; the three together (0.3) do not: the third is refused.
     tight = node(1, spent=0.75)
-    planned = plan("sector-2025", QUESTIONS, [node(0), tight], {}, role="admin",
-                   may_publish=True, threshold=None)  # fmt: skip
+    planned = plan(
+        "sector-2025",
+        QUESTIONS,
+        [node(0), tight],
+        {},
+        role="admin",
+        may_publish=True,
+        threshold=None,
+    )
     assert [n.refusals for n in planned.nodes] == [[], ["segment_profile: budget_exhausted"]]
     [problem] = planned.problems
     assert problem == (
@@ -62,12 +77,29 @@ def test_the_sum_over_the_recipe_is_judged_not_each_round_alone() -> None:
 
 
 def test_open_rounds_hold_budget_and_reused_rounds_cost_nothing() -> None:
-    held = plan("sector-2025", QUESTIONS, [node(0, spent=0.65)], {"n0": 0.2}, role="admin",
-                may_publish=True, threshold=None)  # fmt: skip
-    assert held.nodes[0].refusals == ["reach_age: budget_exhausted", "segment_profile: budget_exhausted"]  # fmt: skip
+    held = plan(
+        "sector-2025",
+        QUESTIONS,
+        [node(0, spent=0.65)],
+        {"n0": 0.2},
+        role="admin",
+        may_publish=True,
+        threshold=None,
+    )
+    assert held.nodes[0].refusals == [
+        "reach_age: budget_exhausted",
+        "segment_profile: budget_exhausted",
+    ]
     reused = [Question("volume", spec("volume"), "r-1", True), *QUESTIONS[1:2]]
-    cheap = plan("sector-2025", reused, [node(0, spent=0.65)], {"n0": 0.2}, role="admin",
-                 may_publish=True, threshold=None)  # fmt: skip
+    cheap = plan(
+        "sector-2025",
+        reused,
+        [node(0, spent=0.65)],
+        {"n0": 0.2},
+        role="admin",
+        may_publish=True,
+        threshold=None,
+    )
     assert cheap.ok and round(cheap.nodes[0].cost_rho, 9) == 0.1
     assert [(r.report, r.rho, r.round_id, r.found) for r in cheap.reports] == [
         ("volume", 0.0, "r-1", True),
@@ -78,8 +110,9 @@ def test_open_rounds_hold_budget_and_reused_rounds_cost_nothing() -> None:
 def test_a_policy_refusal_and_an_unreported_node() -> None:
     costly = [Question("volume", spec("volume", rho=1.5))]  # above max_rho_per_query 1.0
     silent = Node(id="n9", institution="Stil", report=None)
-    planned = plan("x", costly, [node(0, cap=5.0), silent], {}, role="admin", may_publish=True,
-                   threshold=None)  # fmt: skip
+    planned = plan(
+        "x", costly, [node(0, cap=5.0), silent], {}, role="admin", may_publish=True, threshold=None
+    )
     assert [n.refusals for n in planned.nodes] == [["volume: policy_cost_too_high"], []]
     assert planned.nodes[1].cap_rho is None and planned.nodes[1].cost_rho == 1.5
     assert len(planned.problems) == 1 and "Instelling 0 (node n0)" in planned.problems[0]
@@ -92,8 +125,9 @@ def test_the_same_question_whatever_its_query_id_and_within_the_budget_period() 
     b = spec("volume").model_copy(update={"query_id": "pd-2"})
     assert same_question(a, b)
     assert not same_question(a, spec("volume", rho=0.2))
-    assert not same_question(a, report("volume").build(period=year_period(2024), rho=0.1,
-                                                       mode=Mode.INDEPENDENT))  # fmt: skip
+    assert not same_question(
+        a, report("volume").build(period=year_period(2024), rho=0.1, mode=Mode.INDEPENDENT)
+    )
     may = datetime(2025, 5, 2, tzinfo=UTC)
     assert within_period(may, {"2025"}, NOW) and not within_period(may, {"2026"}, NOW)
     assert within_period(may, {"2025-Q2"}, NOW) and not within_period(may, {"2025-Q3"}, NOW)

@@ -79,7 +79,11 @@ def _plan_lines(plan: ReleasePlan) -> list[str]:
         if report.round_id is None:
             lines.append(f"  report {report.report}: a new round, ρ {rho(report.rho)} per node")
         else:
-            how = "found: asked before for the same question" if report.found else "given"
+            how = (
+                "found: asked before for the same question"
+                if report.found
+                else "given with --round, or asked by this run"
+            )
             lines.append(
                 f"  report {report.report}: reuses round {report.round_id} ({how}; no cost)"
             )

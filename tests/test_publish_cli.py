@@ -171,7 +171,8 @@ async def test_a_retry_after_a_failure_midway_reuses_the_completed_rounds(
             assert "report segment_profile: the server answered 502" in failed.output
             named = ", ".join(f"{name}={round_id}" for name, round_id in done.items())
             assert f"completed rounds: {named}; run the same command again" in failed.output
-            assert failed.output.count("costs ρ 0.1;") == 3  # what is left to ask, per node
+            # What is left to ask, and each node's budget after the three completed rounds.
+            assert failed.output.count("costs ρ 0.1; spent ρ 0.3 of cap ρ 1 for") == 3
             assert await round_ids(fed) == sorted(done.values())
 
             monkeypatch.setattr(releases_module, "open_client", connect)
@@ -188,3 +189,5 @@ async def test_a_retry_after_a_failure_midway_reuses_the_completed_rounds(
                 assert f"report {name}: round {round_id} (reused" in retry.output
             [new] = re.findall(rf"report segment_profile: round ({ROUND_ID})", retry.output)
             assert await round_ids(fed) == sorted([*done.values(), new])  # one round more
+            spent = [round(n["budget"]["spent_rho"], 9) for n in await reported(fed)]
+            assert spent == [0.4, 0.4, 0.4]  # four reports, each asked once

@@ -1,18 +1,28 @@
 """The release plan (aggregator/releases/plan.py): the whole recipe judged against the token's role
-and every node's last signed budget and policy, before any round is asked. Pure functions, no
-database: nodes are Node rows carrying a signed report."""
+and every node's last signed budget and policy, before any round is asked. The pure functions
+take Node rows carrying a signed report, no database; the last test calls the route."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
 
 from aggregator.releases.plan import Question, plan, same_question, within_period
 from aggregator.storage.models import Node
+from protocol.api import ReleasePlan
 from protocol.query import Mode, QuerySpec
 from protocol.reports import report, year_period
-from tests.fedkit import node_report
+from tests.aggregator.test_attacks import visits
+from tests.fedkit import assert_problem, federation, node_report
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
 
 
 def node(i: int, *, cap: float = 1.0, spent: float = 0.0) -> Node:
@@ -134,3 +144,31 @@ def test_the_same_question_whatever_its_query_id_and_within_the_budget_period() 
     assert within_period(may, {"2025-05"}, NOW) and not within_period(may, {"2025-06"}, NOW)
     assert within_period(may, set(), NOW)  # no node reported: the calendar year of now
     assert not within_period(may.replace(year=2024), set(), NOW)
+
+
+@pytest.mark.anyio
+async def test_the_plan_route_asks_nothing_and_names_the_role(tmp_path: Path) -> None:
+    rows = [visits(3), visits(4)]
+    async with federation(tmp_path, rows) as fed:
+        body = {"recipe": "standard-2025"}
+        response = await fed.client.post(
+            "/v1/releases/plan", json=body, headers=fed.as_(fed.analyst)
+        )
+        assert response.status_code == 200, response.text
+        planned = ReleasePlan.model_validate(response.json())
+        assert (planned.role, planned.may_publish) == ("analyst", False)
+        assert "publishing needs an admin token" in planned.problems[0]
+        assert [r.report for r in planned.reports] == [
+            "volume",
+            "reach_age",
+            "origin_province",
+            "segment_profile",
+        ]
+        unknown = await fed.client.post(
+            "/v1/releases/plan",
+            json={**body, "asked": {"revenue": "r-1"}},
+            headers=fed.as_(fed.admin),
+        )
+        assert_problem(unknown, 422, "recipe_invalid")
+        rounds = await fed.client.get("/v1/rounds", headers=fed.as_(fed.analyst))
+        assert rounds.json() == []

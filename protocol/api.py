@@ -99,6 +99,45 @@ class PublishRequest(_Model):
     correction: dict[str, str] | None = None
 
 
+class PlannedReport(_Model):
+    """One report a recipe asks: the round it reuses (a completed round of the same question,
+    given with ``asked`` or found by the aggregator) or the ρ a new round charges every node."""
+
+    report: str
+    rho: float  # what a new round charges each node; nothing when ``round_id`` is reused
+    round_id: str | None = None  # reused: no budget is spent on this report
+    found: bool = False  # the aggregator found ``round_id`` (not given with ``asked``)
+
+
+class NodeCost(_Model):
+    """What a recipe's new rounds would cost one node, against its last signed budget."""
+
+    node_id: str
+    institution: str
+    cost_rho: float  # summed over the recipe's new rounds
+    period: str | None  # None: the node has not reported yet (it decides when asked)
+    cap_rho: float | None
+    spent_rho: float | None
+    pending_rho: float  # in open rounds it has not settled yet
+    remaining_rho: float | None  # cap - spent - pending, as last reported
+    refusals: list[str]  # why it would refuse, per report; empty: it would answer
+
+
+class ReleasePlan(_Model):
+    """POST /v1/releases/plan: what publishing a recipe would ask and cost, asking nothing."""
+
+    release_id: str
+    role: str
+    may_publish: bool  # the token's role may publish (admin)
+    reports: list[PlannedReport]
+    nodes: list[NodeCost]
+    problems: list[str]  # empty: publishing may go ahead
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
 class PublishedRelease(_Model):
     slug: str
     release_id: str

@@ -1,18 +1,21 @@
 """`publieksdata aggregator publish` and `publieksdata verify-release`.
 
-``publish`` reads a recipe (a TOML file or a built-in name such as ``standard-2025``), asks the
-federation the standard reports the recipe names (or takes completed rounds given with
-``--round``), then has the aggregator compose, sign and publish the release. ``verify-release``
-checks a published release's signature and the whole chain back to the first release, from the
-public site or from files.
+``publish`` reads a recipe (a TOML file or a built-in name such as ``standard-2025``) and first
+has the aggregator plan it (POST /v1/releases/plan): the token's role and every node's last
+signed budget and policy, for the whole recipe at once, so that a publish that would be refused
+asks no round at all. It reuses completed rounds of the same questions (given with ``--round``
+or found by the aggregator), asks the federation the other reports, then has the aggregator
+compose, sign and publish the release. ``--dry-run`` prints the plan and asks nothing.
+``verify-release`` checks a published release's signature and the whole chain back to the first
+release, from the public site or from files.
 
-Exit codes: 0 success; 1 error (nothing was published; or verification found a problem);
-2 usage error (a bad recipe, no URL or token).
+Exit codes: 0 success; 1 error (nothing was published, or a dry run found it would be refused;
+or verification found a problem); 2 usage error (a bad recipe, no URL or token).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
@@ -21,6 +24,7 @@ import httpx
 import typer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -30,12 +34,13 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from aggregator.client import TOKEN_ENV, URL_ENV, ClientError, NotConfigured
+from aggregator.client import TOKEN_ENV, URL_ENV, Client, ClientError, NotConfigured
 from aggregator.releases import recipe as recipes
 from aggregator.releases.chain import ChainReport, ReleaseFormatError, parse, verify_chain
 from aggregator.releases.document import RELEASE_KEYS
+from aggregator.releases.plan import rho
 from node.cli import fail
-from protocol.api import ReleaseChain
+from protocol.api import ReleaseChain, ReleasePlan
 from protocol.signing import (
     Envelope,
     SignatureError,
@@ -67,6 +72,55 @@ def _updater(progress: Progress, task: TaskID) -> Callable[[int, int], None]:
     return lambda done, total: progress.update(task, completed=done, total=total)
 
 
+def _plan_lines(plan: ReleasePlan) -> list[str]:
+    """Per report what it costs, per node what the recipe costs and whether it would answer."""
+    lines = [f"Release {plan.release_id}: {len(plan.reports)} report(s) to ask"]
+    for report in plan.reports:
+        if report.round_id is None:
+            lines.append(f"  report {report.report}: a new round, ρ {rho(report.rho)} per node")
+        else:
+            how = (
+                "found: asked before for the same question"
+                if report.found
+                else "given with --round, or asked by this run"
+            )
+            lines.append(
+                f"  report {report.report}: reuses round {report.round_id} ({how}; no cost)"
+            )
+    lines.append("Per node: ρ this recipe would cost, against its last signed budget")
+    for node in plan.nodes:
+        budget = (
+            "budget not reported yet"
+            if node.cap_rho is None
+            else f"spent ρ {rho(node.spent_rho or 0.0)} of cap ρ {rho(node.cap_rho)} "
+            f"for {node.period}, ρ {rho(node.pending_rho)} held by open rounds, "
+            f"ρ {rho(node.remaining_rho or 0.0)} left"
+        )
+        verdict = f"would refuse ({'; '.join(node.refusals)})" if node.refusals else "would answer"
+        lines.append(
+            f"  {node.institution} (node {node.node_id}): costs ρ {rho(node.cost_rho)}; "
+            f"{budget}; {verdict}"
+        )
+    may = "may publish" if plan.may_publish else "may not publish (publishing needs admin)"
+    lines.append(f"Token role: {plan.role}, {may}")
+    return lines
+
+
+def _say(target: Console, lines: list[str]) -> None:
+    for line in lines:
+        target.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _done(asked: Mapping[str, str]) -> str:
+    if not asked:
+        return "no round was completed"
+    rounds = ", ".join(f"{name}={round_id}" for name, round_id in asked.items())
+    return (
+        f"completed rounds: {rounds}; run the same command again and it reuses them (no budget "
+        "is spent on them twice)"
+    )
+
+
 def publish(
     recipe: Annotated[
         str,
@@ -80,9 +134,19 @@ def publish(
         typer.Option(
             "--round",
             metavar="REPORT=ROUND_ID",
-            help="Use this completed round for a report instead of asking it again (repeat).",
+            help="Use this completed round for a report instead of asking it again (repeat). "
+            "Without it, a completed round of the same question from this budget period is "
+            "reused by itself.",
         ),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Show what publishing would ask and cost each node, and whether the token's "
+            "role or a node's budget or policy would refuse it; ask and publish nothing.",
+        ),
+    ] = False,
     correction_nl: Annotated[
         str | None, typer.Option(help="A new version of a release: what changed (Dutch).")
     ] = None,
@@ -92,7 +156,8 @@ def publish(
     url: Annotated[str | None, typer.Option(envvar=URL_ENV, help="The aggregator's URL.")] = None,
     token: Annotated[str | None, typer.Option(envvar=TOKEN_ENV, help="Admin API token.")] = None,
 ) -> None:
-    """Publish a release: ask the reports the recipe needs, then compose, sign and publish it."""
+    """Publish a release: check the whole recipe against the token's role and every node's
+    budget, ask the reports it needs, then compose, sign and publish it."""
     try:
         loaded = recipes.load(recipe)
     except recipes.RecipeError as exc:
@@ -112,10 +177,38 @@ def publish(
         client = open_client(url, token)
     except NotConfigured as exc:
         raise fail(str(exc), EXIT_USAGE) from None
-    to_ask = [name for name in loaded.reports_to_ask() if name not in asked]
+    document = loaded.model_dump(mode="json")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
     with client:
+        try:
+            plan = client.plan(document, asked)
+        except ClientError as exc:
+            raise fail(f"cannot check the recipe: {exc}; no round was asked") from None
+        if dry_run:
+            _say(console, _plan_lines(plan))
+            if plan.ok:
+                console.print("Nothing was asked: publishing would go ahead.")
+                return
+            for problem in plan.problems:
+                err.print(f"  • {escape(problem)}")
+            raise fail(f"publishing {plan.release_id} would be refused; nothing was asked")
+        if not plan.ok:
+            _say(err, _plan_lines(plan))
+            for problem in plan.problems:
+                err.print(f"  • {escape(problem)}")
+            raise fail(
+                f"publishing {plan.release_id} would be refused ({len(plan.problems)} "
+                "problem(s) above); no round was asked and no budget was spent"
+            )
+        for planned in plan.reports:
+            if planned.round_id is not None and planned.report not in asked:
+                asked[planned.report] = planned.round_id
+                err.print(
+                    f"[green]✓[/] report {planned.report}: round {planned.round_id} "
+                    "(reused: asked before for the same question; no budget spent)"
+                )
+        to_ask = [name for name in loaded.reports_to_ask() if name not in asked]
         for name in to_ask:
             with Progress(*columns, console=err) as progress:
                 task = progress.add_task(f"Report {name}: nodes done", total=None)
@@ -129,22 +222,24 @@ def publish(
                         progress=_updater(progress, task),
                     )
                 except ClientError as exc:
-                    raise fail(f"report {name}: {exc}; nothing was published") from None
+                    raise _midway(client, document, asked, f"report {name}: {exc}") from None
             if not result.has_estimates:
                 why = result.raw.failure or "the quorum was not met"
-                raise fail(
-                    f"report {name} (round {result.round_id}) has no sector result ({why}); "
-                    "nothing was published"
+                raise _midway(
+                    client,
+                    document,
+                    asked,
+                    f"report {name} (round {result.round_id}) has no sector result ({why})",
                 )
             asked[name] = result.round_id
             err.print(f"[green]✓[/] report {name}: round {result.round_id}")
         try:
-            published = client.publish(loaded.model_dump(mode="json"), asked, correction)
+            published = client.publish(document, asked, correction)
         except ClientError as exc:
             problems = exc.problem.get("problems") or ()
             for problem in problems[1:]:  # the first is in the message
                 err.print(f"  • {problem}")
-            raise fail(str(exc)) from None
+            raise fail(f"{exc}; {_done(asked)}") from None
         base = client.url
     console.print(
         f"[green]✓[/] Published {published.slug}: version {published.version}, "
@@ -154,6 +249,18 @@ def publish(
         console.print(f"  It corrects the release with hash {published.corrects[:16]}….")
     console.print(f"  {base}{published.path}")
     console.print(f"  hash {published.hash}")
+
+
+def _midway(
+    client: Client, document: Mapping[str, object], asked: Mapping[str, str], what: str
+) -> typer.Exit:
+    """A round failed after others completed: name them, and each node's budget as it is now."""
+    try:
+        lines = _plan_lines(client.plan(document, asked))
+    except ClientError:
+        lines = []
+    _say(err, lines)
+    return fail(f"{what}; nothing was published; {_done(asked)}")
 
 
 # --- verify-release -------------------------------------------------------------------------

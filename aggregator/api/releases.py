@@ -9,16 +9,32 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aggregator.deps import AdminDep, StateDep
+from aggregator.api.routes import _spec_from_report
+from aggregator.deps import AdminDep, AnalystDep, StateDep
 from aggregator.errors import AggregatorError, ErrorCode
+from aggregator.releases import plan as plans
 from aggregator.releases import recipe as recipes
 from aggregator.releases import store
 from aggregator.releases.compose import ComposeError
 from aggregator.releases.document import RELEASE_KEYS, Text
 from aggregator.releases.publish import PublishError, publish
-from protocol.api import ChainEntry, PublishedRelease, PublishRequest, ReleaseChain
+from aggregator.services import registry, secure
+from aggregator.services.rounds import load_result
+from aggregator.services.tokens import Role
+from aggregator.storage.models import Round
+from protocol.api import (
+    ChainEntry,
+    PublishedRelease,
+    PublishRequest,
+    ReleaseChain,
+    ReleasePlan,
+    ReportRequest,
+)
+from protocol.query import QuerySpec
+from protocol.results import RoundState
 from protocol.signing import fingerprint, public_key_to_text, sign
 
 router = APIRouter(prefix="/v1", tags=["releases"])
@@ -73,6 +89,67 @@ async def create_release(body: PublishRequest, state: StateDep, _: AdminDep) -> 
         ) from None
     except PublishError as exc:
         raise AggregatorError(ErrorCode.RELEASE_NOT_POSSIBLE, str(exc)) from None
+
+
+REUSE_CANDIDATES = 500  # the most recent closed rounds searched for one to reuse
+
+
+async def _reusable(
+    session: AsyncSession, spec: QuerySpec, periods: set[str], now: datetime
+) -> str | None:
+    """The newest closed round of the same question with a result, asked in this period."""
+    rows = await session.execute(
+        select(Round.id, Round.spec, Round.created_at)
+        .where(Round.state == RoundState.CLOSED.value, Round.mode == spec.mode.value)
+        .order_by(Round.created_at.desc(), Round.id)
+        .limit(REUSE_CANDIDATES)
+    )
+    for round_id, raw, created_at in rows:
+        if not plans.within_period(created_at, periods, now):
+            continue
+        if not plans.same_question(spec, QuerySpec.model_validate_json(raw)):
+            continue
+        result = await load_result(session, round_id)
+        if result is not None and result.measures and result.failure is None:
+            return str(round_id)
+    return None
+
+
+@router.post(
+    "/releases/plan",
+    summary="What publishing a recipe would ask and cost each node, and whether it would be "
+    "refused; asks nothing",
+)
+async def plan_release(body: PublishRequest, state: StateDep, who: AnalystDep) -> ReleasePlan:
+    recipe = recipe_of(body)
+    unknown = sorted(set(body.asked) - set(recipe.reports_to_ask()))
+    if unknown:
+        raise AggregatorError(
+            ErrorCode.RECIPE_INVALID, f"the recipe does not use report {unknown[0]!r}"
+        )
+    now = state.rounds.clock.now()
+    async with state.factory() as session:
+        nodes = await registry.active_nodes(session)
+        pending = await registry.committed_since_report(session)
+        periods = plans.budget_periods(nodes)
+        questions = []
+        for name in recipe.reports_to_ask():
+            spec = _spec_from_report(
+                ReportRequest(name=name, year=recipe.year, rho=recipe.rho, mode=recipe.mode)
+            )
+            given = body.asked.get(name)
+            found = None if given else await _reusable(session, spec, periods, now)
+            questions.append(plans.Question(name, spec, given or found, found is not None))
+    least = state.settings.min_quorum
+    return plans.plan(
+        recipe.release_id,
+        questions,
+        nodes,
+        pending,
+        role=who.role.value,
+        may_publish=who.may(Role.ADMIN),
+        threshold=secure.default_threshold(len(nodes), least) if nodes else None,
+    )
 
 
 @router.get(

@@ -47,7 +47,14 @@ from aggregator.client.errors import (
     problem_error,
 )
 from aggregator.client.result import ReportInfo, Result
-from protocol.api import NodeInfo, PublishedRelease, PublishRequest, RoundRequest, RoundSummary
+from protocol.api import (
+    NodeInfo,
+    PublishedRelease,
+    PublishRequest,
+    ReleasePlan,
+    RoundRequest,
+    RoundSummary,
+)
 from protocol.connection import UNRESOLVABLE, describe, probe
 from protocol.preview import MeasurePreview, NodePreview, RoundPreview
 from protocol.query import QuerySpec
@@ -103,6 +110,7 @@ _ROUNDS = TypeAdapter(list[RoundSummary])
 _REPORTS = TypeAdapter(list[ReportInfo])
 _PUBLISHED = TypeAdapter(PublishedRelease)
 _PREVIEW = TypeAdapter(RoundPreview)
+_PLAN = TypeAdapter(ReleasePlan)
 
 
 class AskOptions(TypedDict, total=False):
@@ -225,18 +233,31 @@ def _round(round_id: str) -> Flow[Result]:
     return Result((yield from _get(_round_path(round_id), _RESULT)))
 
 
-def _publish(
+def _release_body(
     recipe: str | Mapping[str, Any],
     asked: Mapping[str, str] | None,
     correction: Mapping[str, str] | None,
-) -> Flow[PublishedRelease]:
+) -> dict[str, Any]:
     request = PublishRequest(
         recipe=recipe if isinstance(recipe, str) else dict(recipe),
         asked=dict(asked or {}),
         correction=None if correction is None else dict(correction),
     )
-    body = request.model_dump(mode="json")
+    return request.model_dump(mode="json")
+
+
+def _publish(
+    recipe: str | Mapping[str, Any],
+    asked: Mapping[str, str] | None,
+    correction: Mapping[str, str] | None,
+) -> Flow[PublishedRelease]:
+    body = _release_body(recipe, asked, correction)
     return _parse((yield _Call("POST", "/v1/releases", body=body)), _PUBLISHED)
+
+
+def _plan(recipe: str | Mapping[str, Any], asked: Mapping[str, str] | None) -> Flow[ReleasePlan]:
+    body = _release_body(recipe, asked, None)
+    return _parse((yield _Call("POST", "/v1/releases/plan", body=body)), _PLAN)
 
 
 # --- the two clients ---------------------------------------------------------------------------
@@ -359,6 +380,15 @@ class Client:
         the completed round of every report it names (``asked``: report → round id)."""
         return self._run(_publish(recipe, asked, correction))
 
+    def plan(
+        self, recipe: str | Mapping[str, Any], asked: Mapping[str, str] | None = None
+    ) -> ReleasePlan:
+        """What publishing ``recipe`` would ask and cost each node, and every reason it would
+        be refused (the token's role, a node's budget or policy); asks nothing. Reports with a
+        completed round (``asked``, or one the aggregator finds for the same question) cost
+        nothing."""
+        return self._run(_plan(recipe, asked))
+
     def close(self) -> None:
         self._http.close()
 
@@ -447,6 +477,12 @@ class AsyncClient:
     ) -> PublishedRelease:
         """Publish a release; see ``Client.publish``."""
         return await self._run(_publish(recipe, asked, correction))
+
+    async def plan(
+        self, recipe: str | Mapping[str, Any], asked: Mapping[str, str] | None = None
+    ) -> ReleasePlan:
+        """What publishing would cost; see ``Client.plan``."""
+        return await self._run(_plan(recipe, asked))
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -4,8 +4,10 @@
 with noise, with the measure and dimensions the table asks for) and raises
 :class:`ComposeError` naming every problem otherwise, so that nothing is published from a
 missing, failed or partial-quorum round. It then builds each table (summing over dimensions
-the table leaves out), post-processes it, and writes the methodology and a plain-language
-summary. Chain fields (sequence, previous hash, version) are added by ``publish``.
+the table leaves out), makes the tables consistent with each other (one figure for every margin
+they share: :mod:`aggregator.releases.consistency`), post-processes each figure, and writes the
+methodology and a plain-language summary whose headline is that same consistent total. Chain
+fields (sequence, previous hash, version) are added by ``publish``.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -98,29 +98,116 @@ def _project(key: Key, dims: tuple[str, ...], onto: tuple[str, ...]) -> Key:
     return tuple(key[dims.index(d)] for d in onto)
 
 
-def _constraints(members: Sequence[NoisyTable], offsets: Sequence[int], size: int) -> Floats:
+@dataclass(frozen=True)
+class Sparse:
+    """A sparse matrix as (row, column, value) triples; products by ``numpy.bincount``."""
+
+    rows: NDArray[np.int64]
+    cols: NDArray[np.int64]
+    vals: Floats
+    shape: tuple[int, int]
+
+    def dot(self, x: Floats) -> Floats:
+        return np.bincount(self.rows, self.vals * x[self.cols], self.shape[0]).astype(np.float64)
+
+    def tdot(self, x: Floats) -> Floats:
+        return np.bincount(self.cols, self.vals * x[self.rows], self.shape[1]).astype(np.float64)
+
+    def without(self, fixed: NDArray[np.bool_]) -> Sparse:
+        """The same rows over the columns that are not ``fixed`` (those columns zeroed)."""
+        keep = ~fixed[self.cols]
+        return Sparse(self.rows[keep], self.cols[keep], self.vals[keep], self.shape)
+
+    def below(self, other: Sparse) -> Sparse:
+        return Sparse(
+            np.concatenate([self.rows, other.rows + self.shape[0]]),
+            np.concatenate([self.cols, other.cols]),
+            np.concatenate([self.vals, other.vals]),
+            (self.shape[0] + other.shape[0], self.shape[1]),
+        )
+
+    def dense(self) -> Floats:
+        out = np.zeros(self.shape)
+        np.add.at(out, (self.rows, self.cols), self.vals)
+        return out
+
+
+def _sparse(entries: list[tuple[int, int, float]], shape: tuple[int, int]) -> Sparse:
+    rows, cols, vals = zip(*entries, strict=True) if entries else ((), (), ())
+    return Sparse(
+        np.array(rows, dtype=np.int64), np.array(cols, dtype=np.int64), np.array(vals), shape
+    )
+
+
+def _constraints(members: Sequence[NoisyTable], offsets: Sequence[int], size: int) -> Sparse:
     """Rows of C: for each pair of tables and each cell of their shared margin, the margin in
     the first minus the margin in the second."""
-    rows: list[Floats] = []
+    entries: list[tuple[int, int, float]] = []
+    count = 0
     for i, j in itertools.combinations(range(len(members)), 2):
         a, b = members[i], members[j]
         shared = _common(a.dims, b.dims)
-        margin: dict[Key, Floats] = {}
+        row_of: dict[Key, int] = {}
         for table, offset, sign in ((a, offsets[i], 1.0), (b, offsets[j], -1.0)):
             for n, key in enumerate(table.keys):
-                row = margin.setdefault(_project(key, table.dims, shared), np.zeros(size))
-                row[offset + n] += sign
-        rows.extend(margin.values())
-    return np.array(rows, dtype=np.float64).reshape(len(rows), size)
+                projected = _project(key, table.dims, shared)
+                if projected not in row_of:
+                    row_of[projected] = count + len(row_of)
+                entries.append((row_of[projected], offset + n, sign))
+        count += len(row_of)
+    return _sparse(entries, (count, size))
 
 
-def _solve(y: Floats, v: Floats, c: Floats, d: Floats) -> Floats:
+# Up to this many matrix entries, (C V Cᵀ) is built and solved densely (exact least squares);
+# beyond it, by preconditioned conjugate gradients on sparse products.
+DENSE_LIMIT = 4_000_000
+
+
+def _solve(y: Floats, v: Floats, c: Sparse, d: Floats) -> Floats:
     """argmin (z − y)ᵀ V⁻¹ (z − y) subject to C z = d, for diagonal V = diag(v)."""
     if c.shape[0] == 0:
         return y.copy()
-    vc = v[:, None] * c.T
-    lam, *_ = np.linalg.lstsq(c @ vc, c @ y - d, rcond=None)
-    return np.asarray(y - vc @ lam, dtype=np.float64)
+    rhs = c.dot(y) - d
+    lam: Floats
+    if c.shape[0] * c.shape[1] <= DENSE_LIMIT:
+        dense = c.dense()
+        solution, *_ = np.linalg.lstsq((dense * v) @ dense.T, rhs, rcond=None)
+        lam = np.asarray(solution, dtype=np.float64)
+    else:
+        lam = _conjugate_gradients(lambda x: c.dot(v * c.tdot(x)), rhs, c, v)
+    return np.asarray(y - v * c.tdot(lam), dtype=np.float64)
+
+
+def _conjugate_gradients(
+    matvec: Callable[[Floats], Floats], rhs: Floats, c: Sparse, v: Floats
+) -> Floats:
+    """Solve (C V Cᵀ) λ = rhs (symmetric, positive semi-definite, consistent) with a Jacobi
+    preconditioner; from λ = 0 the iterates stay in the range, so it converges there."""
+    diagonal = np.bincount(c.rows, c.vals**2 * v[c.cols], c.shape[0])
+    inverse = np.where(diagonal > 0, 1.0 / np.where(diagonal > 0, diagonal, 1.0), 0.0)
+    lam = np.zeros(c.shape[0])
+    residual = rhs.copy()
+    norm = float(np.linalg.norm(rhs))
+    if norm == 0:
+        return lam
+    pre = inverse * residual
+    direction = pre.copy()
+    rz = float(residual @ pre)
+    for _ in range(10 * c.shape[0] + 100):
+        product = matvec(direction)
+        curvature = float(direction @ product)
+        if curvature <= 0:
+            break
+        step = rz / curvature
+        lam += step * direction
+        residual -= step * product
+        if float(np.linalg.norm(residual)) <= 1e-12 * norm:
+            break
+        pre = inverse * residual
+        rz_next = float(residual @ pre)
+        direction = pre + (rz_next / rz) * direction
+        rz = rz_next
+    return lam
 
 
 def _reconcile_group(
@@ -154,24 +241,23 @@ def _non_negative(
     z: Floats,
     y: Floats,
     v: Floats,
-    c: Floats,
+    c: Sparse,
     members: Sequence[NoisyTable],
     offsets: Sequence[int],
     total: float,
 ) -> Floats:
     size = len(z)
-    totals = np.zeros((len(members), size))
-    for i, table in enumerate(members):
-        totals[i, offsets[i] : offsets[i] + len(table.keys)] = 1.0
-    full = np.vstack([c, totals])
+    totals = _sparse(
+        [(i, offsets[i] + n, 1.0) for i, t in enumerate(members) for n in range(len(t.keys))],
+        (len(members), size),
+    )
+    full = c.below(totals)
     target = np.concatenate([np.zeros(c.shape[0]), np.full(len(members), total)])
     fixed = np.zeros(size, dtype=bool)
     scale = max(total, 1.0)
     while (z < -TOLERANCE * scale).any() and not fixed.all():
         fixed |= z < 0
-        free = ~fixed
-        z = np.zeros(size)
-        z[free] = _solve(y[free], v[free], full[:, free], target)
+        z = np.where(fixed, 0.0, _solve(np.where(fixed, 0.0, y), v, full.without(fixed), target))
     return np.asarray(np.where(z < 0, 0.0, z), dtype=np.float64)
 
 
@@ -242,6 +328,6 @@ def _round(z: Floats, members: Sequence[NoisyTable], offsets: Sequence[int]) -> 
     return out
 
 
-def _check(z: Floats, c: Floats, scale: float) -> None:
-    if c.shape[0] and float(np.abs(c @ z).max()) > max(TOLERANCE * scale, 1e-6):
+def _check(z: Floats, c: Sparse, scale: float) -> None:
+    if c.shape[0] and float(np.abs(c.dot(z)).max()) > max(TOLERANCE * scale, 1e-6):
         raise ConsistencyError("the tables could not be made consistent")  # a bug, not input

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from aggregator.releases import consistency
 from aggregator.releases.consistency import (
     ConsistencyError,
     NoisyTable,
@@ -136,7 +137,9 @@ def test_a_table_summed_from_the_same_round_keeps_its_breakdown() -> None:
 
 
 def test_clamping_at_zero_keeps_the_total() -> None:
-    table = NoisyTable("t", "g", ("c",), tuple(cells(("c",))), (-30.0, -10.0, 50.0, 90.0), (25.0,) * 4)
+    table = NoisyTable(
+        "t", "g", ("c",), tuple(cells(("c",))), (-30.0, -10.0, 50.0, 90.0), (25.0,) * 4
+    )
     (result,) = reconcile([table], rounding=False)
     assert all(v >= 0 for v in result.values)
     assert result.total == pytest.approx(100.0)  # the noisy total, not 140 from clipping alone
@@ -156,3 +159,19 @@ def test_breakdowns_that_do_not_nest_are_refused_with_a_reason() -> None:
     cube = dict.fromkeys(cells(DIMS), 5.0)
     with pytest.raises(ConsistencyError, match=r"table 't2' \(by a, b\)"):
         reconcile(tables(cube, family, [1, -1, 2], [3.0]))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_large_groups_solved_iteratively_agree_with_the_exact_solution(
+    family: tuple[tuple[str, ...], ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cube = {key: float((7 * n) % 23) for n, key in enumerate(cells(DIMS))}
+    noise = [(-1) ** n * (n * 37 % 41) for n in range(60)]
+    given_tables = tables(cube, family, noise, [3.0, 40.0, 9.0])
+    exact = reconcile(given_tables, rounding=False)
+    monkeypatch.setattr(consistency, "DENSE_LIMIT", 0)  # sparse conjugate gradients
+    iterative = reconcile(given_tables, rounding=False)
+    for a, b in zip(exact, iterative, strict=True):
+        assert b.values == pytest.approx(a.values, abs=1e-6)
+    rounded = reconcile(given_tables)
+    shared_margins_agree(given_tables, [r.values for r in rounded])

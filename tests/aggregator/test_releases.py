@@ -26,7 +26,6 @@ from aggregator.releases.chain import (
     verify_chain,
 )
 from aggregator.releases.compose import ComposeError, compose
-from protocol.privacy_loss import zcdp_to_epsilon
 from aggregator.releases.document import (
     RELEASE,
     Cell,
@@ -41,6 +40,7 @@ from aggregator.releases.document import (
 from aggregator.storage.db import make_async_engine, make_async_sessionmaker
 from aggregator.storage.models import Release
 from protocol.canonical import canonical_bytes
+from protocol.privacy_loss import zcdp_to_epsilon
 from protocol.query import Measure
 from protocol.results import Z95, RoundResult
 from protocol.signing import SigningKey, public_key_to_text, sign
@@ -79,9 +79,7 @@ def test_too_wide_figures_are_dots_and_intervals_are_clipped_at_zero() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(
-    st.integers(0, 10**7), st.floats(0.1, 5_000), st.one_of(st.none(), st.floats(0.05, 2))
-)
+@given(st.integers(0, 10**7), st.floats(0.1, 5_000), st.one_of(st.none(), st.floats(0.05, 2)))
 def test_every_interval_holds_its_whole_figure(value: int, se: float, limit: float | None) -> None:
     figure = postprocess.publish_figure(value, se, suppress_above=limit)
     if figure.suppressed:

@@ -228,7 +228,7 @@ def _reconcile_group(
     if non_negative:
         z = _non_negative(z, y, v, c, members, offsets, max(total, 0.0))
     if rounding:
-        z = _round(z, members, offsets)
+        z = _round(z, members, offsets, non_negative=non_negative)
     _check(z, c, max(abs(total), 1.0))
     results = []
     for table, offset, n in zip(members, offsets, sizes, strict=True):
@@ -263,18 +263,20 @@ def _non_negative(
 
 def largest_remainder(values: Sequence[float], target: int) -> list[int]:
     """Whole numbers that add up to ``target``, each the floor or the ceiling of its value
-    scaled to that target (the largest remainders get the ceiling; ties go to the first)."""
+    adjusted to that target (the largest remainders get the ceiling; ties go to the first).
+
+    Non-negative values are scaled to the target, so they stay non-negative; values of either
+    sign (no non-negativity asked) are shifted evenly instead."""
     if not values:
         return []
-    weights = [max(x, 0.0) for x in values]
-    whole = math.fsum(weights)
-    if whole > 0:
-        scaled = [w * target / whole for w in weights]
+    whole = math.fsum(values)
+    if min(values) >= 0 and whole > 0 and target >= 0:
+        adjusted = [x * target / whole for x in values]
     else:
-        scaled = [target / len(weights)] * len(weights)
-    floors = [math.floor(s) for s in scaled]
+        adjusted = [x + (target - whole) / len(values) for x in values]
+    floors = [math.floor(x) for x in adjusted]
     short = target - sum(floors)
-    order = sorted(range(len(scaled)), key=lambda i: (-(scaled[i] - floors[i]), i))
+    order = sorted(range(len(adjusted)), key=lambda i: (-(adjusted[i] - floors[i]), i))
     for i in order[: max(short, 0)]:
         floors[i] += 1
     return floors
@@ -290,7 +292,9 @@ def _margin_values(
     return out
 
 
-def _round(z: Floats, members: Sequence[NoisyTable], offsets: Sequence[int]) -> Floats:
+def _round(
+    z: Floats, members: Sequence[NoisyTable], offsets: Sequence[int], *, non_negative: bool
+) -> Floats:
     """Controlled rounding: the total first, then each table (fewest dimensions first) within
     the largest margin it shares with the tables already rounded."""
     fixed: dict[tuple[str, ...], dict[Key, int]] = {}
@@ -300,7 +304,8 @@ def _round(z: Floats, members: Sequence[NoisyTable], offsets: Sequence[int]) -> 
         table = members[i]
         values = [float(x) for x in z[offsets[i] : offsets[i] + len(table.keys)]]
         if not fixed:
-            fixed[()] = {(): max(math.floor(math.fsum(values) + 0.5), 0)}
+            whole = math.floor(math.fsum(values) + 0.5)
+            fixed[()] = {(): max(whole, 0) if non_negative else whole}
         known = [s for s in fixed if set(s) <= set(table.dims)]
         widest = [s for s in known if not any(set(s) < set(o) for o in known)]
         if len(widest) > 1:

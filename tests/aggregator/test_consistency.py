@@ -175,3 +175,22 @@ def test_large_groups_solved_iteratively_agree_with_the_exact_solution(
         assert b.values == pytest.approx(a.values, abs=1e-6)
     rounded = reconcile(given_tables)
     shared_margins_agree(given_tables, [r.values for r in rounded])
+
+
+@settings(max_examples=60, deadline=None)
+@given(cube_values, st.sampled_from(FAMILIES), st.lists(st.integers(-300, 300), min_size=1))
+def test_without_non_negativity_negative_figures_stay_and_margins_still_agree(
+    values: list[int], family: tuple[tuple[str, ...], ...], noise: list[int]
+) -> None:
+    cube = dict(zip(cells(DIMS), (v / 100 for v in values), strict=True))  # small: negatives
+    given_tables = tables(cube, family, noise, [50.0])
+    result = reconcile(given_tables, non_negative=False)
+    shared_margins_agree(given_tables, [r.values for r in result])
+    assert all(v == int(v) for r in result for v in r.values)
+    unrounded = reconcile(given_tables, non_negative=False, rounding=False)
+    assert abs(result[0].total - unrounded[0].total) < 1
+
+
+def test_largest_remainders_of_either_sign() -> None:
+    assert largest_remainder([-2.5, 1.0, 0.5], -1) == [-2, 1, 0]
+    assert sum(largest_remainder([-0.4, -0.4, 3.3], 2)) == 2

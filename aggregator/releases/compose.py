@@ -4,19 +4,22 @@
 with noise, with the measure and dimensions the table asks for) and raises
 :class:`ComposeError` naming every problem otherwise, so that nothing is published from a
 missing, failed or partial-quorum round. It then builds each table (summing over dimensions
-the table leaves out), post-processes it, and writes the methodology and a plain-language
-summary. Chain fields (sequence, previous hash, version) are added by ``publish``.
+the table leaves out), makes the tables consistent with each other (one figure for every margin
+they share: :mod:`aggregator.releases.consistency`), post-processes each figure, and writes the
+methodology and a plain-language summary whose headline is that same consistent total. Chain
+fields (sequence, previous hash, version) are added by ``publish``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
 from aggregator.merge import margins
-from aggregator.releases import postprocess
+from aggregator.releases import consistency, postprocess
 from aggregator.releases.document import (
     Cell,
     Methodology,
@@ -29,6 +32,7 @@ from aggregator.releases.document import (
 from aggregator.releases.recipe import Recipe, TableRecipe
 from protocol.catalogue import CATALOGUE_VERSION, dimension
 from protocol.figures import Aggregation, deduplicated, sector_label
+from protocol.privacy_loss import zcdp_to_epsilon
 from protocol.query import Measure, Mechanism
 from protocol.results import NodeStatus, RoundResult, RoundState
 
@@ -65,17 +69,6 @@ class ComposeError(ValueError):
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
         super().__init__("; ".join(self.problems))
-
-
-def zcdp_epsilon(rho: float, delta: float) -> float:
-    """ε of (ε, δ)-DP implied by ρ-zCDP: ρ + 2√(ρ·ln(1/δ)) (Bun & Steinke 2016, Prop. 1.3).
-
-    This closed form is slightly looser than the tight numerical conversion the nodes' ledger
-    uses (OpenDP); the release quotes it because anyone can recompute it by hand.
-    """
-    if rho <= 0:
-        return 0.0
-    return rho + 2 * math.sqrt(rho * math.log(1 / delta))
 
 
 def cell_label(dim: str, code: str, lang: str) -> str:
@@ -145,22 +138,75 @@ def check(recipe: Recipe, results: Mapping[str, RoundResult | None]) -> list[_So
     return sources
 
 
-def _table(source: _Source, recipe: Recipe) -> Table:
+def _scale(measure: Measure) -> float:
+    return 0.01 if measure is Measure.REVENUE else 1.0  # cents → euros
+
+
+def _group(source: _Source) -> str:
+    """Tables that count the same thing, so must agree on every margin they share: the same
+    additive measure, period, filters, domains and contribution bounds, and the same
+    institutions answering. A persons table cannot be summed over its cells, so it shares no
+    margin with another table and is a group of its own."""
+    table, result = source.table, source.result
+    if table.measure is Measure.PERSONS:
+        return f"table:{table.table_id}"
+    spec = result.spec.model_dump(mode="json", include={"period", "filters", "domains", "bounds"})
+    answered = sorted(n.node_id for n in result.coverage.nodes if n.status is NodeStatus.ANSWERED)
+    return json.dumps([table.measure.value, spec, answered], sort_keys=True)
+
+
+def _noisy(source: _Source) -> consistency.NoisyTable:
+    """The table's noisy cells: its round summed over the dimensions it leaves out."""
+    table, result = source.table, source.result
+    by = tuple(table.by or result.spec.group_by)
+    codes, summed = margins(result.spec, result.measure(table.measure), by)
+    scale = _scale(table.measure)
+    return consistency.NoisyTable(
+        table_id=table.table_id,
+        group=_group(source),
+        dims=by,
+        keys=tuple(codes),
+        estimates=tuple(float(e) * scale for e in summed.estimates),
+        variances=tuple((se * scale) ** 2 for se in summed.standard_errors),
+    )
+
+
+def _tables(sources: Sequence[_Source], recipe: Recipe) -> tuple[Table, ...]:
+    """Every table of the release, made consistent with the others (see consistency)."""
+    pp = recipe.post_processing
+    noisy = [_noisy(s) for s in sources]
+    try:
+        consistent = consistency.reconcile(
+            noisy, non_negative=pp.non_negative, rounding=pp.rounding
+        )
+    except consistency.ConsistencyError as exc:
+        raise ComposeError([str(exc)]) from None
+    return tuple(
+        _table(source, recipe, table, values)
+        for source, table, values in zip(sources, noisy, consistent, strict=True)
+    )
+
+
+def _table(
+    source: _Source,
+    recipe: Recipe,
+    noisy: consistency.NoisyTable,
+    consistent: consistency.ConsistentTable,
+) -> Table:
     table, result = source.table, source.result
     spec = result.spec
-    by = tuple(table.by or spec.group_by)
-    codes, summed = margins(spec, result.measure(table.measure), by)
+    by = noisy.dims
     pp = recipe.post_processing
-    scale = 0.01 if table.measure is Measure.REVENUE else 1.0  # cents → euros
-    figures, total = postprocess.publish_table(
-        [float(e) for e in summed.estimates],
-        summed.standard_errors,
-        non_negative=pp.non_negative,
-        rounding=pp.rounding,
-        suppress_above=pp.suppress_relative_halfwidth,
-        scale=scale,
-        with_total=pp.consistent_totals,
-    )
+    figures = [
+        postprocess.publish_figure(
+            value,
+            math.sqrt(variance),
+            non_negative=pp.non_negative,
+            rounding=pp.rounding,
+            suppress_above=pp.suppress_relative_halfwidth,
+        )
+        for value, variance in zip(consistent.values, noisy.variances, strict=True)
+    ]
     cells = tuple(
         Cell(
             codes=key,
@@ -175,10 +221,18 @@ def _table(source: _Source, recipe: Recipe) -> Table:
             rounded_to=f.rounded_to,
             suppressed=f.suppressed,
         )
-        for key, f in zip(codes, figures, strict=True)
+        for key, f in zip(noisy.keys, figures, strict=True)
     )
     total_cell = None
-    if total is not None:
+    if pp.consistent_totals:
+        # The total of every cell, "." cells included: the same figure in every table that
+        # shares it. Its noise is the sum of the cells' (independent) noise variances.
+        total = postprocess.publish_figure(
+            consistent.total,
+            math.sqrt(math.fsum(noisy.variances)),
+            non_negative=pp.non_negative,
+            rounding=pp.rounding,
+        )
         total_cell = Cell(
             codes=("total",),
             labels=Text(nl="Totaal", en="Total"),
@@ -194,7 +248,7 @@ def _table(source: _Source, recipe: Recipe) -> Table:
     rho = privacy.rho if privacy.mechanism is Mechanism.GAUSSIAN else None
     if privacy.mechanism is Mechanism.GAUSSIAN:
         assert privacy.rho is not None
-        epsilon, delta = zcdp_epsilon(privacy.rho, privacy.delta), privacy.delta
+        epsilon, delta = zcdp_to_epsilon(privacy.rho, privacy.delta), privacy.delta
     else:
         assert privacy.epsilon is not None
         epsilon, delta = privacy.epsilon, 0.0
@@ -305,7 +359,7 @@ def compose(
     published_at: datetime,
 ) -> ReleaseDocument:
     sources = check(recipe, results)
-    tables = tuple(_table(source, recipe) for source in sources)
+    tables = _tables(sources, recipe)
     rounds = {s.result.round_id: s.result for s in sources}
     specs = [r.spec for r in rounds.values()]
     rho_total = math.fsum(s.privacy.rho_charged for s in specs)
@@ -326,7 +380,7 @@ def compose(
         epsilon_total = math.fsum(s.privacy.epsilon or 0.0 for s in specs)
         delta_total = 0.0
     else:
-        epsilon_total, delta_total = zcdp_epsilon(rho_total, delta), delta
+        epsilon_total, delta_total = zcdp_to_epsilon(rho_total, delta), delta
     return ReleaseDocument(
         release_id=release_id or recipe.release_id,
         version=version,

@@ -45,8 +45,8 @@ class PostProcessing(_Frozen):
     """What was done to the merged figures before publication (never to raw data)."""
 
     non_negative: bool = True  # negative estimates are published as 0 (intervals clipped at 0)
-    rounding: bool = True  # figures rounded to a power of ten that fits the interval width
-    consistent_totals: bool = True  # totals are the sum of their published breakdown
+    rounding: bool = True  # whole numbers by controlled rounding; interval bounds to a power of ten
+    consistent_totals: bool = True  # a total row per table: the consistent total of all cells
     # CBS-style "." for cells whose 95% interval half-width exceeds this share of the estimate;
     # None: nothing is suppressed.
     suppress_relative_halfwidth: Annotated[float, Field(gt=0)] | None = None

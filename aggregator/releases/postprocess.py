@@ -1,28 +1,29 @@
-"""Post-processing of merged figures before publication. Pure functions; no I/O.
+"""Post-processing of one figure before publication, after the release-wide consistency step.
 
-Post-processing works on the noisy, merged estimates only, never on raw data, so it costs no
-privacy (the post-processing property of differential privacy). The steps, in order:
+The figures themselves come from :mod:`aggregator.releases.consistency`: consistent across the
+release's tables, non-negative and (when the recipe rounds) whole numbers whose cells add up to
+their totals. What is left per figure, here:
 
-1. **Non-negativity.** A count cannot be negative; a negative estimate (noise around a small
-   true value) is published as 0, and interval bounds below 0 are clipped to 0.
-2. **Rounding.** Each figure is rounded to a power of ten that fits its interval: one tenth of
-   the interval's half-width, rounded down to a power of ten, and at least 1. A figure of
-   4,123,456 ± 4,300 is published as 4,123,500 (step 100): the digits below the step are noise.
+1. **The interval.** The 95% interval is the figure ± 1.96 × its table's noise standard error
+   (the noise of the round it comes from; the consistency step, which can only reduce the
+   variance, is not credited, so the interval is conservative). With non-negativity, bounds
+   below 0 are clipped to 0.
+2. **Rounding the bounds.** The interval's bounds are rounded to a power of ten that fits it
+   (a tenth of the half-width, rounded down to a power of ten, at least 1): the digits below
+   that step are noise. The figure itself stays a whole number, so that tables add up.
 3. **Suppression** (optional, CBS-style "."). A cell whose 95% half-width is more than the
-   recipe's share of its estimate (or whose estimate is 0) is published without a figure. This
+   recipe's share of its figure (or whose figure is 0) is published without a figure. This
    is for reliability, not confidentiality: differential privacy already protects every cell,
-   so no secondary suppression is needed.
-4. **Consistent totals.** The total row is the sum of the published (clipped, rounded) cells,
-   suppressed cells included, so that a table adds up exactly. Its interval comes from the sum
-   of the cells' noise variances (the cells' noise is independent), centred on that total.
+   so no secondary suppression is needed. The total still counts the suppressed cells, so when
+   a table has a ".", its visible cells add up to less than its total; the page says so.
 
-See docs/explanation/releases.md.
+Everything here works on noisy, merged figures only, never on raw data, so it costs no privacy
+(the post-processing property of differential privacy). See docs/explanation/releases.md.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from protocol.results import Z95
@@ -36,7 +37,7 @@ class Figure:
     lower: float | None
     upper: float | None
     standard_error: float
-    rounded_to: int
+    rounded_to: int | None  # 1: a whole number (controlled rounding); None: not rounded
     suppressed: bool
 
 
@@ -72,78 +73,24 @@ def is_too_wide(value: float, half_width: float, limit: float | None) -> bool:
     return value < least
 
 
-def publish_cell(
-    estimate: float,
+def publish_figure(
+    value: float,
     standard_error: float,
     *,
     non_negative: bool = True,
     rounding: bool = True,
     suppress_above: float | None = None,
-    scale: float = 1.0,
 ) -> Figure:
-    """Post-process one merged cell. ``scale`` converts units first (cents → euros: 0.01)."""
-    value = estimate * scale
-    se = standard_error * scale
-    half = Z95 * se
+    """One figure after the consistency step: its interval, and "." when too uncertain."""
+    half = Z95 * standard_error
     lower, upper = value - half, value + half
     if non_negative:
-        value, lower, upper = max(value, 0.0), max(lower, 0.0), max(upper, 0.0)
+        lower, upper = max(lower, 0.0), max(upper, 0.0)
     step = rounding_step(half) if rounding else 1
     if rounding:
-        value, lower, upper = round_to(value, step), round_to(lower, step), round_to(upper, step)
+        lower, upper = round_to(lower, step), round_to(upper, step)
+        # The figure is a whole number (controlled rounding); the bounds never exclude it.
+        lower, upper = min(lower, value), max(upper, value)
     if is_too_wide(value, half, suppress_above):
-        return Figure(None, None, None, se, step, True)
-    return Figure(value, lower, upper, se, step, False)
-
-
-def publish_total(
-    cells: Sequence[Figure],
-    published_values: Sequence[float],
-    *,
-    non_negative: bool = True,
-) -> Figure:
-    """The total row: the sum of the published cell values (suppressed ones included, from
-    ``published_values``), with the interval of the sum of the cells' noise."""
-    total = math.fsum(published_values)
-    se = math.sqrt(math.fsum(c.standard_error**2 for c in cells))
-    half = Z95 * se
-    lower, upper = total - half, total + half
-    if non_negative:
-        lower, upper = max(lower, 0.0), max(upper, 0.0)
-    step = rounding_step(half)
-    return Figure(total, round_to(lower, step), round_to(upper, step), se, step, False)
-
-
-def publish_table(
-    estimates: Sequence[float],
-    standard_errors: Sequence[float],
-    *,
-    non_negative: bool = True,
-    rounding: bool = True,
-    suppress_above: float | None = None,
-    scale: float = 1.0,
-    with_total: bool = True,
-) -> tuple[list[Figure], Figure | None]:
-    """Post-process the cells of one table and, for additive measures, its total row."""
-    cells: list[Figure] = []
-    values: list[float] = []
-    for estimate, se in zip(estimates, standard_errors, strict=True):
-        cells.append(
-            publish_cell(
-                estimate,
-                se,
-                non_negative=non_negative,
-                rounding=rounding,
-                suppress_above=suppress_above,
-                scale=scale,
-            )
-        )
-        # A suppressed cell still counts in the total, with the value it would have had.
-        shown = publish_cell(
-            estimate, se, non_negative=non_negative, rounding=rounding, scale=scale
-        )
-        assert shown.value is not None
-        values.append(shown.value)
-    if not with_total:
-        return cells, None
-    return cells, publish_total(cells, values, non_negative=non_negative)
+        return Figure(None, None, None, standard_error, None, True)
+    return Figure(value, lower, upper, standard_error, 1 if rounding else None, False)

@@ -52,8 +52,8 @@ WORDS: dict[str, tuple[str, str]] = {
     "correction": ("Verbetering", "Correction"),
     "catalogue": ("Open-datacatalogus (DCAT-AP)", "Open data catalogue (DCAT-AP)"),
     "contents": ("Inhoud", "Contents"),
-    "value": ("Aantal", "Value"),
     "interval": ("95%-marge", "95% interval"),
+    "in_unit": ("{what} ({unit})", "{what} ({unit})"),
     "total": ("Totaal", "Total"),
     "dot_note": (
         "Een punt (.) betekent: te onzeker om te publiceren (de marge is meer dan {limit}% "
@@ -152,12 +152,22 @@ WORDS: dict[str, tuple[str, str]] = {
         "negative estimates are published as 0",
     ),
     "pp_rounding": (
-        "cijfers zijn afgerond op een tiende van de marge (een macht van tien)",
-        "figures are rounded to a tenth of their margin (a power of ten)",
+        "cijfers zijn afgerond op hele getallen, zo dat elke tabel precies optelt tot haar "
+        "totaal; de marges zijn afgerond op een tiende van hun breedte (een macht van tien)",
+        "figures are rounded to whole numbers such that every table adds up exactly to its "
+        "total; the margins are rounded to a tenth of their width (a power of ten)",
     ),
     "pp_totals": (
-        "totalen zijn de som van de gepubliceerde cellen",
-        "totals are the sum of the published cells",
+        "de tabellen zijn op elkaar afgestemd: wat meer tabellen gemeen hebben (zoals het "
+        "totaal aantal bezoeken) is in elke tabel hetzelfde cijfer, de gewogen kleinste-"
+        "kwadratenschatting uit alle tabellen samen. Een totaal telt ook de cellen mee die als "
+        "punt (.) staan; de zichtbare cellen tellen dan op tot minder dan het totaal. Dit is "
+        "nabewerking van de beschermde cijfers en kost geen privacy",
+        "the tables are made consistent with each other: what several tables share (such as "
+        "the total number of visits) is the same figure in each of them, the weighted "
+        "least-squares estimate from all the tables together. A total includes the cells "
+        "shown as a dot (.); the visible cells then add up to less than the total. This is "
+        "post-processing of the protected figures and costs no privacy",
     ),
     "pp_suppress": (
         "cijfers met een marge van meer dan {limit}% zijn vervangen door een punt (.)",

@@ -268,6 +268,8 @@ def _table_view(table: Table, lang: str, slug: str, limit: float | None) -> dict
         # (signed, possibly older) title says; the method box explains why.
         "not_deduplicated": not_deduplicated_note(lang) if table.deduplicated is False else None,
         "unit": table.unit.get(lang),
+        # The figures' column is headed by their unit ("Bezoeken", "Euro"), never "Aantal".
+        "unit_title": table.unit.get(lang)[:1].upper() + table.unit.get(lang)[1:],
         "dims": [d.get(lang) for d in table.dimension_titles],
         "rows": rows,
         "total": total,

@@ -14,13 +14,13 @@ from typing import Any
 
 # The submodules, not opendp.prelude: the prelude also imports OpenDP's scikit-learn and polars
 # extras when those happen to be installed, which costs every CLI start over a second.
-import opendp.combinators as dp_c
 import opendp.domains as dp_domains
 import opendp.measurements as dp_m
 import opendp.metrics as dp_metrics
 from opendp.mod import enable_features
 
 from protocol.calibration import gaussian_scale, laplace_scale, noise_sd
+from protocol.privacy_loss import zcdp_to_epsilon
 from protocol.query import Mechanism
 from protocol.sensitivity import Sensitivity
 
@@ -28,7 +28,8 @@ enable_features("contrib")
 
 _VECTOR = dp_domains.vector_domain(dp_domains.atom_domain(T="i64"))
 # The scales and their SDs come from ``protocol.calibration``, which the aggregator uses to
-# check every answer; ``noise_sd`` is re-exported here for the node's callers.
+# check every answer; ``noise_sd`` is re-exported here for the node's callers, and so is
+# ``zcdp_to_epsilon``, the one ρ → (ε, δ) conversion that nodes, aggregator and pages share.
 __all__ = [
     "Calibration",
     "CalibrationError",
@@ -90,13 +91,3 @@ def add_noise(values: Sequence[int], calibration: Calibration) -> list[int]:
     else:
         measurement = _laplace(calibration.scale)
     return [int(v) for v in measurement([int(v) for v in values])]
-
-
-def zcdp_to_epsilon(rho: float, delta: float) -> float:
-    """The ε of (ε, δ)-DP implied by ρ-zCDP, by OpenDP's (tight) conversion."""
-    if rho <= 0:
-        return 0.0
-    # A notional Gaussian whose map at Δ=1 is exactly ρ: σ = 1/√(2ρ).
-    notional = _gaussian(1 / math.sqrt(2 * rho))
-    profile = dp_c.make_zCDP_to_approxDP(notional).map(1.0)  # type: ignore[no-untyped-call]
-    return float(profile.epsilon(delta=delta))

@@ -83,10 +83,12 @@ def test_a_partial_result_shows_tables_coverage_and_a_warning(
     args = ("--report", "revenue", "--year", "2025", "--csv", str(out_csv), "--json", str(out_json))
     printed = flat(run(*args, "--lang", "en", *AGG))
     assert json.loads(seen[0].content)["report"]["year"] == 2025
-    # revenue k·25,000 cents ± 19.6 cents in euros; visits 10·k ± 19.6; mean price € 25.00
+    # revenue k·25,000 cents ± 19.6 cents in euros; visits 10·k ± 19.6, clipped at 0 and
+    # flagged as too wide; mean price € 25.00
     assert "revenue (€)" in printed and "music theatre, opera and musical" in printed
-    assert "250 (250 – 250)" in printed and "10 (-10 – 30)" in printed
+    assert "250 (250 – 250) " in printed and "10 (0 – 30) *" in printed
     assert "mean price (€)" in printed and "25.00 (" in printed
+    assert "* Unreliable: the 95% interval is wider than ±50% of the estimate" in printed
     assert "Coverage: 1 of 3 institutions answered" in printed
     assert "Instelling 1 refused budget_exhausted: its privacy budget" in printed
     assert "Instelling 2 timed out not_delivered: it did not collect" in printed
@@ -95,8 +97,13 @@ def test_a_partial_result_shows_tables_coverage_and_a_warning(
     assert len(rows) == REVENUE.cell_count
     assert rows[1]["artform"] == "musical_opera"
     assert rows[1]["artform_label"] == "music theatre, opera and musical"
-    assert rows[1]["revenue"] == "25000" and rows[1]["visits_se"] == "10.0"
-    assert rows[0]["mean_price"] == "" and float(rows[1]["mean_price"]) == pytest.approx(2500)
+    assert rows[1]["revenue_eur"] == "250.0" and rows[1]["visits_se"] == "10.0"
+    assert rows[0]["mean_price_eur"] == "" and float(rows[1]["mean_price_eur"]) == 25
+    assert (rows[1]["coverage_answered"], rows[1]["coverage_total"], rows[1]["partial"]) == (
+        "1",
+        "3",
+        "True",
+    )
     assert RoundResult.model_validate_json(out_json.read_text("utf-8")) == result
 
 
@@ -240,10 +247,11 @@ async def test_in_process_exact_figures_and_exports(
     assert "Partial" not in printed
     written = read_csv(out_csv)
     assert [int(r["visits"]) for r in written] == expected["visits"]
-    assert [int(r["revenue"]) for r in written] == expected["revenue"]
+    assert [float(r["revenue_eur"]) for r in written] == [c / 100 for c in expected["revenue"]]
     assert {r["visits_se"] for r in written} == {"0.0"}
     theatre = written[0]
-    assert float(theatre["mean_price"]) == expected["revenue"][0] / expected["visits"][0]
+    mean_cents = expected["revenue"][0] / expected["visits"][0]
+    assert float(theatre["mean_price_eur"]) == pytest.approx(mean_cents / 100)
     assert float(theatre["visits_share_artform"]) == expected["visits"][0] / sum(expected["visits"])
     assert f"{expected['revenue'][0] / 100:,.0f} (" in printed  # revenue shown in euros
     saved = RoundResult.model_validate_json(out_json.read_text("utf-8"))

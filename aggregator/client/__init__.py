@@ -46,7 +46,7 @@ from aggregator.client.errors import (
     WouldBeRefused,
     problem_error,
 )
-from aggregator.client.result import ReportInfo, Result
+from aggregator.client.result import PartialResultWarning, ReportInfo, Result, warn_if_partial
 from protocol.api import NodeInfo, PublishedRelease, PublishRequest, RoundRequest, RoundSummary
 from protocol.connection import UNRESOLVABLE, describe, probe
 from protocol.query import QuerySpec
@@ -62,6 +62,7 @@ __all__ = [
     "NotAuthenticated",
     "NotConfigured",
     "NotFound",
+    "PartialResultWarning",
     "RefusingNode",
     "ReportInfo",
     "Result",
@@ -302,7 +303,9 @@ class Client:
                 call, retried = flow.send(response), 0
         except StopIteration as done:
             value: T = done.value
-            return value
+        if isinstance(value, Result):
+            warn_if_partial(value, stacklevel=3)  # at the caller of ask(), wait() or round()
+        return value
 
     def reports(self) -> list[ReportInfo]:
         return self._run(_get("/v1/reports", _REPORTS))
@@ -385,7 +388,9 @@ class AsyncClient:
                 call, retried = flow.send(response), 0
         except StopIteration as done:
             value: T = done.value
-            return value
+        if isinstance(value, Result):
+            warn_if_partial(value, stacklevel=3)  # at the caller of ask(), wait() or round()
+        return value
 
     async def reports(self) -> list[ReportInfo]:
         return await self._run(_get("/v1/reports", _REPORTS))

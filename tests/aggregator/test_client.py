@@ -37,6 +37,7 @@ from aggregator.client import (
     NotAuthenticated,
     NotConfigured,
     NotFound,
+    PartialResultWarning,
     RefusingNode,
     Result,
     UnexpectedResponse,
@@ -269,8 +270,10 @@ async def test_noise_off_results_equal_the_per_node_exact_sums(tmp_path: Path) -
     rows_out = {r["artform"]: r for r in result.rows(lang="en")}
     assert rows_out["dance"]["artform_label"] == "dance"
     assert rows_out["theatre"]["visits"] == expected["visits"][0]
-    assert rows_out["theatre"]["revenue_se"] == 0.0
-    assert rows_out["film"]["mean_price_lower"] == pytest.approx(rows_out["film"]["mean_price"])
+    assert rows_out["theatre"]["revenue_eur_se"] == 0.0
+    assert rows_out["theatre"]["revenue_eur"] == expected["revenue"][0] / 100
+    film = rows_out["film"]
+    assert film["mean_price_eur_lower"] == pytest.approx(film["mean_price_eur"])
 
 
 async def test_lists_reports_nodes_rounds_and_waits_for_a_round(tmp_path: Path) -> None:
@@ -302,9 +305,12 @@ async def test_a_node_that_never_connects_makes_a_partial_result(tmp_path: Path)
     ):
         # The round closes at its deadline once the two live nodes answered; ask() waits.
         group.start_soon(functools.partial(fed.expire, silent=1))
-        result = await client.ask(
-            report="revenue", year=2025, rho=0.1, deadline_seconds=1, mode="independent"
-        )
+        with pytest.warns(PartialResultWarning, match="2 of 3 institutions") as warned:
+            result = await client.ask(
+                report="revenue", year=2025, rho=0.1, deadline_seconds=1, mode="independent"
+            )
+    assert warned[0].filename == __file__  # attributed to the caller of ask()
+    assert "not in them: Instelling 2" in str(warned[0].message)
     assert result.partial and result.quorum_met
     by_name = {n.institution: n for n in result.coverage.nodes}
     assert by_name["Instelling 2"].status is NodeStatus.TIMED_OUT
@@ -495,20 +501,25 @@ def test_rows_columns_and_shares() -> None:
         *(
             f"{name}{suffix}"
             for name in (
-                "revenue",
+                "revenue_eur",
                 "visits",
-                "mean_price",
+                "mean_price_eur",
                 "revenue_share_artform",
                 "visits_share_artform",
             )
-            for suffix in ("", "_se", "_lower", "_upper")
+            for suffix in ("", "_se", "_lower", "_upper", "_raw", "_too_wide")
         ),
+        "coverage_answered",
+        "coverage_total",
+        "partial",
     ]
     assert rows[1]["artform"] == "musical_opera"
     assert rows[1]["artform_label"] == "music theatre, opera and musical"
     assert rows[1]["visits"] == 10 and rows[1]["visits_se"] == 10.0
-    assert rows[1]["mean_price"] == pytest.approx(2_500)
-    assert rows[0]["mean_price"] is None  # no visits, no mean
+    assert rows[1]["mean_price_eur"] == pytest.approx(25)  # 2,500 cents
+    assert rows[0]["mean_price_eur"] is None  # no visits, no mean
+    assert rows[0]["mean_price_eur_too_wide"] is None
+    assert rows[2]["revenue_eur"] == 500.0 and rows[2]["revenue_eur_raw"] == 500.0
     share = result.shares("visits", along="artform")
     assert sum(e for e in share.estimates if e is not None) == pytest.approx(1)
     assert rows[1]["visits_share_artform"] == share.estimates[1]
@@ -533,11 +544,23 @@ def test_to_polars_and_to_pandas(monkeypatch: pytest.MonkeyPatch) -> None:
     frame = result.to_polars(lang="en")
     assert frame.columns == list(result.columns(lang="en"))
     assert frame["visits"].to_list() == list(result.measure("visits").estimates)
-    assert frame["mean_price"].null_count() == 1
+    assert frame["mean_price_eur"].null_count() == 1
+    assert frame["coverage_answered"].to_list() == [2] * len(frame)
+    assert frame["coverage_total"].to_list() == [2] * len(frame)
+    assert not frame["partial"].any()
+
+    class FakeFrame:
+        def __init__(self, columns: dict[str, list[Any]]) -> None:
+            self.columns, self.attrs = columns, {}
+
     fake_pandas = types.ModuleType("pandas")
-    fake_pandas.DataFrame = lambda columns: ("frame", columns)  # type: ignore[attr-defined]
+    fake_pandas.DataFrame = FakeFrame  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "pandas", fake_pandas)
-    assert result.to_pandas() == ("frame", result.columns())
+    frame = result.to_pandas()
+    assert frame.columns == result.columns()
+    assert frame.attrs["round_id"] == "round-1"
+    assert frame.attrs["coverage"]["answered"] == 2
+    assert frame.attrs["coverage"]["nodes"][0]["institution"] == "Instelling 0"
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match=r"to_pandas\(\) needs pandas.*pip install pandas"):
         result.to_pandas()

@@ -30,14 +30,13 @@ from aggregator.client import (
     WouldBeRefused,
 )
 from aggregator.client.presentation import Series, present
-from aggregator.releases.recipe import SUPPRESS_RELATIVE_HALFWIDTH
 from node.cli import fail
 from protocol.catalogue import DIMENSIONS
 from protocol.figures import not_deduplicated_note, sector_label
 from protocol.query import Mode as AskMode
 from protocol.query import QuerySpec
 from protocol.reports import REPORTS
-from publieksdata.render import coverage_table, reason_text
+from publieksdata.render import coverage_table, reason_text, shown_interval, too_wide_note
 
 EXIT_USAGE = 2
 EXIT_REFUSED = 3
@@ -125,30 +124,12 @@ _FORMATS = {
     "ratio": (1, ",.2f"),
     "share": (100, ".1f"),  # shown in percent
 }
-TOO_WIDE_MARK = "*"
 Shown = tuple[str, Series]  # header, the series as shown
-
-
-def _too_wide_note(lang: str) -> str:
-    limit = f"{SUPPRESS_RELATIVE_HALFWIDTH * 100:g}%"
-    return _t(
-        lang,
-        f"{TOO_WIDE_MARK} Onbetrouwbaar: het 95%-interval is breder dan ±{limit} van de schatting "
-        "(of de schatting is 0). De publieke site toont zo'n cijfer als '.'. Negatieve "
-        "schattingen (ruis) staan hier als 0; --csv en --json bevatten de ruwe waarden.",
-        f"{TOO_WIDE_MARK} Unreliable: the 95% interval is wider than ±{limit} of the estimate (or "
-        "the estimate is 0). The public site shows such a figure as '.'. Negative estimates "
-        "(noise) are shown as 0; --csv and --json hold the raw values.",
-    )
 
 
 def _interval(series: Series, i: int) -> str:
     factor, fmt = _FORMATS[series.kind]
-    value, lower, upper = series.values[i], series.lower[i], series.upper[i]
-    if value is None or lower is None or upper is None:
-        return "–"
-    text = f"{value * factor:{fmt}} ({lower * factor:{fmt}} – {upper * factor:{fmt}})"
-    return f"{text} {TOO_WIDE_MARK}" if series.too_wide[i] else text
+    return shown_interval(series, i, fmt, factor)
 
 
 def _table(title: str, result: Result, lang: str, series: Sequence[Shown]) -> Table:
@@ -174,7 +155,14 @@ def _table(title: str, result: Result, lang: str, series: Sequence[Shown]) -> Ta
             )
         )
     if any(s.too_wide[i] for _, s in series for i in range(min(len(raw.cells), ROW_LIMIT))):
-        notes.append(_too_wide_note(lang))
+        notes.append(
+            too_wide_note(lang)
+            + _t(
+                lang,
+                " --csv en --json bevatten de ruwe waarden.",
+                " --csv and --json hold the raw values.",
+            )
+        )
     if notes:
         table.caption = "\n".join(notes)
     return table

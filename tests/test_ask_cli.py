@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 import anyio.to_thread
 import httpx
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner, Result
 
 import publieksdata.ask as ask_module
 from aggregator.client import Client
 from protocol.query import QuerySpec
-from protocol.results import NodeStatus, RoundResult, RoundState
+from protocol.results import Z95, NodeStatus, RoundResult, RoundState
 from publieksdata.cli import app
 from tests.aggregator.test_client import (
     REVENUE,
@@ -28,6 +30,7 @@ from tests.aggregator.test_client import (
     node_rows,
     problem,
     reply,
+    seen_in_the_issue,
 )
 
 pytestmark = pytest.mark.anyio
@@ -105,6 +108,38 @@ def test_a_partial_result_shows_tables_coverage_and_a_warning(
         "True",
     )
     assert RoundResult.model_validate_json(out_json.read_text("utf-8")) == result
+
+
+def test_negative_and_too_wide_figures_are_shown_as_0_and_flagged_with_the_raw_in_the_exports(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 16: "overig −83 visits" and a mean ticket price of −€754 ± €80k."""
+    result = seen_in_the_issue()
+    aggregator(monkeypatch, reply(201, result))
+    monkeypatch.setattr(ask_module, "console", Console(width=400))  # no cell wraps, anywhere
+    out_csv, out_json = tmp_path / "out.csv", tmp_path / "out.json"
+    args = ("--report", "revenue", "--csv", str(out_csv), "--json", str(out_json))
+    printed = flat(run(*args, *AGG))
+    assert "overig 250,000 (171,601 – 328,399) 0 (0 – 0) *" in printed  # revenue, then visits
+    assert "muziektheater, opera en musical 0 (0 – 77,645) * 1 (0 – 21) *" in printed
+    mean_upper = -754 + Z95 * math.sqrt(40_000**2 + 754**2 * 10**2)  # euros: about ± €80,000
+    assert f"muziektheater, opera en musical 0.00 (0.00 – {mean_upper:,.2f}) *" in printed
+    assert "toneel 250,000 (171,601 – 328,399) 10,000 (9,980 – 10,020) muziektheater" in printed
+    assert "toneel 25.00 (17.16 – 32.84) muziektheater" in printed
+    assert "* Onbetrouwbaar: het 95%-interval is breder dan ±50% van de schatting" in printed
+    assert "-83" not in printed and "-754" not in printed and "(-" not in printed
+    rows = {row["artform"]: row for row in read_csv(out_csv)}
+    assert (rows["other"]["visits"], rows["other"]["visits_raw"]) == ("0", "-83")
+    assert rows["other"]["visits_too_wide"] == "True"
+    opera = rows["musical_opera"]
+    assert (opera["revenue_eur"], opera["revenue_eur_raw"]) == ("0.0", "-754.0")
+    assert float(opera["mean_price_eur"]) == 0 and float(opera["mean_price_eur_raw"]) == -754
+    assert opera["mean_price_eur_too_wide"] == "True"
+    assert rows["theatre"]["visits_too_wide"] == "False"
+    assert {(r["coverage_answered"], r["coverage_total"], r["partial"]) for r in rows.values()} == {
+        ("2", "3", "True")
+    }
+    assert RoundResult.model_validate_json(out_json.read_text("utf-8")) == result  # raw, cents
 
 
 def test_would_be_refused_lists_the_nodes_and_exits_3(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,8 @@
 """`publieksdata ask`: ask the federation a question through the aggregator, and show the answer.
 
+Figures are shown as aggregator.client.presentation says: never below 0, revenue in euros, and
+marked "*" when their 95% interval is too wide to be useful (the public site's "." rule).
+
 Exit codes: 0 success; 1 error; 2 usage error (also: no aggregator URL or token); 3 refused:
 nodes would refuse the question (nothing was sent), or the round closed without its quorum.
 """
@@ -249,8 +252,20 @@ def ask(
     ] = None,
     shares: Annotated[str | None, typer.Option(help="Show shares along this dimension.")] = None,
     lang: Annotated[str, typer.Option(help="Labels in nl or en.")] = "nl",
-    csv_file: Annotated[Path | None, typer.Option("--csv", help="Write the cells as CSV.")] = None,
-    json_file: Annotated[Path | None, typer.Option("--json", help="Write the result.")] = None,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            help="Write the cells as CSV, as shown: never below 0, money in euros, with the raw "
+            "estimates (_raw), a _too_wide flag and the coverage.",
+        ),
+    ] = None,
+    json_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--json", help="Write the result as the aggregator sent it (raw estimates, cents)."
+        ),
+    ] = None,
     url: Annotated[str | None, typer.Option(envvar=URL_ENV, help="The aggregator's URL.")] = None,
     token: Annotated[str | None, typer.Option(envvar=TOKEN_ENV, help="Analyst API token.")] = None,
 ) -> None:

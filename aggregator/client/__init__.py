@@ -11,6 +11,12 @@ sans-I/O core: each method is a *flow*, a generator that yields the HTTP calls i
 sent their responses. Building requests, long-polling a round and reading responses therefore
 exist once; the two classes differ only in how they send a call.
 
+A result's ``rows()`` and data frames show figures as people should read them (never below 0,
+money in euros, flagged when too wide to be useful, the raw estimate and the coverage beside
+them); ``raw``, ``measure()`` and ``ratio()`` are the wire format (raw estimates, cents). A
+closed result with figures from only some of the nodes asked comes with a
+``PartialResultWarning``.
+
 Every error is a ``ClientError``: a problem document from the aggregator (with its ``code``,
 ``status`` and ``detail``), no answer at all, or an answer this client cannot read. With no
 answer at all, ``Unreachable`` says what is likely wrong (host not found, connection refused,

@@ -89,12 +89,13 @@ def present(
                 column.append(None)
             continue
         judged = publish_cell(float(value), se, rounding=counted, suppress_above=limit, scale=scale)
-        shown = value * scale if scale != 1.0 else value
+        per = round(1 / scale)  # divide by 100 for euros: 57 / 100 is 0.57, 57 * 0.01 is not
+        shown = value / per if per != 1 else value
         values.append(_clamp(shown))
         raw.append(shown)
-        errors.append(se * scale)
-        lower.append(max(low * scale, 0.0))
-        upper.append(max(high * scale, 0.0))
+        errors.append(se / per)
+        lower.append(max(low / per, 0.0))
+        upper.append(max(high / per, 0.0))
         too_wide.append(judged.suppressed)
     return Series(
         name, kind, tuple(values), tuple(raw), tuple(errors), tuple(lower), tuple(upper),

@@ -45,6 +45,7 @@ from aggregator.client import (
     Unreachable,
     WouldBeRefused,
 )
+from aggregator.client.presentation import present
 from aggregator.merge import derived
 from aggregator.releases.compose import compose
 from aggregator.releases.recipe import Recipe
@@ -664,6 +665,22 @@ def test_the_client_flags_exactly_the_cells_the_public_site_suppresses(
     for table, column in zip(document.tables, ("visits", "revenue_eur"), strict=True):
         site = [cell.suppressed for cell in table.cells]
         assert site == [row[f"{column}_too_wide"] for row in rows], column
+
+
+def test_euros_are_exactly_cents_divided_by_100() -> None:
+    cents = (57, -3, 1_999_999)
+    revenue = MeasureEstimate(
+        measure=Measure.REVENUE,
+        estimates=cents,
+        standard_errors=(0.0,) * 3,
+        lower=tuple(map(float, cents)),
+        upper=tuple(map(float, cents)),
+    )
+    shown = present(revenue)
+    assert (shown.name, shown.kind) == ("revenue_eur", "money")
+    assert shown.values == (0.57, 0.0, 19_999.99)  # 57 * 0.01 would be 0.5700000000000001
+    assert shown.raw == (0.57, -0.03, 19_999.99)
+    assert shown.too_wide == (False, False, False)  # exact figures (noise off) are never too wide
 
 
 def test_the_sync_client_warns_of_a_partial_result_at_the_caller() -> None:

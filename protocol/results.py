@@ -24,6 +24,11 @@ class MeasureEstimate(_Frozen):
     that answered. ``standard_errors`` come from the noise each node reported; the intervals are
     estimate ± 1.96 standard errors.
 
+    This is the wire format, kept as merged: estimates can be below 0 (noise around a small true
+    value) and revenue is in cents. What people read (``publieksdata ask`` and the Python
+    client's rows and frames) is derived from it by ``aggregator.client.presentation``: never
+    below 0, in euros (``revenue_eur``), flagged when the interval is too wide to be useful.
+
     ``aggregation`` says how the institutions' figures were combined (today always summed), and
     ``deduplicated`` whether a ``persons`` figure counts each person once across the sector: it
     is false, because a person who visits three institutions is in three nodes' counts (null for
@@ -45,7 +50,8 @@ class MeasureEstimate(_Frozen):
 
 class RatioEstimate(_Frozen):
     """A derived quantity per cell (a mean or a share) with a delta-method interval. Cells where
-    the denominator estimate is not positive have no value (None)."""
+    the denominator estimate is not positive have no value (None). Like ``MeasureEstimate`` it
+    is the wire format: ``mean_price`` is in cents and can be below 0."""
 
     name: str
     numerator: str

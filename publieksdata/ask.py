@@ -1,5 +1,8 @@
 """`publieksdata ask`: ask the federation a question through the aggregator, and show the answer.
 
+Figures are shown as aggregator.client.presentation says: never below 0, revenue in euros, and
+marked "*" when their 95% interval is too wide to be useful (the public site's "." rule).
+
 Exit codes: 0 success; 1 error; 2 usage error (also: no aggregator URL or token); 3 refused:
 nodes would refuse the question (nothing was sent), or the round closed without its quorum.
 With ``--preview`` nothing is ever asked or spent; it exits 3 when the round would be turned down.
@@ -8,6 +11,7 @@ With ``--preview`` nothing is ever asked or spent; it exits 3 when the round wou
 from __future__ import annotations
 
 import csv
+import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -25,18 +29,19 @@ from aggregator.client import (
     Client,
     ClientError,
     NotConfigured,
+    PartialResultWarning,
     Result,
     RoundPreview,
     WouldBeRefused,
 )
-from aggregator.client.result import Estimate
+from aggregator.client.presentation import Series, present
 from node.cli import fail
 from protocol.catalogue import DIMENSIONS
 from protocol.figures import not_deduplicated_note, sector_label
 from protocol.query import Mode as AskMode
 from protocol.query import QuerySpec
 from protocol.reports import REPORTS
-from publieksdata.render import coverage_table, reason_text
+from publieksdata.render import coverage_table, reason_text, shown_interval, too_wide_note
 
 EXIT_USAGE = 2
 EXIT_REFUSED = 3
@@ -115,41 +120,56 @@ def _question(
     return None, options, REPORTS[report].group_by
 
 
-# How each kind of series is shown: divided by scale, in this format.
+# How each kind of series is shown (aggregator.client.presentation: money already in euros):
+# multiplied by factor, in this format.
 _FORMATS = {
     "count": (1, ",.0f"),
-    "money": (100, ",.0f"),  # cents, shown in euros
-    "price": (100, ",.2f"),
+    "money": (1, ",.0f"),
+    "price": (1, ",.2f"),
     "ratio": (1, ",.2f"),
-    "share": (0.01, ".1f"),  # shown in percent
+    "share": (100, ".1f"),  # shown in percent
 }
-Series = tuple[str, Estimate, str]  # header, estimate, kind
+Shown = tuple[str, Series]  # header, the series as shown
 
 
-def _interval(estimate: Estimate, i: int, kind: str) -> str:
-    scale, fmt = _FORMATS[kind]
-    value, lower, upper = estimate.estimates[i], estimate.lower[i], estimate.upper[i]
-    if value is None or lower is None or upper is None:
-        return "–"
-    return f"{value / scale:{fmt}} ({lower / scale:{fmt}} – {upper / scale:{fmt}})"
+def _interval(series: Series, i: int) -> str:
+    factor, fmt = _FORMATS[series.kind]
+    return shown_interval(series, i, fmt, factor)
 
 
-def _table(title: str, result: Result, lang: str, series: Sequence[Series]) -> Table:
-    """One row per cell (the first ROW_LIMIT), each series as estimate (95% interval)."""
+def _table(title: str, result: Result, lang: str, series: Sequence[Shown]) -> Table:
+    """One row per cell (the first ROW_LIMIT), each series as estimate (95% interval), marked
+    when the interval is too wide to be useful."""
     raw = result.raw
     table = Table(title=title)
     for name in raw.group_by:
         table.add_column(_t(lang, DIMENSIONS[name].nl, DIMENSIONS[name].en))
-    for header, _, _ in series:
+    for header, _ in series:
         table.add_column(header, justify="right")
     for i, cell in enumerate(raw.cells[:ROW_LIMIT]):
         labels = [DIMENSIONS[n].label(c, lang) for n, c in zip(raw.group_by, cell, strict=True)]
-        table.add_row(*labels, *(_interval(e, i, kind) for _, e, kind in series))
+        table.add_row(*labels, *(_interval(s, i) for _, s in series))
+    notes = []
     if len(raw.cells) > ROW_LIMIT:
         more = len(raw.cells) - ROW_LIMIT
-        table.caption = _t(
-            lang, f"… nog {more} cellen (--csv voor alles)", f"… {more} more cells (--csv for all)"
+        notes.append(
+            _t(
+                lang,
+                f"… nog {more} cellen (--csv voor alles)",
+                f"… {more} more cells (--csv for all)",
+            )
         )
+    if any(s.too_wide[i] for _, s in series for i in range(min(len(raw.cells), ROW_LIMIT))):
+        notes.append(
+            too_wide_note(lang)
+            + _t(
+                lang,
+                " --csv en --json bevatten de ruwe waarden.",
+                " --csv and --json hold the raw values.",
+            )
+        )
+    if notes:
+        table.caption = "\n".join(notes)
     return table
 
 
@@ -160,28 +180,23 @@ def _header(name: str, lang: str) -> str:
 
 def _print_result(result: Result, lang: str, shares_along: str | None) -> None:
     interval = _t(lang, "met 95%-interval", "with 95% interval")
-    measures: list[Series] = [
-        (_header(m.measure.value, lang), m, "money" if m.measure.value == "revenue" else "count")
-        for m in result.raw.measures
+    measures: list[Shown] = [
+        (_header(m.measure.value, lang), present(m)) for m in result.raw.measures
     ]
     console.print(_table(f"{result.spec.title} ({interval})", result, lang, measures))
     if any(m.deduplicated is False for m in result.raw.measures):
         console.print(not_deduplicated_note(lang))
-    ratios: list[Series] = [
-        (_header(r.name, lang), r, "price" if r.numerator == "revenue" else "ratio")
-        for r in result.raw.ratios
-    ]
+    ratios: list[Shown] = [(_header(r.name, lang), present(r)) for r in result.raw.ratios]
     if ratios:
         console.print(
             _table(_t(lang, "Gemiddelden", "Means") + f" ({interval})", result, lang, ratios)
         )
     if shares_along is not None:
         dim = DIMENSIONS[shares_along]
-        shares: list[Series] = [
+        shares: list[Shown] = [
             (
                 _t(lang, "aandeel ", "share of ") + _header(m.measure.value, lang) + " (%)",
-                result.shares(m.measure, shares_along),
-                "share",
+                present(result.shares(m.measure, shares_along)),
             )
             for m in result.raw.measures
         ]
@@ -327,8 +342,20 @@ def ask(
     ] = None,
     shares: Annotated[str | None, typer.Option(help="Show shares along this dimension.")] = None,
     lang: Annotated[str, typer.Option(help="Labels in nl or en.")] = "nl",
-    csv_file: Annotated[Path | None, typer.Option("--csv", help="Write the cells as CSV.")] = None,
-    json_file: Annotated[Path | None, typer.Option("--json", help="Write the result.")] = None,
+    csv_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            help="Write the cells as CSV, as shown: never below 0, money in euros, with the raw "
+            "estimates (_raw), a _too_wide flag and the coverage.",
+        ),
+    ] = None,
+    json_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--json", help="Write the result as the aggregator sent it (raw estimates, cents)."
+        ),
+    ] = None,
     preview: Annotated[
         bool,
         typer.Option(
@@ -383,7 +410,9 @@ def ask(
         options["threshold"] = threshold
         options["progress"] = lambda done, total: progress.update(task, completed=done, total=total)
         try:
-            result = client.ask(query, **options)
+            with warnings.catch_warnings():  # the coverage table and a message say it below
+                warnings.simplefilter("ignore", PartialResultWarning)
+                result = client.ask(query, **options)
         except WouldBeRefused as exc:
             progress.stop()
             rows = [(n.institution, n.node_id, reason_text(n.reason, lang)) for n in exc.nodes]

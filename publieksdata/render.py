@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from aggregator.merge import margin, ratio
+from aggregator.client.presentation import Series, present
+from aggregator.merge import MEAN_PRICE, margin, ratio
+from aggregator.releases.recipe import SUPPRESS_RELATIVE_HALFWIDTH
 from protocol.catalogue import DIMENSIONS
 from protocol.figures import sector_label
 from protocol.query import Measure, Mode
-from protocol.results import Z95, NodeStatus, RoundResult, RoundState
+from protocol.results import Z95, NodeStatus, RatioEstimate, RoundResult, RoundState
+
+TOO_WIDE_MARK = "*"  # after a figure whose 95% interval is too wide to be useful
 
 MEASURE_LABELS = {
     "visits": {"nl": "bezoeken", "en": "visits"},
@@ -95,10 +99,31 @@ STATUS_LABELS = {
 }
 
 
-def interval(value: float, lower: float, upper: float, *, money: bool = False) -> str:
-    """'1,234 (1,100 – 1,368)'; money is given in cents and shown in euros."""
-    scale = 100 if money else 1
-    return f"{value / scale:,.0f} ({lower / scale:,.0f} – {upper / scale:,.0f})"
+def shown_interval(series: Series, i: int, fmt: str = ",.0f", factor: float = 1) -> str:
+    """Cell ``i`` of a shown series (aggregator.client.presentation), times ``factor``: never
+    negative, money in euros, and marked with TOO_WIDE_MARK when its interval is too wide to be
+    useful."""
+    value, lower, upper = series.values[i], series.lower[i], series.upper[i]
+    if value is None or lower is None or upper is None:
+        return "–"
+    text = f"{value * factor:{fmt}} ({lower * factor:{fmt}} – {upper * factor:{fmt}})"
+    return f"{text} {TOO_WIDE_MARK}" if series.too_wide[i] else text
+
+
+def too_wide_note(lang: str) -> str:
+    """The footnote of TOO_WIDE_MARK, and that negative estimates are shown as 0."""
+    limit = f"{SUPPRESS_RELATIVE_HALFWIDTH * 100:g}%"
+    if lang == "nl":
+        return (
+            f"{TOO_WIDE_MARK} Onbetrouwbaar: het 95%-interval is breder dan ±{limit} van de "
+            "schatting (of de schatting is 0). De publieke site toont zo'n cijfer als '.'. "
+            "Negatieve schattingen (ruis) staan hier als 0."
+        )
+    return (
+        f"{TOO_WIDE_MARK} Unreliable: the 95% interval is wider than ±{limit} of the estimate "
+        "(or the estimate is 0). The public site shows such a figure as '.'. Negative "
+        "estimates (noise) are shown as 0."
+    )
 
 
 def reason_text(code: str | None, lang: str = "nl") -> str:
@@ -164,32 +189,28 @@ def coverage_table(result: RoundResult, *, lang: str = "nl") -> Table:
 
 def margin_table(result: RoundResult, dimension: str, *, lang: str = "nl") -> Table:
     """Sector totals by one dimension, with 95% intervals (visits and revenue; persons cannot
-    be summed over cells)."""
+    be summed over cells): never negative, revenue in euros, too-wide figures marked."""
     dim = DIMENSIONS[dimension]
     label = dim.nl if lang == "nl" else dim.en
     table = Table(title=("Sectortotaal per " if lang == "nl" else "Sector total by ") + label)
     table.add_column(label)
     shown = [m for m in result.measures if m.measure is not Measure.PERSONS]
-    columns = []
+    columns: list[Series] = []
+    domain: tuple[str, ...] = ()
     for estimate in shown:
         table.add_column(MEASURE_LABELS[estimate.measure.value][lang] + " (95%)", justify="right")
-        columns.append(margin(result.spec, estimate, dimension))
-    if not columns:
-        return table
-    domain = columns[0][0]
+        domain, summed = margin(result.spec, estimate, dimension)
+        columns.append(present(summed))
     for i, value in enumerate(domain):
-        table.add_row(
-            dim.label(value, lang),
-            *(
-                interval(m.estimates[i], m.lower[i], m.upper[i], money=m.measure is Measure.REVENUE)
-                for _, m in columns
-            ),
-        )
+        table.add_row(dim.label(value, lang), *(shown_interval(s, i) for s in columns))
+    if any(flag for s in columns for flag in s.too_wide):
+        table.caption = too_wide_note(lang)
     return table
 
 
 def ratio_margin_table(result: RoundResult, dimension: str, *, lang: str = "nl") -> Table:
-    """Mean ticket price by one dimension: total revenue over total visits, delta method."""
+    """Mean ticket price by one dimension: total revenue over total visits, delta method; never
+    negative, in euros, too-wide means marked."""
     dim = DIMENSIONS[dimension]
     label = dim.nl if lang == "nl" else dim.en
     table = Table(title=MEASURE_LABELS["mean_price"][lang].split(" (")[0].capitalize())
@@ -200,17 +221,29 @@ def ratio_margin_table(result: RoundResult, dimension: str, *, lang: str = "nl")
         return table
     domain, revenue = margin(result.spec, measures[Measure.REVENUE], dimension)
     _, visits = margin(result.spec, measures[Measure.VISITS], dimension)
-    for i, value in enumerate(domain):
-        estimate = ratio(
-            revenue.estimates[i],
-            revenue.standard_errors[i] ** 2,
-            visits.estimates[i],
-            visits.standard_errors[i] ** 2,
+    pairs = [
+        ratio(a, sa * sa, b, sb * sb)
+        for a, sa, b, sb in zip(
+            revenue.estimates,
+            revenue.standard_errors,
+            visits.estimates,
+            visits.standard_errors,
+            strict=True,
         )
-        if estimate is None:
-            text = "–"
-        else:
-            r, se = estimate
-            text = f"{r / 100:,.2f} ({(r - Z95 * se) / 100:,.2f} – {(r + Z95 * se) / 100:,.2f})"
-        table.add_row(dim.label(value, lang), text)
+    ]
+    means = present(
+        RatioEstimate(
+            name=MEAN_PRICE,
+            numerator=Measure.REVENUE.value,
+            denominator=Measure.VISITS.value,
+            estimates=tuple(None if p is None else p[0] for p in pairs),
+            standard_errors=tuple(None if p is None else p[1] for p in pairs),
+            lower=tuple(None if p is None else p[0] - Z95 * p[1] for p in pairs),
+            upper=tuple(None if p is None else p[0] + Z95 * p[1] for p in pairs),
+        )
+    )
+    for i, value in enumerate(domain):
+        table.add_row(dim.label(value, lang), shown_interval(means, i, ",.2f"))
+    if any(means.too_wide):
+        table.caption = too_wide_note(lang)
     return table

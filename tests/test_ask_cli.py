@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 import anyio.to_thread
 import httpx
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner, Result
 
 import publieksdata.ask as ask_module
 from aggregator.client import Client
 from protocol.query import QuerySpec
-from protocol.results import NodeStatus, RoundResult, RoundState
+from protocol.results import Z95, NodeStatus, RoundResult, RoundState
 from publieksdata.cli import app
 from tests.aggregator.test_client import (
     REVENUE,
@@ -28,6 +30,7 @@ from tests.aggregator.test_client import (
     node_rows,
     problem,
     reply,
+    seen_in_the_issue,
 )
 
 pytestmark = pytest.mark.anyio
@@ -83,10 +86,12 @@ def test_a_partial_result_shows_tables_coverage_and_a_warning(
     args = ("--report", "revenue", "--year", "2025", "--csv", str(out_csv), "--json", str(out_json))
     printed = flat(run(*args, "--lang", "en", *AGG))
     assert json.loads(seen[0].content)["report"]["year"] == 2025
-    # revenue k·25,000 cents ± 19.6 cents in euros; visits 10·k ± 19.6; mean price € 25.00
+    # revenue k·25,000 cents ± 19.6 cents in euros; visits 10·k ± 19.6, clipped at 0 and
+    # flagged as too wide; mean price € 25.00
     assert "revenue (€)" in printed and "music theatre, opera and musical" in printed
-    assert "250 (250 – 250)" in printed and "10 (-10 – 30)" in printed
+    assert "250 (250 – 250) " in printed and "10 (0 – 30) *" in printed
     assert "mean price (€)" in printed and "25.00 (" in printed
+    assert "* Unreliable: the 95% interval is wider than ±50% of the estimate" in printed
     assert "Coverage: 1 of 3 institutions answered" in printed
     assert "Instelling 1 refused budget_exhausted: its privacy budget" in printed
     assert "Instelling 2 timed out not_delivered: it did not collect" in printed
@@ -95,9 +100,46 @@ def test_a_partial_result_shows_tables_coverage_and_a_warning(
     assert len(rows) == REVENUE.cell_count
     assert rows[1]["artform"] == "musical_opera"
     assert rows[1]["artform_label"] == "music theatre, opera and musical"
-    assert rows[1]["revenue"] == "25000" and rows[1]["visits_se"] == "10.0"
-    assert rows[0]["mean_price"] == "" and float(rows[1]["mean_price"]) == pytest.approx(2500)
+    assert rows[1]["revenue_eur"] == "250.0" and rows[1]["visits_se"] == "10.0"
+    assert rows[0]["mean_price_eur"] == "" and float(rows[1]["mean_price_eur"]) == 25
+    assert (rows[1]["coverage_answered"], rows[1]["coverage_total"], rows[1]["partial"]) == (
+        "1",
+        "3",
+        "True",
+    )
     assert RoundResult.model_validate_json(out_json.read_text("utf-8")) == result
+
+
+def test_negative_and_too_wide_figures_are_shown_as_0_and_flagged_with_the_raw_in_the_exports(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 16: "overig −83 visits" and a mean ticket price of −€754 ± €80k."""
+    result = seen_in_the_issue()
+    aggregator(monkeypatch, reply(201, result))
+    monkeypatch.setattr(ask_module, "console", Console(width=400))  # no cell wraps, anywhere
+    out_csv, out_json = tmp_path / "out.csv", tmp_path / "out.json"
+    args = ("--report", "revenue", "--csv", str(out_csv), "--json", str(out_json))
+    printed = flat(run(*args, *AGG))
+    assert "overig 250,000 (171,601 – 328,399) 0 (0 – 0) *" in printed  # revenue, then visits
+    assert "muziektheater, opera en musical 0 (0 – 77,645) * 1 (0 – 21) *" in printed
+    mean_upper = -754 + Z95 * math.sqrt(40_000**2 + 754**2 * 10**2)  # euros: about ± €80,000
+    assert f"muziektheater, opera en musical 0.00 (0.00 – {mean_upper:,.2f}) *" in printed
+    assert "toneel 250,000 (171,601 – 328,399) 10,000 (9,980 – 10,020) muziektheater" in printed
+    assert "toneel 25.00 (17.16 – 32.84) muziektheater" in printed
+    assert "* Onbetrouwbaar: het 95%-interval is breder dan ±50% van de schatting" in printed
+    assert "-83" not in printed and "-754" not in printed and "(-" not in printed
+    rows = {row["artform"]: row for row in read_csv(out_csv)}
+    assert (rows["other"]["visits"], rows["other"]["visits_raw"]) == ("0", "-83")
+    assert rows["other"]["visits_too_wide"] == "True"
+    opera = rows["musical_opera"]
+    assert (opera["revenue_eur"], opera["revenue_eur_raw"]) == ("0.0", "-754.0")
+    assert float(opera["mean_price_eur"]) == 0 and float(opera["mean_price_eur_raw"]) == -754
+    assert opera["mean_price_eur_too_wide"] == "True"
+    assert rows["theatre"]["visits_too_wide"] == "False"
+    assert {(r["coverage_answered"], r["coverage_total"], r["partial"]) for r in rows.values()} == {
+        ("2", "3", "True")
+    }
+    assert RoundResult.model_validate_json(out_json.read_text("utf-8")) == result  # raw, cents
 
 
 def test_would_be_refused_lists_the_nodes_and_exits_3(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -240,10 +282,11 @@ async def test_in_process_exact_figures_and_exports(
     assert "Partial" not in printed
     written = read_csv(out_csv)
     assert [int(r["visits"]) for r in written] == expected["visits"]
-    assert [int(r["revenue"]) for r in written] == expected["revenue"]
+    assert [float(r["revenue_eur"]) for r in written] == [c / 100 for c in expected["revenue"]]
     assert {r["visits_se"] for r in written} == {"0.0"}
     theatre = written[0]
-    assert float(theatre["mean_price"]) == expected["revenue"][0] / expected["visits"][0]
+    mean_cents = expected["revenue"][0] / expected["visits"][0]
+    assert float(theatre["mean_price_eur"]) == pytest.approx(mean_cents / 100)
     assert float(theatre["visits_share_artform"]) == expected["visits"][0] / sum(expected["visits"])
     assert f"{expected['revenue'][0] / 100:,.0f} (" in printed  # revenue shown in euros
     saved = RoundResult.model_validate_json(out_json.read_text("utf-8"))

@@ -11,6 +11,12 @@ sans-I/O core: each method is a *flow*, a generator that yields the HTTP calls i
 sent their responses. Building requests, long-polling a round and reading responses therefore
 exist once; the two classes differ only in how they send a call.
 
+A result's ``rows()`` and data frames show figures as people should read them (never below 0,
+money in euros, flagged when too wide to be useful, the raw estimate and the coverage beside
+them); ``raw``, ``measure()`` and ``ratio()`` are the wire format (raw estimates, cents). A
+closed result with figures from only some of the nodes asked comes with a
+``PartialResultWarning``.
+
 Every error is a ``ClientError``: a problem document from the aggregator (with its ``code``,
 ``status`` and ``detail``), no answer at all, or an answer this client cannot read. With no
 answer at all, ``Unreachable`` says what is likely wrong (host not found, connection refused,
@@ -46,7 +52,7 @@ from aggregator.client.errors import (
     WouldBeRefused,
     problem_error,
 )
-from aggregator.client.result import ReportInfo, Result
+from aggregator.client.result import PartialResultWarning, ReportInfo, Result, warn_if_partial
 from protocol.api import (
     NodeInfo,
     PublishedRelease,
@@ -72,6 +78,7 @@ __all__ = [
     "NotAuthenticated",
     "NotConfigured",
     "NotFound",
+    "PartialResultWarning",
     "RefusingNode",
     "ReportInfo",
     "Result",
@@ -337,7 +344,9 @@ class Client:
                 call, retried = flow.send(response), 0
         except StopIteration as done:
             value: T = done.value
-            return value
+        if isinstance(value, Result):
+            warn_if_partial(value, stacklevel=3)  # at the caller of ask(), wait() or round()
+        return value
 
     def reports(self) -> list[ReportInfo]:
         return self._run(_get("/v1/reports", _REPORTS))
@@ -436,7 +445,9 @@ class AsyncClient:
                 call, retried = flow.send(response), 0
         except StopIteration as done:
             value: T = done.value
-            return value
+        if isinstance(value, Result):
+            warn_if_partial(value, stacklevel=3)  # at the caller of ask(), wait() or round()
+        return value
 
     async def reports(self) -> list[ReportInfo]:
         return await self._run(_get("/v1/reports", _REPORTS))

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from aggregator.client.errors import NoEstimates
+from aggregator.client.presentation import present
 from aggregator.merge import shares as merged_shares
 from protocol.catalogue import DIMENSIONS
 from protocol.figures import sector_label
 from protocol.query import Measure, QuerySpec
-from protocol.results import Coverage, MeasureEstimate, RatioEstimate, RoundResult, RoundState
+from protocol.results import (
+    Coverage,
+    MeasureEstimate,
+    NodeStatus,
+    RatioEstimate,
+    RoundResult,
+    RoundState,
+)
 
 if TYPE_CHECKING:
     import pandas  # type: ignore[import-not-found, import-untyped, unused-ignore]
@@ -36,6 +45,27 @@ class ReportInfo(BaseModel):
 Estimate = MeasureEstimate | RatioEstimate
 
 
+class PartialResultWarning(UserWarning):
+    """A round closed with figures, but not every node asked answered: the figures cover only
+    the institutions that answered (``Result.coverage`` says who is missing). The client warns
+    with it whenever ``ask``, ``wait`` or ``round`` returns such a result; silence it with
+    ``warnings.simplefilter("ignore", PartialResultWarning)``."""
+
+
+def warn_if_partial(result: Result, stacklevel: int) -> None:
+    """Warn with ``PartialResultWarning`` when ``result`` is partial and has figures."""
+    if not (result.closed and result.partial and result.has_estimates):
+        return
+    c = result.coverage
+    missing = ", ".join(n.institution for n in c.nodes if n.status is not NodeStatus.ANSWERED)
+    warnings.warn(
+        f"partial result: round {result.round_id} has figures of {c.answered} of {c.total} "
+        f"institutions; not in them: {missing}",
+        PartialResultWarning,
+        stacklevel=stacklevel + 1,
+    )
+
+
 def _optional(module: str) -> Any:
     try:
         return importlib.import_module(module)
@@ -50,7 +80,11 @@ def _optional(module: str) -> Any:
 class Result:
     """A round's result (``raw``, the aggregator's RoundResult) with typed accessors.
 
-    Cells follow the spec's canonical order. Revenue and ``mean_price`` are in cents."""
+    Cells follow the spec's canonical order. ``raw``, ``measure()``, ``ratio()`` and
+    ``to_json()`` are the wire format: raw noisy estimates, revenue and ``mean_price`` in cents.
+    ``rows()``, ``columns()`` and the data frames are for people: never negative, in euros
+    (``revenue_eur``, ``mean_price_eur``), with the raw estimate, a ``_too_wide`` flag and the
+    coverage beside them (see aggregator.client.presentation)."""
 
     raw: RoundResult
 
@@ -134,24 +168,33 @@ class Result:
 
     def columns(self, lang: str = "nl", *, shares_along: str | None = None) -> dict[str, list[Any]]:
         """The table by column: per dimension its code and ``<dimension>_label``; per measure,
-        ratio and (with ``shares_along``) share the estimate and ``_se``, ``_lower``, ``_upper``."""
+        ratio and (with ``shares_along``) share its shown value (never negative; money in euros,
+        named ``revenue_eur``, ``mean_price_eur``) and ``_se``, ``_lower``, ``_upper`` (the 95%
+        interval, clipped at 0), ``_raw`` (the estimate as merged, possibly negative) and
+        ``_too_wide`` (the interval is too wide to be useful: the public site would show "."); then
+        the coverage, the same in every row: ``coverage_answered``, ``coverage_total`` and
+        ``partial``."""
         self._require()
         columns: dict[str, list[Any]] = {}
         for position, name in enumerate(self.raw.group_by):
             codes = [cell[position] for cell in self.raw.cells]
             columns[name] = codes
             columns[f"{name}_label"] = [DIMENSIONS[name].label(code, lang) for code in codes]
-        series: list[tuple[str, Estimate]] = [(m.measure.value, m) for m in self.raw.measures]
-        series += [(r.name, r) for r in self.raw.ratios]
+        series: list[Estimate] = [*self.raw.measures, *self.raw.ratios]
         if shares_along is not None:
-            for m in self.raw.measures:
-                share = self.shares(m.measure, shares_along)
-                series.append((share.name, share))
-        for name, estimate in series:
-            columns[name] = list(estimate.estimates)
-            columns[f"{name}_se"] = list(estimate.standard_errors)
-            columns[f"{name}_lower"] = list(estimate.lower)
-            columns[f"{name}_upper"] = list(estimate.upper)
+            series += [self.shares(m.measure, shares_along) for m in self.raw.measures]
+        for estimate in series:
+            shown = present(estimate)
+            columns[shown.name] = list(shown.values)
+            columns[f"{shown.name}_se"] = list(shown.standard_errors)
+            columns[f"{shown.name}_lower"] = list(shown.lower)
+            columns[f"{shown.name}_upper"] = list(shown.upper)
+            columns[f"{shown.name}_raw"] = list(shown.raw)
+            columns[f"{shown.name}_too_wide"] = list(shown.too_wide)
+        cells = len(self.raw.cells)
+        columns["coverage_answered"] = [self.coverage.answered] * cells
+        columns["coverage_total"] = [self.coverage.total] * cells
+        columns["partial"] = [self.partial] * cells
         return columns
 
     def rows(self, lang: str = "nl", *, shares_along: str | None = None) -> list[dict[str, Any]]:
@@ -163,12 +206,18 @@ class Result:
         ]
 
     def to_pandas(self, lang: str = "nl", *, shares_along: str | None = None) -> pandas.DataFrame:
+        """The columns as a pandas frame; ``frame.attrs`` also holds ``round_id`` and the whole
+        ``coverage`` (as JSON-able dicts)."""
         frame: pandas.DataFrame = _optional("pandas").DataFrame(
             self.columns(lang, shares_along=shares_along)
         )
+        frame.attrs["round_id"] = self.round_id
+        frame.attrs["coverage"] = self.coverage.model_dump(mode="json")
         return frame
 
     def to_polars(self, lang: str = "nl", *, shares_along: str | None = None) -> polars.DataFrame:
+        """The columns as a polars frame (polars frames have no metadata: the coverage is in
+        the ``coverage_*`` and ``partial`` columns)."""
         frame: polars.DataFrame = _optional("polars").DataFrame(
             self.columns(lang, shares_along=shares_along)
         )

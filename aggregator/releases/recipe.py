@@ -25,6 +25,11 @@ from aggregator.releases.document import PostProcessing, Text
 from protocol.query import Measure, Mode
 from protocol.reports import REPORTS
 
+# The public site's default reliability rule: a cell whose 95% half-width is more than this share
+# of its estimate is published as "." (postprocess.publish_figure). The CLI and the Python client
+# flag the same cells (aggregator.client.presentation).
+SUPPRESS_RELATIVE_HALFWIDTH = 0.5
+
 
 class RecipeError(ValueError):
     """The recipe cannot be read or is inconsistent; the message says where and why."""
@@ -64,7 +69,9 @@ class Recipe(_Strict):
     rho: Annotated[float, Field(gt=0, le=10)] = 0.1  # per report asked
     mode: Mode = Mode.SECURE
     deadline_seconds: Annotated[int, Field(ge=1, le=7 * 86400)] = 300
-    post_processing: PostProcessing = PostProcessing(suppress_relative_halfwidth=0.5)
+    post_processing: PostProcessing = PostProcessing(
+        suppress_relative_halfwidth=SUPPRESS_RELATIVE_HALFWIDTH
+    )
     correction_note: Text | None = None  # required when this corrects a published version
     tables: Annotated[tuple[TableRecipe, ...], Field(min_length=1, max_length=200)]
 

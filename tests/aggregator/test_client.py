@@ -13,12 +13,13 @@ import ast
 import functools
 import inspect
 import json
+import math
 import re
 import sys
 import types
 from collections.abc import Callable, Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +38,17 @@ from aggregator.client import (
     NotAuthenticated,
     NotConfigured,
     NotFound,
+    PartialResultWarning,
     RefusingNode,
     Result,
     UnexpectedResponse,
     Unreachable,
     WouldBeRefused,
 )
+from aggregator.client.presentation import present
 from aggregator.merge import derived
+from aggregator.releases.compose import compose
+from aggregator.releases.recipe import Recipe
 from protocol.http import PROBLEM_JSON, problem_body
 from protocol.query import Measure, QuerySpec
 from protocol.reports import REPORTS, year_period
@@ -123,8 +128,11 @@ def make_result(
     state: RoundState = RoundState.CLOSED,
     quorum: int = 1,
     se: float = 10.0,
+    values: dict[Measure, list[int]] | None = None,
+    ses: dict[Measure, float] | None = None,
 ) -> RoundResult:
-    """A RoundResult for the revenue report as the aggregator would return it."""
+    """A RoundResult for the revenue report as the aggregator would return it: by default
+    revenue 25,000·k cents and 10·k visits in cell k, with standard error ``se``."""
     reasons = {NodeStatus.REFUSED: "budget_exhausted", NodeStatus.TIMED_OUT: "not_delivered"}
     nodes = tuple(
         NodeOutcome(
@@ -136,17 +144,18 @@ def make_result(
     answered = count[NodeStatus.ANSWERED]
     closed_ok = state is RoundState.CLOSED and answered >= quorum
     n = REVENUE.cell_count
-    values = {
+    values = values or {
         Measure.REVENUE: [2_500 * 10 * k for k in range(n)],
         Measure.VISITS: [10 * k for k in range(n)],
     }
+    sd = {m: (ses or {}).get(m, se) for m in REVENUE.measures}
     measures = tuple(
         MeasureEstimate(
             measure=m,
             estimates=tuple(values[m]),
-            standard_errors=(se,) * n,
-            lower=tuple(v - Z95 * se for v in values[m]),
-            upper=tuple(v + Z95 * se for v in values[m]),
+            standard_errors=(sd[m],) * n,
+            lower=tuple(v - Z95 * sd[m] for v in values[m]),
+            upper=tuple(v + Z95 * sd[m] for v in values[m]),
         )
         for m in REVENUE.measures
     )
@@ -269,8 +278,10 @@ async def test_noise_off_results_equal_the_per_node_exact_sums(tmp_path: Path) -
     rows_out = {r["artform"]: r for r in result.rows(lang="en")}
     assert rows_out["dance"]["artform_label"] == "dance"
     assert rows_out["theatre"]["visits"] == expected["visits"][0]
-    assert rows_out["theatre"]["revenue_se"] == 0.0
-    assert rows_out["film"]["mean_price_lower"] == pytest.approx(rows_out["film"]["mean_price"])
+    assert rows_out["theatre"]["revenue_eur_se"] == 0.0
+    assert rows_out["theatre"]["revenue_eur"] == expected["revenue"][0] / 100
+    film = rows_out["film"]
+    assert film["mean_price_eur_lower"] == pytest.approx(film["mean_price_eur"])
 
 
 async def test_lists_reports_nodes_rounds_and_waits_for_a_round(tmp_path: Path) -> None:
@@ -302,9 +313,12 @@ async def test_a_node_that_never_connects_makes_a_partial_result(tmp_path: Path)
     ):
         # The round closes at its deadline once the two live nodes answered; ask() waits.
         group.start_soon(functools.partial(fed.expire, silent=1))
-        result = await client.ask(
-            report="revenue", year=2025, rho=0.1, deadline_seconds=1, mode="independent"
-        )
+        with pytest.warns(PartialResultWarning, match="2 of 3 institutions") as warned:
+            result = await client.ask(
+                report="revenue", year=2025, rho=0.1, deadline_seconds=1, mode="independent"
+            )
+    assert warned[0].filename == __file__  # attributed to the caller of ask()
+    assert "not in them: Instelling 2" in str(warned[0].message)
     assert result.partial and result.quorum_met
     by_name = {n.institution: n for n in result.coverage.nodes}
     assert by_name["Instelling 2"].status is NodeStatus.TIMED_OUT
@@ -495,20 +509,25 @@ def test_rows_columns_and_shares() -> None:
         *(
             f"{name}{suffix}"
             for name in (
-                "revenue",
+                "revenue_eur",
                 "visits",
-                "mean_price",
+                "mean_price_eur",
                 "revenue_share_artform",
                 "visits_share_artform",
             )
-            for suffix in ("", "_se", "_lower", "_upper")
+            for suffix in ("", "_se", "_lower", "_upper", "_raw", "_too_wide")
         ),
+        "coverage_answered",
+        "coverage_total",
+        "partial",
     ]
     assert rows[1]["artform"] == "musical_opera"
     assert rows[1]["artform_label"] == "music theatre, opera and musical"
     assert rows[1]["visits"] == 10 and rows[1]["visits_se"] == 10.0
-    assert rows[1]["mean_price"] == pytest.approx(2_500)
-    assert rows[0]["mean_price"] is None  # no visits, no mean
+    assert rows[1]["mean_price_eur"] == pytest.approx(25)  # 2,500 cents
+    assert rows[0]["mean_price_eur"] is None  # no visits, no mean
+    assert rows[0]["mean_price_eur_too_wide"] is None
+    assert rows[2]["revenue_eur"] == 500.0 and rows[2]["revenue_eur_raw"] == 500.0
     share = result.shares("visits", along="artform")
     assert sum(e for e in share.estimates if e is not None) == pytest.approx(1)
     assert rows[1]["visits_share_artform"] == share.estimates[1]
@@ -533,17 +552,150 @@ def test_to_polars_and_to_pandas(monkeypatch: pytest.MonkeyPatch) -> None:
     frame = result.to_polars(lang="en")
     assert frame.columns == list(result.columns(lang="en"))
     assert frame["visits"].to_list() == list(result.measure("visits").estimates)
-    assert frame["mean_price"].null_count() == 1
+    assert frame["mean_price_eur"].null_count() == 1
+    assert frame["coverage_answered"].to_list() == [2] * len(frame)
+    assert frame["coverage_total"].to_list() == [2] * len(frame)
+    assert not frame["partial"].any()
+
+    class FakeFrame:
+        def __init__(self, columns: dict[str, list[Any]]) -> None:
+            self.columns, self.attrs = columns, {}
+
     fake_pandas = types.ModuleType("pandas")
-    fake_pandas.DataFrame = lambda columns: ("frame", columns)  # type: ignore[attr-defined]
+    fake_pandas.DataFrame = FakeFrame  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "pandas", fake_pandas)
-    assert result.to_pandas() == ("frame", result.columns())
+    frame = result.to_pandas()
+    assert frame.columns == result.columns()
+    assert frame.attrs["round_id"] == "round-1"
+    assert frame.attrs["coverage"]["answered"] == 2
+    assert frame.attrs["coverage"]["nodes"][0]["institution"] == "Instelling 0"
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match=r"to_pandas\(\) needs pandas.*pip install pandas"):
         result.to_pandas()
     monkeypatch.setitem(sys.modules, "polars", None)
     with pytest.raises(ImportError, match="pip install polars"):
         result.to_polars()
+
+
+TWO_OF_THREE = (NodeStatus.ANSWERED, NodeStatus.ANSWERED, NodeStatus.TIMED_OUT)
+
+
+def seen_in_the_issue(statuses: tuple[NodeStatus, ...] = TWO_OF_THREE) -> RoundResult:
+    """The figures of issue 16 in the revenue report, as a noisy merge can give them: "overig"
+    at −83 visits, and in musical_opera −75,400 cents of revenue over 1 visit, a mean ticket
+    price of −€754 whose 95% interval is about ±€80,000. Every other cell is well measured."""
+    cells = [cell[0] for cell in REVENUE.cells()]
+    visits = [10_000] * len(cells)
+    revenue = [25_000_000] * len(cells)
+    visits[cells.index("other")] = -83
+    visits[cells.index("musical_opera")] = 1
+    revenue[cells.index("musical_opera")] = -75_400
+    return make_result(
+        statuses,
+        values={Measure.VISITS: visits, Measure.REVENUE: revenue},
+        ses={Measure.VISITS: 10.0, Measure.REVENUE: 4_000_000.0},
+    )
+
+
+def test_negative_figures_are_shown_as_0_flagged_and_kept_raw() -> None:
+    result = Result(seen_in_the_issue())
+    cells = [cell[0] for cell in REVENUE.cells()]
+    rows = {row["artform"]: row for row in result.rows(lang="en")}
+    other, opera, theatre = rows["other"], rows["musical_opera"], rows["theatre"]
+    assert (other["visits"], other["visits_raw"], other["visits_too_wide"]) == (0, -83, True)
+    assert other["visits_lower"] == other["visits_upper"] == 0.0  # −83 ± 19.6, clipped at 0
+    assert opera["mean_price_eur_raw"] == pytest.approx(-754)
+    assert opera["mean_price_eur"] == 0.0 and opera["mean_price_eur_too_wide"] is True
+    half_width = opera["mean_price_eur_upper"] - opera["mean_price_eur_raw"]  # about ± €80,000
+    assert half_width == pytest.approx(Z95 * math.sqrt(40_000**2 + 754**2 * 10**2))
+    assert opera["revenue_eur"] == 0.0 and opera["revenue_eur_raw"] == -754.0
+    assert (theatre["visits"], theatre["visits_too_wide"]) == (10_000, False)
+    assert theatre["revenue_eur"] == 250_000.0 and not theatre["revenue_eur_too_wide"]
+    assert theatre["mean_price_eur"] == pytest.approx(25) and not theatre["mean_price_eur_too_wide"]
+    for row in rows.values():
+        for name, value in row.items():
+            shown = not name.endswith(("_raw", "_se")) and isinstance(value, int | float)
+            assert not shown or value >= 0, (row["artform"], name, value)
+    # the wire format is untouched: cents, raw noisy sums
+    assert result.measure("visits").estimates[cells.index("other")] == -83
+    assert result.measure("revenue").estimates[cells.index("musical_opera")] == -75_400
+    frame = result.to_polars()
+    assert frame["visits_raw"].min() == -83 and frame["visits"].min() == 0
+    assert frame["coverage_answered"].to_list() == [2] * len(cells)
+    assert frame["coverage_total"].to_list() == [3] * len(cells)
+    assert frame["partial"].all()
+
+
+@pytest.mark.parametrize(
+    ("visits", "se"),
+    [(-83, 60.0), (0, 1.0), (40, 10.0), (39, 10.0), (1_000, 10.0), (2_000, 500.0), (1_961, 500.0),
+     (1_960, 500.0), (1_959, 500.0), (1_950, 500.0), (3, 0.0)],
+)  # fmt: skip
+def test_the_client_flags_exactly_the_cells_the_public_site_suppresses(
+    visits: int, se: float
+) -> None:
+    """Around the 50% limit, where rounding the published figure can tip the balance."""
+    cells = [cell[0] for cell in REVENUE.cells()]
+    spread = [visits + k for k in range(len(cells))]
+    raw = make_result(
+        values={Measure.VISITS: spread, Measure.REVENUE: [100 * v for v in spread]},
+        ses={Measure.VISITS: se, Measure.REVENUE: 100 * se},
+    ).model_copy(update={"noise": True})
+    recipe = Recipe.model_validate(
+        {
+            "release_id": "check",
+            "title": {"nl": "t", "en": "t"},
+            "description": {"nl": "d", "en": "d"},
+            "tables": [
+                {"table_id": m, "round": raw.round_id, "measure": m, "by": ["artform"]}
+                for m in ("visits", "revenue")
+            ],
+        }
+    )
+    document = compose(
+        recipe,
+        {"visits": raw, "revenue": raw},
+        version=1,
+        sequence=1,
+        previous_hash=None,
+        corrects=None,
+        published_at=datetime(2026, 1, 5, tzinfo=UTC),
+    )
+    rows = Result(raw).rows()
+    for table, column in zip(document.tables, ("visits", "revenue_eur"), strict=True):
+        site = [cell.suppressed for cell in table.cells]
+        assert site == [row[f"{column}_too_wide"] for row in rows], column
+
+
+def test_euros_are_exactly_cents_divided_by_100() -> None:
+    cents = (57, -3, 1_999_999)
+    revenue = MeasureEstimate(
+        measure=Measure.REVENUE,
+        estimates=cents,
+        standard_errors=(0.0,) * 3,
+        lower=tuple(map(float, cents)),
+        upper=tuple(map(float, cents)),
+    )
+    shown = present(revenue)
+    assert (shown.name, shown.kind) == ("revenue_eur", "money")
+    assert shown.values == (0.57, 0.0, 19_999.99)  # 57 * 0.01 would be 0.5700000000000001
+    assert shown.raw == (0.57, -0.03, 19_999.99)
+    assert shown.too_wide == (False, False, False)  # exact figures (noise off) are never too wide
+
+
+def test_the_sync_client_warns_of_a_partial_result_at_the_caller() -> None:
+    transport, _ = fake(reply(201, seen_in_the_issue()), reply(200, seen_in_the_issue()))
+    with sync_client(transport) as client:
+        with pytest.warns(PartialResultWarning, match="2 of 3 institutions") as warned:
+            client.ask(report="revenue", year=2025)
+        assert warned[0].filename == __file__
+        assert "not in them: Instelling 2" in str(warned[0].message)
+        with pytest.warns(PartialResultWarning):
+            client.round("round-1")
+    complete = (NodeStatus.ANSWERED,) * 3
+    transport, _ = fake(reply(201, seen_in_the_issue(complete)))
+    with sync_client(transport) as client:
+        client.ask(report="revenue", year=2025)  # filterwarnings = error: no warning here
 
 
 # -- the sync client in process, and the docs example -------------------------------------------

@@ -34,7 +34,7 @@ from aggregator.client import (
     RoundPreview,
     WouldBeRefused,
 )
-from aggregator.client.presentation import Series, present
+from aggregator.client.presentation import EUROS_PER_CENT, Series, present
 from node.cli import fail
 from protocol.catalogue import DIMENSIONS
 from protocol.figures import not_deduplicated_note, sector_label
@@ -267,7 +267,9 @@ def _preview_tables(seen: RoundPreview, lang: str) -> list[Table]:
     ):
         accuracy.add_column(header, justify="right")
     for m in seen.measures:
-        scale, fmt = _FORMATS["money" if m.measure.value == "revenue" else "count"]
+        # The preview is in the wire format's units: revenue in cents, shown in euros.
+        scale = round(1 / EUROS_PER_CENT) if m.measure.value == "revenue" else 1
+        fmt = _FORMATS["money" if m.measure.value == "revenue" else "count"][1]
         shown = "–" if m.shown_from is None else f"{m.shown_from / scale:{fmt}}"
         accuracy.add_row(
             _header(m.measure.value, lang),

@@ -520,3 +520,52 @@ def describe(
             else f", costs {share} of the budget {en}"
         )
     return text
+
+
+# The policy settings as a Dutch or English reader names them (keys of a policy change).
+POLICY_FIELDS: dict[str, tuple[str, str]] = {
+    "approval": ("goedkeuring", "approval"),
+    "allowed_dimensions": ("toegestane indelingen", "allowed breakdowns"),
+    "max_cells": ("maximaal aantal cellen", "maximum number of cells"),
+    "max_rho_per_query": ("maximale kosten per vraag (ρ)", "maximum cost per question (ρ)"),
+    "budget_rho": ("budget per periode (ρ)", "budget per period (ρ)"),
+    "analyst_budget_rho": ("budget per analist (ρ)", "budget per analyst (ρ)"),
+    "secure_answers": ("beveiligd samenvoegen", "secure aggregation"),
+    "secure_max_worst_rho": (
+        "maximale kosten als de drempel faalt (ρ)",
+        "maximum cost if the threshold fails (ρ)",
+    ),
+}
+POLICY_VALUES: dict[str, tuple[str, str]] = {
+    "auto": ("automatisch", "automatic"),
+    "manual": ("handmatig", "manual"),
+}
+
+
+def policy_field(lang: str, name: str) -> str:
+    nl, en = POLICY_FIELDS.get(name, (name, name))
+    return nl if lang == "nl" else en
+
+
+def _policy_value(lang: str, value: Any) -> str:
+    nl = lang == "nl"
+    if value is None:
+        return "geen grens / alle" if nl else "no limit / all"
+    if isinstance(value, bool):
+        return ("ja" if value else "nee") if nl else ("yes" if value else "no")
+    if isinstance(value, int | float):
+        return f"{value:g}".replace(".", ",") if nl else f"{value:g}"
+    if isinstance(value, list):
+        return ", ".join(_dim(str(v), lang) for v in value) or "—"
+    words = POLICY_VALUES.get(str(value))
+    return (words[0] if nl else words[1]) if words else str(value)
+
+
+def policy_change(lang: str, changes: dict[str, Any]) -> str:
+    """E.g. "goedkeuring: automatisch → handmatig; maximaal aantal cellen: 20000 → 500"."""
+    return "; ".join(
+        f"{policy_field(lang, name)}: {_policy_value(lang, change.get('old'))} → "
+        f"{_policy_value(lang, change.get('new'))}"
+        for name, change in changes.items()
+        if isinstance(change, dict)
+    )

@@ -283,6 +283,12 @@ WORDS: dict[str, tuple[str, str]] = {
         "Grens voor het slechtste geval bij beveiligd samenvoegen (ρ)",
         "Limit on the worst case in secure rounds (ρ)",
     ),
+    "never_stored": (
+        "Namen, e-mailadressen, telefoonnummers, straatadressen, volledige postcodes en "
+        "geboortedata bewaart deze node nooit.",
+        "Names, e-mail addresses, phone numbers, street addresses, full postcodes and "
+        "birth dates are never stored by this node.",
+    ),
     "approval": ("Beantwoorden", "Answering"),
     "approval_auto": ("Automatisch, binnen dit beleid", "Automatically, within this policy"),
     "approval_manual": ("Pas na mijn goedkeuring", "Only after my approval"),
@@ -440,6 +446,22 @@ def number(value: float, lang: str, digits: int = 0) -> str:
     if lang == "nl":
         text = text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
     return text
+
+
+def small(value: float | None, lang: str) -> str:
+    """A privacy parameter: 0,01, 0,69, 1e-07 (nl) or 0.01, 0.69, 1e-07 (en)."""
+    if value is None:
+        return "—"
+    text = f"{value:.3g}" if value == 0 or value >= 1e-3 else f"{value:.0e}"
+    return text.replace(".", ",") if lang == "nl" else text
+
+
+def code_label(dimension: str, code: str | None, lang: str) -> str:
+    """A catalogue code as the reader names it ("45_64" → "45 tot en met 64")."""
+    if code is None:
+        return "—"
+    dim = DIMENSIONS.get(dimension)
+    return dim.label(code, lang) if dim is not None else code
 
 
 def percent(fraction: float, lang: str) -> str:

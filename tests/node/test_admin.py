@@ -372,7 +372,7 @@ async def test_gdpr_access_and_erasure_with_confirmation(node: AdminNode) -> Non
         {"identifier": IDENTIFIER, "checked": "on"},
     )
     assert access.status_code == 200 and 'id="person-admissions"' in access.text
-    assert "2025-03-03" in access.text
+    assert "03-03-2025" in access.text
     prepare = await admin.submit(
         "/admin/privacy-requests",
         "/admin/privacy-requests/prepare",
@@ -661,6 +661,7 @@ async def test_dutch_admin_pages_show_labels_not_catalogue_codes(
             for p in range(1, 6)
         ],
     )
+    give_identifiers(engine, settings, {1: IDENTIFIER})
     advance_sequences(engine)
     set_password(make_sessionmaker(engine), PASSWORD)
     app = create_app(settings)
@@ -695,22 +696,29 @@ async def test_dutch_admin_pages_show_labels_not_catalogue_codes(
                 headers={"content-type": "application/json"},
             )
             assert refused.status_code == 403
+            access = await admin.submit(
+                "/admin/privacy-requests",
+                "/admin/privacy-requests/access",
+                {"identifier": IDENTIFIER, "checked": "on"},
+            )
+            assert 'id="person-admissions"' in access.text
             codes = _labelled_codes()
             found: dict[str, list[str]] = {}
-            for path in ADMIN_PAGES:
-                page = await admin.page(path)
+            for path in (*ADMIN_PAGES, "access"):
+                page = access if path == "access" else await admin.page(path)
                 assert page.status_code == 200 and '<html lang="nl">' in page.text, path
                 text = _visible_text(page.text)
                 for code in codes:
                     if re.search(rf"(?<![\w-]){re.escape(code)}(?![\w-])", text):
                         found.setdefault(path, []).append(code)
-                for raw in ("approval", "auto → manual", "max_cells", "budget_rho"):
+                for raw in ("approval", "auto → manual", "max_cells", "budget_rho", "ρ = 0.01"):
                     if raw in text:
                         found.setdefault(path, []).append(raw)
             assert found == {}
             audit_page = _visible_text((await admin.page("/admin/audit")).text)
             assert "alleen segment: CDM-segment 7, onbekend" in audit_page
             assert "goedkeuring: automatisch → handmatig" in audit_page
+            assert "ρ = 0,01 · (ε, δ) = (0,69, 1e-07)" in audit_page
             policy_page = _visible_text((await admin.page("/admin/policy")).text)
             assert "maximaal aantal cellen: 20000 → 500" in policy_page
     finally:

@@ -24,10 +24,12 @@ WORDS: dict[str, tuple[str, str]] = {
     "intro": (
         "Cijfers over het publiek van de deelnemende culturele instellingen. Elke instelling "
         "houdt haar eigen gegevens; de cijfers zijn samengevoegd met differentiële privacy, zodat "
-        "geen bezoeker herkenbaar is. Elke publicatie is ondertekend en kan worden gecontroleerd.",
+        "ze over één bezoeker maar een begrensde hoeveelheid verraden (de ε van elke publicatie). "
+        "Elke publicatie is ondertekend en kan worden gecontroleerd.",
         "Figures on the audiences of the participating cultural institutions. Every institution "
-        "keeps its own data; the figures were merged with differential privacy, so that no "
-        "visitor can be singled out. Every release is signed and can be checked.",
+        "keeps its own data; the figures were merged with differential privacy, so that they "
+        "reveal only a bounded amount about any one visitor (each release's ε). Every release is "
+        "signed and can be checked.",
     ),
     "none_yet": ("Er is nog niets gepubliceerd.", "Nothing has been published yet."),
     "unverified": ("Controle mislukt", "Fails verification"),

@@ -631,3 +631,27 @@ async def test_a_tampered_release_is_flagged_and_the_others_still_served(
         assert (await client.get(f"/releases/{first.slug}/{table}.csv")).status_code == 409
         intact = await client.get(f"/releases/{second.slug}.json")
         assert intact.status_code == 200 and intact.content == second.data
+
+
+# Promises stronger than differential privacy gives: a visitor "cannot be found", a figure
+# reveals "nothing" about a person. The site states an ε and says what it means instead.
+OVERCLAIMS = (
+    "cannot be found", "can be found", "cannot be identified", "can be singled out",
+    "impossible", "anything about one person", "nothing about", "no visitor",
+    "onmogelijk", "geen enkele bezoeker", "geen bezoeker", "niet herkenbaar", "terug te vinden",
+    "verraadt geen", "niets over",
+)  # fmt: skip
+
+
+async def test_the_privacy_pages_promise_no_more_than_the_stated_epsilon(site: Any) -> None:
+    client, releases = site
+    for lang, means, factor, per in (
+        ("nl", "Wat ε betekent", "factor 2,7", "per instelling"),
+        ("en", "What ε means", "factor of at most about 2.7", "per institution"),
+    ):
+        for path in (f"/{lang}/privacy", f"/{lang}/", f"/{lang}/releases/{releases[1].slug}"):
+            text = re.sub(r"<[^>]+>", " ", (await client.get(path)).text).lower()
+            assert [w for w in OVERCLAIMS if w in text] == [], path
+        page = (await client.get(f"/{lang}/privacy")).text
+        assert means in page and "e<sup>ε</sup>" in page and factor in page, lang
+        assert per in page and "δ" in page

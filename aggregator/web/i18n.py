@@ -170,7 +170,8 @@ WORDS: dict[str, tuple[str, str]] = {
     "per_table": ("Per tabel", "Per table"),
     "downloads": ("Downloads", "Downloads"),
     "dl_json": ("De hele publicatie (JSON, ondertekend)", "The whole release (JSON, signed)"),
-    "dl_csv": ("Tabel als CSV", "Table as CSV"),
+    "dl_csv": ("Tabel als CSV (internationaal)", "Table as CSV"),
+    "dl_csv_nl": ("CSV voor Nederlandse Excel (;)", "CSV for Dutch Excel (;)"),
     "verify": ("Controleren", "Verify"),
     "verify_text": (
         "Deze publicatie is ondertekend met de sleutel van de aggregator en gekoppeld aan alle "

@@ -12,6 +12,7 @@ Cache-Control; a request with a matching If-None-Match gets 304 without a body.
     /nl/privacy, /en/privacy            how privacy is protected, in plain words
     /releases/{slug}.json               the signed release, byte for byte
     /releases/{slug}/{table_id}.csv     one table
+    /releases/{slug}/{table_id}.nl.csv  the same table for Dutch Excel (";", decimal comma)
     /catalog.jsonld                     the DCAT-AP catalogue of every release
     /static/site.css, favicon.svg       our own assets (nothing is loaded from another host)
 """
@@ -276,6 +277,7 @@ def _table_view(table: Table, lang: str, slug: str, limit: float | None) -> dict
         "has_dots": any(c.suppressed for c in table.cells),
         "limit": None if limit is None else f"{limit * 100:g}",
         "csv": f"/releases/{slug}/{table.table_id}.csv",
+        "csv_nl": f"/releases/{slug}/{table.table_id}.nl.csv",
         "privacy": _privacy_line(table, lang, mode),
         "coverage": t(
             "coverage_text", lang, answered=table.coverage.answered,
@@ -492,16 +494,31 @@ async def release_json(slug: str, request: Request) -> Response:
     return await _serve(request, ("json", slug), build)
 
 
+async def _table_csv(
+    request: Request, slug: str, table_id: str, write: Callable[[Table], bytes]
+) -> Rendered:
+    release = next((r for r in await _releases(request) if r.slug == slug), None)
+    table = None
+    if release is not None:
+        table = next((x for x in release.document.tables if x.table_id == table_id), None)
+    if table is None:
+        return _unverified_problem() if await _unverified(request, slug) else _missing()
+    return Rendered.of(write(table), "text/csv; charset=utf-8", DOWNLOAD_MAX_AGE)
+
+
+# Before the international route, whose {table_id} would otherwise take "x.nl".
+@router.api_route("/releases/{slug}/{table_id}.nl.csv", methods=["GET", "HEAD"])
+async def release_csv_nl(slug: str, table_id: str, request: Request) -> Response:
+    async def build() -> Rendered:
+        return await _table_csv(request, slug, table_id, csvout.table_csv_nl)
+
+    return await _serve(request, ("csv-nl", slug, table_id), build)
+
+
 @router.api_route("/releases/{slug}/{table_id}.csv", methods=["GET", "HEAD"])
 async def release_csv(slug: str, table_id: str, request: Request) -> Response:
     async def build() -> Rendered:
-        release = next((r for r in await _releases(request) if r.slug == slug), None)
-        table = None
-        if release is not None:
-            table = next((x for x in release.document.tables if x.table_id == table_id), None)
-        if table is None:
-            return _unverified_problem() if await _unverified(request, slug) else _missing()
-        return Rendered.of(csvout.table_csv(table), "text/csv; charset=utf-8", DOWNLOAD_MAX_AGE)
+        return await _table_csv(request, slug, table_id, csvout.table_csv)
 
     return await _serve(request, ("csv", slug, table_id), build)
 

@@ -655,3 +655,46 @@ async def test_the_privacy_pages_promise_no_more_than_the_stated_epsilon(site: A
         page = (await client.get(f"/{lang}/privacy")).text
         assert means in page and "e<sup>ε</sup>" in page and factor in page, lang
         assert per in page and "δ" in page
+
+
+async def test_dutch_pages_offer_a_csv_for_dutch_excel_beside_the_international_one(
+    site: Any,
+) -> None:
+    """Dutch Excel splits a file on ";" and reads "1234,5" as a number: the Dutch pages link
+    such a file (UTF-8 with a byte order mark) next to the international CSV, which stays as it
+    is."""
+    client, releases = site
+    release = releases[1]
+    _, signed = parse((await client.get(f"/releases/{release.slug}.json")).content)
+    nl = (await client.get(f"/nl/releases/{release.slug}")).text
+    en = (await client.get(f"/en/releases/{release.slug}")).text
+    for tbl in signed.tables:
+        international = f'href="/releases/{release.slug}/{tbl.table_id}.csv"'
+        dutch = f'href="/releases/{release.slug}/{tbl.table_id}.nl.csv"'
+        assert international in nl and dutch in nl and international in en
+        assert nl.index(international) < nl.index(dutch)  # next to each other
+        response = await client.get(f"/releases/{release.slug}/{tbl.table_id}.nl.csv")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/csv")
+        assert response.content.startswith(b"\xef\xbb\xbf")
+        rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig")), delimiter=";"))
+        header = rows[0]
+        plain = (await client.get(f"/releases/{release.slug}/{tbl.table_id}.csv")).content
+        assert header == next(csv.reader(io.StringIO(plain.decode("utf-8"))))
+        expected = [*tbl.cells, *([tbl.total] if tbl.total else [])]
+        assert len(rows) == 1 + len(expected)
+        for row, c in zip(rows[1:], expected, strict=True):
+            assert c is not None
+            fields = dict(zip(header, row, strict=True))
+            if c is not tbl.total:
+                labels = [fields[f"{d}_label"] for d in tbl.group_by]
+                assert " · ".join(labels) == c.labels.nl
+            for column in ("value", "lower", "upper", "standard_error"):
+                text = fields[column]
+                assert "." not in text, (column, text)  # a decimal comma, no thousands mark
+                assert (None if text == "" else float(text.replace(",", "."))) == getattr(c, column)
+            assert fields["unit"] == tbl.unit.nl
+    decimals = (await client.get(f"/releases/{release.slug}/price-age.nl.csv")).text
+    assert ";23,45;" in decimals and ";31,0625;" in decimals
+    missing = await client.get(f"/releases/{release.slug}/nothing.nl.csv")
+    assert missing.status_code == 404

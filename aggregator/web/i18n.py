@@ -103,6 +103,10 @@ WORDS: dict[str, tuple[str, str]] = {
         "tabel.",
         "This table has too many cells for a readable chart; every figure is in the table.",
     ),
+    "scroll_hint": (
+        "Past de tabel niet op het scherm? Schuif hem opzij voor alle kolommen →",
+        "Table wider than the screen? Swipe it sideways for every column →",
+    ),
     "method": ("Methode", "Method"),
     "privacy_cost": ("Privacykosten", "Privacy cost"),
     "privacy_cost_text": (

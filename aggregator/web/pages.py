@@ -256,6 +256,9 @@ def _table_view(table: Table, lang: str, slug: str, limit: float | None) -> dict
         }
     title = table.title.get(lang)
     chart, chart_note = _chart(table, lang, title)
+    if chart is not None:  # and the same chart drawn for a phone; the stylesheet picks one
+        narrow, _ = _chart(table, lang, title, charts.NARROW)
+        chart = Markup(chart + (narrow or ""))  # noqa: S704 - our own SVG
     privacy = table.privacy
     mode = (
         t("secure", lang, t=privacy.threshold)
@@ -320,12 +323,14 @@ def _points(cells: Sequence[Cell], lang: str, part: int | None = None) -> list[c
     ]
 
 
-def _chart(table: Table, lang: str, title: str) -> tuple[Markup | None, str]:
+def _chart(
+    table: Table, lang: str, title: str, width: int = charts.WIDTH
+) -> tuple[Markup | None, str]:
     """A chart of the table and a note under it. One dimension: a line over months, else bars
     (the largest ``MAX_BARS`` when there are more). Two dimensions: small multiples, one small
     chart per value of the dimension that is not the month (the cells as in the table). More
     cells than that: the totals along the first dimension (additive measures), or no chart."""
-    chart_id = f"chart-{table.table_id}"
+    chart_id = f"chart-{table.table_id}" + ("" if width == charts.WIDTH else "-narrow")
     if all(c.value is None for c in table.cells):
         return None, t("no_chart", lang)
     desc = t("chart_desc", lang, title=title)
@@ -333,14 +338,14 @@ def _chart(table: Table, lang: str, title: str) -> tuple[Markup | None, str]:
     if len(table.group_by) == 1:
         points = _points(table.cells, lang)
         if table.group_by[0] == "month" and len(points) <= MAX_LINE_POINTS:
-            return Markup(charts.line(points, chart_id, title, desc, lang)), ""  # noqa: S704
+            return Markup(charts.line(points, chart_id, title, desc, lang, width)), ""  # noqa: S704
         note = ""
         if len(points) > MAX_BARS:
             shown = [p for p in points if p.value is not None]
             shown.sort(key=lambda p: -(p.value or 0.0))
             note = t("chart_largest", lang, n=min(MAX_BARS, len(shown)), total=len(points))
             points = shown[:MAX_BARS]
-        return Markup(charts.bars(points, chart_id, title, desc, lang)), note  # noqa: S704
+        return Markup(charts.bars(points, chart_id, title, desc, lang, width)), note  # noqa: S704
     if len(table.group_by) == 2:
         across = table.group_by.index("month") if "month" in table.group_by else 1
         panel = 1 - across
@@ -355,15 +360,15 @@ def _chart(table: Table, lang: str, title: str) -> tuple[Markup | None, str]:
                 for cells in groups.values()
             ]
             desc = t("chart_desc_panels", lang, title=title, dim=dims[panel])
-            svg = charts.panels(drawn, kind, chart_id, title, desc, lang)
+            svg = charts.panels(drawn, kind, chart_id, title, desc, lang, width)
             return Markup(svg), t("chart_panels", lang, dim=dims[panel])  # noqa: S704
     if table.measure not in ("visits", "revenue"):
         return None, t("no_chart_table", lang)
-    return _margin_chart(table, lang, title, chart_id, dims[0])
+    return _margin_chart(table, lang, title, chart_id, dims[0], width)
 
 
 def _margin_chart(
-    table: Table, lang: str, title: str, chart_id: str, dim: str
+    table: Table, lang: str, title: str, chart_id: str, dim: str, width: int
 ) -> tuple[Markup | None, str]:
     """The totals along the table's first dimension, from the published cells; a total with a
     suppressed cell in it is unknown, so it is drawn as a dot."""
@@ -385,7 +390,7 @@ def _margin_chart(
     draw = charts.line if table.group_by[0] == "month" else charts.bars
     if draw is charts.bars and len(points) > MAX_BARS:
         return None, t("no_chart_table", lang)
-    svg = draw(points, chart_id, title, desc, lang)
+    svg = draw(points, chart_id, title, desc, lang, width)
     return Markup(svg), t("chart_margin", lang, dim=dim)  # noqa: S704 - our own SVG
 
 

@@ -205,6 +205,7 @@ def _render(ctx: Ctx, template: str, status: int = 200, **values: Any) -> HTMLRe
         policy_change=lambda changes: i18n.policy_change(ctx.lang, changes),
         code_label=lambda dimension, code: i18n.code_label(dimension, code, ctx.lang),
         small=lambda value: i18n.small(value, ctx.lang),
+        field_value=lambda value: i18n.field_value(value, ctx.lang),
         **values,
     )
     return HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)

@@ -289,6 +289,10 @@ WORDS: dict[str, tuple[str, str]] = {
         "Names, e-mail addresses, phone numbers, street addresses, full postcodes and "
         "birth dates are never stored by this node.",
     ),
+    "scroll_hint": (
+        "Past de tabel niet op het scherm? Schuif hem opzij voor alle kolommen →",
+        "Table wider than the screen? Swipe it sideways for every column →",
+    ),
     "approval": ("Beantwoorden", "Answering"),
     "approval_auto": ("Automatisch, binnen dit beleid", "Automatically, within this policy"),
     "approval_manual": ("Pas na mijn goedkeuring", "Only after my approval"),
@@ -453,6 +457,16 @@ def small(value: float | None, lang: str) -> str:
     if value is None:
         return "—"
     text = f"{value:.3g}" if value == 0 or value >= 1e-3 else f"{value:.0e}"
+    return text.replace(".", ",") if lang == "nl" else text
+
+
+def field_value(value: Any, lang: str) -> str:
+    """A number in a form field, exactly (it is read back on saving): 0,25 (nl) or 0.25 (en)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)  # what the operator typed, shown again with its error
+    text = str(int(value)) if float(value).is_integer() else repr(float(value))
     return text.replace(".", ",") if lang == "nl" else text
 
 

@@ -721,5 +721,9 @@ async def test_dutch_admin_pages_show_labels_not_catalogue_codes(
             assert "ρ = 0,01 · (ε, δ) = (0,69, 1e-07)" in audit_page
             policy_page = _visible_text((await admin.page("/admin/policy")).text)
             assert "maximaal aantal cellen: 20000 → 500" in policy_page
+            policy_html = (await admin.page("/admin/policy")).text
+            assert 'name="max_rho_per_query" type="text" inputmode="decimal" value="0,25"' in (
+                policy_html
+            )
     finally:
         engine.dispose()

@@ -701,3 +701,28 @@ async def test_dutch_pages_offer_a_csv_for_dutch_excel_beside_the_international_
     assert ";23,45;" in decimals and ";31,0625;" in decimals
     missing = await client.get(f"/releases/{release.slug}/nothing.nl.csv")
     assert missing.status_code == 404
+
+
+def test_every_chart_is_also_drawn_for_a_phone() -> None:
+    """The narrow drawing is 360 units wide (a phone's 358 px: text stays 12 px), puts each bar's
+    label above it at full length, and stacks small multiples in one column."""
+    from aggregator.web import charts
+    from aggregator.web.pages import _chart
+
+    doc = document(1, None, 1, None, more=True)
+    for tbl in doc.tables:
+        wide, _ = _chart(tbl, "nl", "T")
+        narrow, _ = _chart(tbl, "nl", "T", charts.NARROW)
+        assert wide is not None and narrow is not None, tbl.table_id
+        assert f'viewBox="0 0 {charts.WIDTH} ' in wide and 'class="chart chart-wide"' in wide
+        assert f'viewBox="0 0 {charts.NARROW} ' in narrow and "chart-narrow" in narrow
+        assert f'id="chart-{tbl.table_id}-narrow"' in narrow
+        assert 'font-size="12"' in narrow and 'font-size="11"' not in narrow
+    long = "muziektheater, opera en musical"
+    points = [charts.Point(long, 10.0, 8.0, 12.0), charts.Point("dans", 5.0, 4.0, 6.0)]
+    assert f">{long}<" in charts.bars(points, "c", "T", "D", "nl", charts.NARROW)
+    assert f">{long}<" not in charts.bars(points, "c", "T", "D", "nl")  # cut short beside a bar
+    grid, _ = _chart(doc.table("reach-grid"), "en", "Reach", charts.NARROW)
+    assert grid is not None
+    offsets = re.findall(r'<g transform="translate\(([\d.]+),([\d.]+)\)"><text', grid)
+    assert len(offsets) == 2 and {x for x, _ in offsets} == {"0.0"}  # one column

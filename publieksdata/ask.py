@@ -343,7 +343,9 @@ def ask(
         typer.Option(min=2, help="Secure mode: nodes that must stay to the end (default ⌈2N/3⌉)."),
     ] = None,
     shares: Annotated[str | None, typer.Option(help="Show shares along this dimension.")] = None,
-    lang: Annotated[str, typer.Option(help="Labels in nl or en.")] = "nl",
+    lang: Annotated[
+        str, typer.Option(help="Language of labels, titles and progress: nl or en.")
+    ] = "nl",
     csv_file: Annotated[
         Path | None,
         typer.Option(
@@ -398,7 +400,13 @@ def ask(
         _show_preview(client, query, options, lang, json_file)
         return
     columns = (
-        TextColumn("Nodes done (answered, refused or timed out)"),
+        TextColumn(
+            _t(
+                lang,
+                "Nodes klaar (beantwoord, geweigerd of te laat)",
+                "Nodes done (answered, refused or timed out)",
+            )
+        ),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -418,8 +426,13 @@ def ask(
         except WouldBeRefused as exc:
             progress.stop()
             rows = [(n.institution, n.node_id, reason_text(n.reason, lang)) for n in exc.nodes]
-            headers = ("institution", "node id", "reason")
-            err.print(_nodes_table("Nodes that would refuse", headers, rows))
+            headers = (
+                _t(lang, "instelling", "institution"),
+                "node id",
+                _t(lang, "reden", "reason"),
+            )
+            title = _t(lang, "Nodes die zouden weigeren", "Nodes that would refuse")
+            err.print(_nodes_table(title, headers, rows))
             raise fail(f"nothing was sent: {exc.detail}", EXIT_REFUSED) from None
         except ClientError as exc:
             raise fail(str(exc)) from None

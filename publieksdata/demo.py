@@ -70,6 +70,97 @@ class DemoNode:
     admin_password: str = ""
 
 
+# What the demo says as it goes, in the language of --lang (its tables follow it too).
+WORDS: dict[str, tuple[str, str]] = {
+    "intro": (
+        "publieksdata demo: een sector van {n} instellingen op deze computer\n"
+        "(synthetische gegevens; elke instelling houdt haar eigen data)",
+        "publieksdata demo: a sector of {n} institutions on this computer\n"
+        "(synthetic data; every institution keeps its own data)",
+    ),
+    "not_demo": (
+        "[bold red]Fout:[/] {home} bestaat en is geen demomap",
+        "[bold red]Error:[/] {home} exists and is not a demo directory",
+    ),
+    "error": ("[bold red]Fout:[/] {error}", "[bold red]Error:[/] {error}"),
+    "created": (
+        "[green]✓[/] 1. Aggregator aangemaakt in {home}",
+        "[green]✓[/] 1. Aggregator created in {home}",
+    ),
+    "exports": (
+        "2. Kassa-exports maken en importeren",
+        "2. Making and importing box-office exports",
+    ),
+    "running": (
+        "[green]✓[/] 3. Aggregator draait op {url}",
+        "[green]✓[/] 3. Aggregator running at {url}",
+    ),
+    "joined": (
+        "[green]✓[/] 4. {n} instellingen aangemeld met een eenmalige code; hun nodes maken zelf "
+        "verbinding met de aggregator (er hoeft geen poort open).",
+        "[green]✓[/] 4. {n} institutions joined with a one-time code; their nodes connect to the "
+        "aggregator themselves (no port needs to be opened).",
+    ),
+    "waiting": ("5. Wachten op de antwoorden", "5. Waiting for the answers"),
+    "secure": (
+        "Beveiligd samengevoegd (drempel {t} van {n}): de aggregator zag alleen de som, nooit het "
+        "cijfer van één instelling. Elke instelling gaf ρ = {rho} van haar privacybudget uit en "
+        "voegde een deel van de ruis toe; samen is dat de ruis van één vertrouwde rekenaar, dus "
+        "smallere marges (95%).",
+        "Securely aggregated (threshold {t} of {n}): the aggregator saw only the sum, never one "
+        "institution's figure. Every institution spent ρ = {rho} of its privacy budget and added "
+        "part of the noise; together that is the noise of one trusted curator, so narrower "
+        "margins (95%).",
+    ),
+    "independent": (
+        "Elke instelling gaf ρ = {rho} van haar privacybudget uit. De marges (95%) komen van de "
+        "ruis die elke instelling zelf toevoegde; bij een sectortotaal tellen die op.",
+        "Every institution spent ρ = {rho} of its privacy budget. The margins (95%) come from the "
+        "noise each institution added itself; in a sector total they add up.",
+    ),
+    "published": (
+        "\n[green]✓[/] 6. Gepubliceerd voor beleidsmakers en publiek (ondertekend, met grafieken, "
+        "CSV en open-datametadata):\n  [bold]{url}[/]",
+        "\n[green]✓[/] 6. Published for policymakers and the public (signed, with charts, CSV and "
+        "open data metadata):\n  [bold]{url}[/]",
+    ),
+    "done": ("\nKlaar in {s} s.", "\nDone in {s} s."),
+    "stopped_one": (
+        "[red]Een proces is gestopt; de federatie wordt afgesloten.[/]",
+        "[red]A process stopped; shutting the federation down.[/]",
+    ),
+    "stopping": ("\nAlle processen stoppen …", "\nStopping every process …"),
+    "all_stopped": ("Alle demoprocessen zijn gestopt.", "All demo processes have stopped."),
+    "kept": (
+        "\nDe publicatie blijft bewaard. Bekijk haar opnieuw met\n"
+        "  publieksdata aggregator serve --home {home}\nen open {page}\n"
+        "(of start de demo met --keep-running).",
+        "\nThe release is kept. See it again with\n"
+        "  publieksdata aggregator serve --home {home}\nand open {page}\n"
+        "(or start the demo with --keep-running).",
+    ),
+    "up": (
+        "\n[bold]De federatie blijft draaien[/] (Ctrl-C stopt alles):",
+        "\n[bold]The federation keeps running[/] (Ctrl-C stops everything):",
+    ),
+    "site": (
+        "  publieke site {url}/nl/ (English: {url}/en/)",
+        "  public site  {url}/en/ (Nederlands: {url}/nl/)",
+    ),
+    "admin_pages": (
+        "\n[bold]Beheerpagina's van de instellingen[/] (admin pages):",
+        "\n[bold]The institutions' admin pages[/] (beheerpagina's):",
+    ),
+    "password": ("wachtwoord (password)", "password (wachtwoord)"),
+    "try": ("\nProbeer als analist:", "\nTry as an analyst:"),
+}
+
+
+def say(lang: str, key: str, **values: object) -> str:
+    nl, en = WORDS[key]
+    return (en if lang == "en" else nl).format(**values)
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("{task.description}"),
@@ -96,14 +187,14 @@ async def _tokens(database_url: str) -> tuple[str, str]:
     return admin, analyst
 
 
-def _prepare_nodes(home: Path, count: int, rows: int) -> list[DemoNode]:
+def _prepare_nodes(home: Path, count: int, rows: int, lang: str = "nl") -> list[DemoNode]:
     from node.ingest.generate import generate_export
     from node.ingest.importer import import_file
     from node.ingest.profile import load_profile
 
     nodes = []
     with _progress() as bar:
-        task = bar.add_task("2. Kassa-exports maken en importeren", total=count)
+        task = bar.add_task(say(lang, "exports"), total=count)
         for i in range(count):
             kind, name = _institution(i)
             node_home = home / f"node-{i + 1}-{kind}"
@@ -163,13 +254,13 @@ def _wait_connected(url: str, analyst: str, count: int, timeout: float = 40) -> 
     raise ServiceFailed(f"not all {count} nodes connected within {timeout:g} s")
 
 
-def _ask(url: str, analyst: str, rho: float, mode: Mode) -> RoundResult:
+def _ask(url: str, analyst: str, rho: float, mode: Mode, lang: str = "nl") -> RoundResult:
     """The standard report for the demo year, through the analysts' Python client."""
     from aggregator.client import Client, ClientError, PartialResultWarning
 
     spec = report("standard").build(period=year_period(YEAR), rho=rho, mode=mode)
     with Client(url, analyst, timeout=70) as client, _progress() as bar:
-        task = bar.add_task("5. Wachten op de antwoorden", total=None)
+        task = bar.add_task(say(lang, "waiting"), total=None)
         try:
             with warnings.catch_warnings():  # the coverage table shows who is missing
                 warnings.simplefilter("ignore", PartialResultWarning)
@@ -251,7 +342,9 @@ def demo(
     rho: Annotated[float, typer.Option(min=0.01, max=0.5, help="Privacy cost of the report.")] = (
         0.25
     ),
-    lang: Annotated[Lang, typer.Option(help="Table labels in nl or en.")] = Lang.NL,
+    lang: Annotated[
+        Lang, typer.Option(help="Language of the demo's messages, progress and tables: nl or en.")
+    ] = Lang.NL,
     mode: Annotated[
         Mode,
         typer.Option(
@@ -267,48 +360,43 @@ def demo(
         raise typer.BadParameter("secure mode needs at least 2 nodes", param_hint="--mode")
     if home.exists():
         if not (home / MARKER).exists():
-            console.print(f"[bold red]Error:[/] {home} exists and is not a demo directory")
+            console.print(say(lang, "not_demo", home=home))
             raise typer.Exit(1)
         shutil.rmtree(home)
     home.mkdir(parents=True)
     (home / MARKER).write_text("This directory is recreated by 'publieksdata demo'.\n")
     home = home.resolve()
-    console.print(
-        Panel.fit(
-            f"publieksdata demo: een sector van {nodes} instellingen op deze computer\n"
-            "(synthetische gegevens; elke instelling houdt haar eigen data)"
-        )
-    )
+    console.print(Panel.fit(say(lang, "intro", n=nodes)))
     aggregator = init_aggregator(home / "aggregator", "Demo-sectoraggregator")
     if nodes < aggregator.min_quorum:  # a demo with fewer nodes than a real sector allows
         with (aggregator.home / "aggregator.env").open("a", encoding="utf-8") as env:
             env.write(f"PUBLIEKSDATA_AGGREGATOR_MIN_QUORUM={nodes}\n")
     admin, analyst = asyncio.run(_tokens(aggregator.database_url))
-    console.print(f"[green]✓[/] 1. Aggregator aangemaakt in {aggregator.home}")
-    members = _prepare_nodes(home, nodes, rows)
+    console.print(say(lang, "created", home=aggregator.home))
+    members = _prepare_nodes(home, nodes, rows, lang)
     with _terminate_on_sigterm(), Supervisor() as supervisor:
         try:
             url = _run(supervisor, home, aggregator.home, members, admin, analyst, rho, lang, mode)
-            console.print(f"\nKlaar in {time.monotonic() - started:.0f} s.")
+            console.print(say(lang, "done", s=f"{time.monotonic() - started:.0f}"))
             if keep_running:
-                _print_urls(url, members, analyst, home)
+                _print_urls(url, members, analyst, home, lang)
                 while all(s.alive() for s in supervisor.services):
                     time.sleep(0.5)
-                console.print("[red]A process stopped; shutting the federation down.[/]")
+                console.print(say(lang, "stopped_one"))
                 raise typer.Exit(1)
         except ServiceFailed as exc:
-            console.print(f"[bold red]Error:[/] {exc}")
+            console.print(say(lang, "error", error=exc))
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            console.print("\nStopping every process …")
-    console.print("All demo processes have stopped.")
+            console.print(say(lang, "stopping"))
+    console.print(say(lang, "all_stopped"))
     if not keep_running:
         page = f"http://127.0.0.1:8480/{lang}/releases/demo-sector-{YEAR}-v1"
-        console.print(
-            "\nDe publicatie blijft bewaard. Bekijk haar opnieuw met\n"
-            f"  publieksdata aggregator serve --home {aggregator.home}\n"
-            f"en open {page}\n(of start de demo met --keep-running)."
-        )
+        console.print(say(lang, "kept", home=aggregator.home, page=page))
+
+
+def _small(value: float, lang: str) -> str:
+    return f"{value:g}".replace(".", ",") if lang == "nl" else f"{value:g}"
 
 
 def _run(
@@ -333,7 +421,7 @@ def _run(
         )
     )
     aggregator.wait_healthy(30)
-    console.print(f"[green]✓[/] 3. Aggregator draait op {aggregator.url}")
+    console.print(say(lang, "running", url=aggregator.url))
     asyncio.run(_join_all(aggregator.url, admin, members))
     services: list[Service] = []
     for i, node in enumerate(members):
@@ -351,11 +439,8 @@ def _run(
     for service in services:
         service.wait_healthy(30)
     _wait_connected(aggregator.url, analyst, len(members))
-    console.print(
-        f"[green]✓[/] 4. {len(members)} instellingen aangemeld met een eenmalige code; hun "
-        "nodes maken zelf verbinding met de aggregator (er hoeft geen poort open)."
-    )
-    result = _ask(aggregator.url, analyst, rho, mode)
+    console.print(say(lang, "joined", n=len(members)))
+    result = _ask(aggregator.url, analyst, rho, mode, lang)
     console.print()
     console.print(coverage_table(result, lang=lang))
     if not result.measures:
@@ -366,34 +451,27 @@ def _run(
     console.print(margin_table(result, "artform", lang=lang))
     if result.mode is Mode.SECURE:
         console.print(
-            f"Beveiligd samengevoegd (drempel {result.threshold} van {len(members)}): de "
-            "aggregator zag alleen de som, nooit het cijfer van één instelling. Elke instelling "
-            f"gaf ρ = {rho:g} van haar privacybudget uit en voegde een deel van de ruis toe; "
-            "samen is dat de ruis van één vertrouwde rekenaar, dus smallere marges (95%)."
+            say(lang, "secure", t=result.threshold, n=len(members), rho=_small(rho, lang))
         )
     else:
-        console.print(
-            f"Elke instelling gaf ρ = {rho:g} van haar privacybudget uit. De marges (95%) komen "
-            "van de ruis die elke instelling zelf toevoegde; bij een sectortotaal tellen die op."
-        )
+        console.print(say(lang, "independent", rho=_small(rho, lang)))
     release_url = _publish(aggregator.url, admin, result, lang)
-    console.print(
-        f"\n[green]✓[/] 6. Gepubliceerd voor beleidsmakers en publiek (ondertekend, met grafieken, "
-        f"CSV en open-datametadata):\n  [bold]{release_url}[/]"
-    )
+    console.print(say(lang, "published", url=release_url))
     return aggregator.url
 
 
-def _print_urls(url: str, members: list[DemoNode], analyst: str, home: Path) -> None:
-    console.print("\n[bold]De federatie blijft draaien[/] (Ctrl-C stopt alles):")
+def _print_urls(
+    url: str, members: list[DemoNode], analyst: str, home: Path, lang: str = "nl"
+) -> None:
+    console.print(say(lang, "up"))
     console.print(f"  aggregator   {url}/docs")
-    console.print(f"  publieke site {url}/nl/ (English: {url}/en/)")
-    console.print("\n[bold]Beheerpagina's van de instellingen[/] (admin pages):")
+    console.print(say(lang, "site", url=url))
+    console.print(say(lang, "admin_pages"))
     for node in members:
         console.print(f"  {node.name:<40} http://127.0.0.1:{node.port}/admin/")
-        console.print(f"  {'':<40} wachtwoord (password): {node.admin_password}")
+        console.print(f"  {'':<40} {say(lang, 'password')}: {node.admin_password}")
     console.print(f"  logs         {home / 'logs'}")
-    console.print("\nProbeer als analist:")
+    console.print(say(lang, "try"))
     console.print(f"  export PUBLIEKSDATA_AGGREGATOR_URL={url}")
     console.print(f"  export PUBLIEKSDATA_TOKEN={analyst}")
     console.print(f"  publieksdata ask --report reach_age --year {YEAR} --rho 0.05")

@@ -291,3 +291,21 @@ async def test_in_process_exact_figures_and_exports(
     assert f"{expected['revenue'][0] / 100:,.0f} (" in printed  # revenue shown in euros
     saved = RoundResult.model_validate_json(out_json.read_text("utf-8"))
     assert list(saved.measure("visits").estimates) == expected["visits"]
+
+
+@pytest.mark.parametrize(
+    ("lang", "words"),
+    [
+        ("nl", ("Nodes die zouden weigeren", "instelling", "reden", "Nodes klaar (beantwoord")),
+        ("en", ("Nodes that would refuse", "institution", "reason", "Nodes done (answered")),
+    ],
+)
+def test_titles_and_progress_follow_lang(
+    monkeypatch: pytest.MonkeyPatch, lang: str, words: tuple[str, ...]
+) -> None:
+    """The table titles, column heads and the progress bar speak the --lang language."""
+    nodes = [{"node_id": "n-1", "institution": "Filmhuis", "reason": "budget_exhausted"}]
+    aggregator(monkeypatch, problem("would_be_refused", 409, nodes=nodes))
+    printed = flat(run("--report", "volume", "--lang", lang, *AGG, expect=3))
+    for word in words:
+        assert word in printed, (word, printed)

@@ -24,10 +24,12 @@ WORDS: dict[str, tuple[str, str]] = {
     "intro": (
         "Cijfers over het publiek van de deelnemende culturele instellingen. Elke instelling "
         "houdt haar eigen gegevens; de cijfers zijn samengevoegd met differentiële privacy, zodat "
-        "geen bezoeker herkenbaar is. Elke publicatie is ondertekend en kan worden gecontroleerd.",
+        "ze over één bezoeker maar een begrensde hoeveelheid verraden (de ε van elke publicatie). "
+        "Elke publicatie is ondertekend en kan worden gecontroleerd.",
         "Figures on the audiences of the participating cultural institutions. Every institution "
-        "keeps its own data; the figures were merged with differential privacy, so that no "
-        "visitor can be singled out. Every release is signed and can be checked.",
+        "keeps its own data; the figures were merged with differential privacy, so that they "
+        "reveal only a bounded amount about any one visitor (each release's ε). Every release is "
+        "signed and can be checked.",
     ),
     "none_yet": ("Er is nog niets gepubliceerd.", "Nothing has been published yet."),
     "unverified": ("Controle mislukt", "Fails verification"),
@@ -100,6 +102,10 @@ WORDS: dict[str, tuple[str, str]] = {
         "Deze tabel heeft te veel cellen voor een leesbare grafiek; alle cijfers staan in de "
         "tabel.",
         "This table has too many cells for a readable chart; every figure is in the table.",
+    ),
+    "scroll_hint": (
+        "Past de tabel niet op het scherm? Schuif hem opzij voor alle kolommen →",
+        "Table wider than the screen? Swipe it sideways for every column →",
     ),
     "method": ("Methode", "Method"),
     "privacy_cost": ("Privacykosten", "Privacy cost"),
@@ -178,7 +184,8 @@ WORDS: dict[str, tuple[str, str]] = {
     "per_table": ("Per tabel", "Per table"),
     "downloads": ("Downloads", "Downloads"),
     "dl_json": ("De hele publicatie (JSON, ondertekend)", "The whole release (JSON, signed)"),
-    "dl_csv": ("Tabel als CSV", "Table as CSV"),
+    "dl_csv": ("Tabel als CSV (internationaal)", "Table as CSV"),
+    "dl_csv_nl": ("CSV voor Nederlandse Excel (;)", "CSV for Dutch Excel (;)"),
     "verify": ("Controleren", "Verify"),
     "verify_text": (
         "Deze publicatie is ondertekend met de sleutel van de aggregator en gekoppeld aan alle "

@@ -12,6 +12,7 @@ Cache-Control; a request with a matching If-None-Match gets 304 without a body.
     /nl/privacy, /en/privacy            how privacy is protected, in plain words
     /releases/{slug}.json               the signed release, byte for byte
     /releases/{slug}/{table_id}.csv     one table
+    /releases/{slug}/{table_id}.nl.csv  the same table for Dutch Excel (";", decimal comma)
     /catalog.jsonld                     the DCAT-AP catalogue of every release
     /static/site.css, favicon.svg       our own assets (nothing is loaded from another host)
 """
@@ -255,6 +256,9 @@ def _table_view(table: Table, lang: str, slug: str, limit: float | None) -> dict
         }
     title = table.title.get(lang)
     chart, chart_note = _chart(table, lang, title)
+    if chart is not None:  # and the same chart drawn for a phone; the stylesheet picks one
+        narrow, _ = _chart(table, lang, title, charts.NARROW)
+        chart = Markup(chart + (narrow or ""))  # noqa: S704 - our own SVG
     privacy = table.privacy
     mode = (
         t("secure", lang, t=privacy.threshold)
@@ -278,6 +282,7 @@ def _table_view(table: Table, lang: str, slug: str, limit: float | None) -> dict
         "has_dots": any(c.suppressed for c in table.cells),
         "limit": None if limit is None else f"{limit * 100:g}",
         "csv": f"/releases/{slug}/{table.table_id}.csv",
+        "csv_nl": f"/releases/{slug}/{table.table_id}.nl.csv",
         "privacy": _privacy_line(table, lang, mode),
         "coverage": t(
             "coverage_text", lang, answered=table.coverage.answered,
@@ -320,12 +325,14 @@ def _points(cells: Sequence[Cell], lang: str, part: int | None = None) -> list[c
     ]
 
 
-def _chart(table: Table, lang: str, title: str) -> tuple[Markup | None, str]:
+def _chart(
+    table: Table, lang: str, title: str, width: int = charts.WIDTH
+) -> tuple[Markup | None, str]:
     """A chart of the table and a note under it. One dimension: a line over months, else bars
     (the largest ``MAX_BARS`` when there are more). Two dimensions: small multiples, one small
     chart per value of the dimension that is not the month (the cells as in the table). More
     cells than that: the totals along the first dimension (additive measures), or no chart."""
-    chart_id = f"chart-{table.table_id}"
+    chart_id = f"chart-{table.table_id}" + ("" if width == charts.WIDTH else "-narrow")
     if all(c.value is None for c in table.cells):
         return None, t("no_chart", lang)
     desc = t("chart_desc", lang, title=title)
@@ -333,14 +340,14 @@ def _chart(table: Table, lang: str, title: str) -> tuple[Markup | None, str]:
     if len(table.group_by) == 1:
         points = _points(table.cells, lang)
         if table.group_by[0] == "month" and len(points) <= MAX_LINE_POINTS:
-            return Markup(charts.line(points, chart_id, title, desc, lang)), ""  # noqa: S704
+            return Markup(charts.line(points, chart_id, title, desc, lang, width)), ""  # noqa: S704
         note = ""
         if len(points) > MAX_BARS:
             shown = [p for p in points if p.value is not None]
             shown.sort(key=lambda p: -(p.value or 0.0))
             note = t("chart_largest", lang, n=min(MAX_BARS, len(shown)), total=len(points))
             points = shown[:MAX_BARS]
-        return Markup(charts.bars(points, chart_id, title, desc, lang)), note  # noqa: S704
+        return Markup(charts.bars(points, chart_id, title, desc, lang, width)), note  # noqa: S704
     if len(table.group_by) == 2:
         across = table.group_by.index("month") if "month" in table.group_by else 1
         panel = 1 - across
@@ -355,15 +362,15 @@ def _chart(table: Table, lang: str, title: str) -> tuple[Markup | None, str]:
                 for cells in groups.values()
             ]
             desc = t("chart_desc_panels", lang, title=title, dim=dims[panel])
-            svg = charts.panels(drawn, kind, chart_id, title, desc, lang)
+            svg = charts.panels(drawn, kind, chart_id, title, desc, lang, width)
             return Markup(svg), t("chart_panels", lang, dim=dims[panel])  # noqa: S704
     if table.measure not in ("visits", "revenue"):
         return None, t("no_chart_table", lang)
-    return _margin_chart(table, lang, title, chart_id, dims[0])
+    return _margin_chart(table, lang, title, chart_id, dims[0], width)
 
 
 def _margin_chart(
-    table: Table, lang: str, title: str, chart_id: str, dim: str
+    table: Table, lang: str, title: str, chart_id: str, dim: str, width: int
 ) -> tuple[Markup | None, str]:
     """The totals along the table's first dimension, from the published cells; a total with a
     suppressed cell in it is unknown, so it is drawn as a dot."""
@@ -385,7 +392,7 @@ def _margin_chart(
     draw = charts.line if table.group_by[0] == "month" else charts.bars
     if draw is charts.bars and len(points) > MAX_BARS:
         return None, t("no_chart_table", lang)
-    svg = draw(points, chart_id, title, desc, lang)
+    svg = draw(points, chart_id, title, desc, lang, width)
     return Markup(svg), t("chart_margin", lang, dim=dim)  # noqa: S704 - our own SVG
 
 
@@ -494,16 +501,31 @@ async def release_json(slug: str, request: Request) -> Response:
     return await _serve(request, ("json", slug), build)
 
 
+async def _table_csv(
+    request: Request, slug: str, table_id: str, write: Callable[[Table], bytes]
+) -> Rendered:
+    release = next((r for r in await _releases(request) if r.slug == slug), None)
+    table = None
+    if release is not None:
+        table = next((x for x in release.document.tables if x.table_id == table_id), None)
+    if table is None:
+        return _unverified_problem() if await _unverified(request, slug) else _missing()
+    return Rendered.of(write(table), "text/csv; charset=utf-8", DOWNLOAD_MAX_AGE)
+
+
+# Before the international route, whose {table_id} would otherwise take "x.nl".
+@router.api_route("/releases/{slug}/{table_id}.nl.csv", methods=["GET", "HEAD"])
+async def release_csv_nl(slug: str, table_id: str, request: Request) -> Response:
+    async def build() -> Rendered:
+        return await _table_csv(request, slug, table_id, csvout.table_csv_nl)
+
+    return await _serve(request, ("csv-nl", slug, table_id), build)
+
+
 @router.api_route("/releases/{slug}/{table_id}.csv", methods=["GET", "HEAD"])
 async def release_csv(slug: str, table_id: str, request: Request) -> Response:
     async def build() -> Rendered:
-        release = next((r for r in await _releases(request) if r.slug == slug), None)
-        table = None
-        if release is not None:
-            table = next((x for x in release.document.tables if x.table_id == table_id), None)
-        if table is None:
-            return _unverified_problem() if await _unverified(request, slug) else _missing()
-        return Rendered.of(csvout.table_csv(table), "text/csv; charset=utf-8", DOWNLOAD_MAX_AGE)
+        return await _table_csv(request, slug, table_id, csvout.table_csv)
 
     return await _serve(request, ("csv", slug, table_id), build)
 

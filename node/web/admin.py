@@ -202,6 +202,10 @@ def _render(ctx: Ctx, template: str, status: int = 200, **values: Any) -> HTMLRe
         waiting=_waiting_count(ctx.state),
         flash=ctx.flash,
         kind_label=lambda kind: i18n.kind_label(ctx.lang, kind),
+        policy_change=lambda changes: i18n.policy_change(ctx.lang, changes),
+        code_label=lambda dimension, code: i18n.code_label(dimension, code, ctx.lang),
+        small=lambda value: i18n.small(value, ctx.lang),
+        field_value=lambda value: i18n.field_value(value, ctx.lang),
         **values,
     )
     return HTMLResponse(page, status_code=status, headers=SECURITY_HEADERS)
@@ -729,7 +733,7 @@ def _event_text(ctx: Ctx, entry: audit.Entry) -> str:
         return text
     if entry.kind == audit.POLICY_CHANGE:
         changes = data.get("changes", {})
-        return "; ".join(f"{k}: {v.get('old')} → {v.get('new')}" for k, v in changes.items())
+        return i18n.policy_change(lang, changes)
     if entry.kind == audit.IMPORT:
         return i18n.t(
             lang,
@@ -805,7 +809,8 @@ def policy_page(request: Request) -> Response:
     if saved == "":
         ctx.flash.append(("info", ctx.t("nothing_changed")))
     elif saved:
-        ctx.flash.append(("ok", ctx.t("saved", names=saved)))
+        names = ", ".join(i18n.policy_field(ctx.lang, name) for name in saved.split(","))
+        ctx.flash.append(("ok", ctx.t("saved", names=names)))
     revoked = request.query_params.get("revoked")
     if revoked:
         ctx.flash.append(("ok", ctx.t("revoked", key_id=revoked)))

@@ -283,6 +283,16 @@ WORDS: dict[str, tuple[str, str]] = {
         "Grens voor het slechtste geval bij beveiligd samenvoegen (ρ)",
         "Limit on the worst case in secure rounds (ρ)",
     ),
+    "never_stored": (
+        "Namen, e-mailadressen, telefoonnummers, straatadressen, volledige postcodes en "
+        "geboortedata bewaart deze node nooit.",
+        "Names, e-mail addresses, phone numbers, street addresses, full postcodes and "
+        "birth dates are never stored by this node.",
+    ),
+    "scroll_hint": (
+        "Past de tabel niet op het scherm? Schuif hem opzij voor alle kolommen →",
+        "Table wider than the screen? Swipe it sideways for every column →",
+    ),
     "approval": ("Beantwoorden", "Answering"),
     "approval_auto": ("Automatisch, binnen dit beleid", "Automatically, within this policy"),
     "approval_manual": ("Pas na mijn goedkeuring", "Only after my approval"),
@@ -442,6 +452,32 @@ def number(value: float, lang: str, digits: int = 0) -> str:
     return text
 
 
+def small(value: float | None, lang: str) -> str:
+    """A privacy parameter: 0,01, 0,69, 1e-07 (nl) or 0.01, 0.69, 1e-07 (en)."""
+    if value is None:
+        return "—"
+    text = f"{value:.3g}" if value == 0 or value >= 1e-3 else f"{value:.0e}"
+    return text.replace(".", ",") if lang == "nl" else text
+
+
+def field_value(value: Any, lang: str) -> str:
+    """A number in a form field, exactly (it is read back on saving): 0,25 (nl) or 0.25 (en)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)  # what the operator typed, shown again with its error
+    text = str(int(value)) if float(value).is_integer() else repr(float(value))
+    return text.replace(".", ",") if lang == "nl" else text
+
+
+def code_label(dimension: str, code: str | None, lang: str) -> str:
+    """A catalogue code as the reader names it ("45_64" → "45 tot en met 64")."""
+    if code is None:
+        return "—"
+    dim = DIMENSIONS.get(dimension)
+    return dim.label(code, lang) if dim is not None else code
+
+
 def percent(fraction: float, lang: str) -> str:
     digits = 0 if fraction >= 0.01 or fraction == 0 else 1
     if 0 < fraction < 0.001:
@@ -520,3 +556,52 @@ def describe(
             else f", costs {share} of the budget {en}"
         )
     return text
+
+
+# The policy settings as a Dutch or English reader names them (keys of a policy change).
+POLICY_FIELDS: dict[str, tuple[str, str]] = {
+    "approval": ("goedkeuring", "approval"),
+    "allowed_dimensions": ("toegestane indelingen", "allowed breakdowns"),
+    "max_cells": ("maximaal aantal cellen", "maximum number of cells"),
+    "max_rho_per_query": ("maximale kosten per vraag (ρ)", "maximum cost per question (ρ)"),
+    "budget_rho": ("budget per periode (ρ)", "budget per period (ρ)"),
+    "analyst_budget_rho": ("budget per analist (ρ)", "budget per analyst (ρ)"),
+    "secure_answers": ("beveiligd samenvoegen", "secure aggregation"),
+    "secure_max_worst_rho": (
+        "maximale kosten als de drempel faalt (ρ)",
+        "maximum cost if the threshold fails (ρ)",
+    ),
+}
+POLICY_VALUES: dict[str, tuple[str, str]] = {
+    "auto": ("automatisch", "automatic"),
+    "manual": ("handmatig", "manual"),
+}
+
+
+def policy_field(lang: str, name: str) -> str:
+    nl, en = POLICY_FIELDS.get(name, (name, name))
+    return nl if lang == "nl" else en
+
+
+def _policy_value(lang: str, value: Any) -> str:
+    nl = lang == "nl"
+    if value is None:
+        return "geen grens / alle" if nl else "no limit / all"
+    if isinstance(value, bool):
+        return ("ja" if value else "nee") if nl else ("yes" if value else "no")
+    if isinstance(value, int | float):
+        return f"{value:g}".replace(".", ",") if nl else f"{value:g}"
+    if isinstance(value, list):
+        return ", ".join(_dim(str(v), lang) for v in value) or "—"
+    words = POLICY_VALUES.get(str(value))
+    return (words[0] if nl else words[1]) if words else str(value)
+
+
+def policy_change(lang: str, changes: dict[str, Any]) -> str:
+    """E.g. "goedkeuring: automatisch → handmatig; maximaal aantal cellen: 20000 → 500"."""
+    return "; ".join(
+        f"{policy_field(lang, name)}: {_policy_value(lang, change.get('old'))} → "
+        f"{_policy_value(lang, change.get('new'))}"
+        for name, change in changes.items()
+        if isinstance(change, dict)
+    )

@@ -238,9 +238,10 @@ async def test_a_release_page_shows_the_signed_numbers(site: Any) -> None:
                     else:
                         low, high = interval.split(" – ")
                         assert (from_page(low, lang), from_page(high, lang)) == (c.lower, c.upper)
-            count = len(signed.tables)  # one chart and one table each
-            assert html.count("<svg") == count
-            assert html.count('role="img"') == count and html.count("<desc") == count
+            count = len(signed.tables)  # one chart (drawn wide and narrow) and one table each
+            assert html.count('class="chart chart-wide"') == count
+            assert html.count('class="chart chart-narrow"') == count
+            assert html.count('role="img"') == 2 * count and html.count("<desc") == 2 * count
             assert html.count("<caption") == count
             whole = "(ε = 4,9, δ = 1e-7)" if lang == "nl" else "(ε = 4.9, δ = 1e-7)"
             assert whole in html  # the release's total privacy cost
@@ -477,6 +478,8 @@ async def test_release_pages_have_an_accessible_structure(site: Any) -> None:
         page = (await client.get(f"/{lang}/releases/{releases[1].slug}")).text
         for chart in re.finditer(r"<svg [^>]*>", page):
             assert 'role="img"' in chart.group(0)
+            if "chart-wide" in chart.group(0):  # the phone's drawing follows right after it
+                continue
             assert page.index("<table", chart.end()) < page.find("<svg", chart.end()) or (
                 page.find("<svg", chart.end()) == -1
             )  # every chart is followed by its table before the next chart
@@ -631,3 +634,95 @@ async def test_a_tampered_release_is_flagged_and_the_others_still_served(
         assert (await client.get(f"/releases/{first.slug}/{table}.csv")).status_code == 409
         intact = await client.get(f"/releases/{second.slug}.json")
         assert intact.status_code == 200 and intact.content == second.data
+
+
+# Promises stronger than differential privacy gives: a visitor "cannot be found", a figure
+# reveals "nothing" about a person. The site states an ε and says what it means instead.
+OVERCLAIMS = (
+    "cannot be found", "can be found", "cannot be identified", "can be singled out",
+    "impossible", "anything about one person", "nothing about", "no visitor",
+    "onmogelijk", "geen enkele bezoeker", "geen bezoeker", "niet herkenbaar", "terug te vinden",
+    "verraadt geen", "niets over",
+)  # fmt: skip
+
+
+async def test_the_privacy_pages_promise_no_more_than_the_stated_epsilon(site: Any) -> None:
+    client, releases = site
+    for lang, means, factor, per in (
+        ("nl", "Wat ε betekent", "factor 2,7", "per instelling"),
+        ("en", "What ε means", "factor of at most about 2.7", "per institution"),
+    ):
+        for path in (f"/{lang}/privacy", f"/{lang}/", f"/{lang}/releases/{releases[1].slug}"):
+            text = re.sub(r"<[^>]+>", " ", (await client.get(path)).text).lower()
+            assert [w for w in OVERCLAIMS if w in text] == [], path
+        page = (await client.get(f"/{lang}/privacy")).text
+        assert means in page and "e<sup>ε</sup>" in page and factor in page, lang
+        assert per in page and "δ" in page
+
+
+async def test_dutch_pages_offer_a_csv_for_dutch_excel_beside_the_international_one(
+    site: Any,
+) -> None:
+    """Dutch Excel splits a file on ";" and reads "1234,5" as a number: the Dutch pages link
+    such a file (UTF-8 with a byte order mark) next to the international CSV, which stays as it
+    is."""
+    client, releases = site
+    release = releases[1]
+    _, signed = parse((await client.get(f"/releases/{release.slug}.json")).content)
+    nl = (await client.get(f"/nl/releases/{release.slug}")).text
+    en = (await client.get(f"/en/releases/{release.slug}")).text
+    for tbl in signed.tables:
+        international = f'href="/releases/{release.slug}/{tbl.table_id}.csv"'
+        dutch = f'href="/releases/{release.slug}/{tbl.table_id}.nl.csv"'
+        assert international in nl and dutch in nl and international in en
+        assert nl.index(international) < nl.index(dutch)  # next to each other
+        response = await client.get(f"/releases/{release.slug}/{tbl.table_id}.nl.csv")
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/csv")
+        assert response.content.startswith(b"\xef\xbb\xbf")
+        rows = list(csv.reader(io.StringIO(response.content.decode("utf-8-sig")), delimiter=";"))
+        header = rows[0]
+        plain = (await client.get(f"/releases/{release.slug}/{tbl.table_id}.csv")).content
+        assert header == next(csv.reader(io.StringIO(plain.decode("utf-8"))))
+        expected = [*tbl.cells, *([tbl.total] if tbl.total else [])]
+        assert len(rows) == 1 + len(expected)
+        for row, c in zip(rows[1:], expected, strict=True):
+            assert c is not None
+            fields = dict(zip(header, row, strict=True))
+            if c is not tbl.total:
+                labels = [fields[f"{d}_label"] for d in tbl.group_by]
+                assert " · ".join(labels) == c.labels.nl
+            for column in ("value", "lower", "upper", "standard_error"):
+                text = fields[column]
+                assert "." not in text, (column, text)  # a decimal comma, no thousands mark
+                assert (None if text == "" else float(text.replace(",", "."))) == getattr(c, column)
+            assert fields["unit"] == tbl.unit.nl
+    decimals = (await client.get(f"/releases/{release.slug}/price-age.nl.csv")).text
+    assert ";23,45;" in decimals and ";31,0625;" in decimals
+    missing = await client.get(f"/releases/{release.slug}/nothing.nl.csv")
+    assert missing.status_code == 404
+
+
+def test_every_chart_is_also_drawn_for_a_phone() -> None:
+    """The narrow drawing is 360 units wide (a phone's 358 px: text stays 12 px), puts each bar's
+    label above it at full length, and stacks small multiples in one column."""
+    from aggregator.web import charts
+    from aggregator.web.pages import _chart
+
+    doc = document(1, None, 1, None, more=True)
+    for tbl in doc.tables:
+        wide, _ = _chart(tbl, "nl", "T")
+        narrow, _ = _chart(tbl, "nl", "T", charts.NARROW)
+        assert wide is not None and narrow is not None, tbl.table_id
+        assert f'viewBox="0 0 {charts.WIDTH} ' in wide and 'class="chart chart-wide"' in wide
+        assert f'viewBox="0 0 {charts.NARROW} ' in narrow and "chart-narrow" in narrow
+        assert f'id="chart-{tbl.table_id}-narrow"' in narrow
+        assert 'font-size="12"' in narrow and 'font-size="11"' not in narrow
+    long = "muziektheater, opera en musical"
+    points = [charts.Point(long, 10.0, 8.0, 12.0), charts.Point("dans", 5.0, 4.0, 6.0)]
+    assert f">{long}<" in charts.bars(points, "c", "T", "D", "nl", charts.NARROW)
+    assert f">{long}<" not in charts.bars(points, "c", "T", "D", "nl")  # cut short beside a bar
+    grid, _ = _chart(doc.table("reach-grid"), "en", "Reach", charts.NARROW)
+    assert grid is not None
+    offsets = re.findall(r'<g transform="translate\(([\d.]+),([\d.]+)\)"><text', grid)
+    assert len(offsets) == 2 and {x for x, _ in offsets} == {"0.0"}  # one column

@@ -238,7 +238,7 @@ def test_demo_keeps_running_until_ctrl_c_and_leaves_no_process(tmp_path: Path) -
             demo.wait()
         log.close()
     output = (tmp_path / "demo.log").read_text("utf-8")
-    assert "All demo processes have stopped." in output
+    assert "Alle demoprocessen zijn gestopt." in output  # --lang nl, the default
     _logs_hold_no_identifiers(home / "logs", tmp_path / "exports", nodes=3, rows=3000)
     assert _descendants_alive(str(home)) == []
     with pytest.raises(httpx.TransportError):

@@ -11,6 +11,7 @@ PUBLIEKSDATA_REQUIRE_BROWSER=1 (set by .ci/run), in which case they fail.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -55,7 +56,7 @@ def _browser() -> Any:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[SealedRelease]]]:
     root = tmp_path_factory.mktemp("site")
     settings = make_aggregator(root / "aggregator", None)
-    releases = asyncio.run(publish_two(settings))
+    releases = asyncio.run(publish_two(settings, more=True))  # line, bars and small multiples
     port = free_port()
     service: Service = start(
         "aggregator",
@@ -113,7 +114,11 @@ def test_a_release_page_in_a_real_browser(site: Any, browser: Any, lang: str) ->
     browser.get(f"{url}/{lang}/releases/{release.slug}")
     assert browser.title.startswith(signed.title.get(lang))
     charts = browser.find_elements(By.CSS_SELECTOR, "svg.chart[role=img]")
-    assert len(charts) == 3
+    assert len(charts) == 2 * len(signed.tables)  # each drawn for a laptop and for a phone
+    charts = [chart for chart in charts if chart.is_displayed()]
+    assert len(charts) == len(signed.tables) and all(
+        "chart-wide" in c.get_attribute("class") for c in charts
+    )
     for chart in charts:
         assert chart.size["width"] > 300 and chart.size["height"] > 50  # drawn, not empty
         assert chart.find_element(By.TAG_NAME, "title").get_attribute("textContent")
@@ -121,7 +126,7 @@ def test_a_release_page_in_a_real_browser(site: Any, browser: Any, lang: str) ->
         element = browser.find_element(By.CSS_SELECTOR, f'table[data-table="{table.table_id}"]')
         assert element.is_displayed()
         rows = element.find_elements(By.CSS_SELECTOR, "tr[data-codes]")
-        expected = [*table.cells, table.total]
+        expected = [*table.cells, *([table.total] if table.total else [])]
         assert len(rows) == len(expected)
         for row, cell in zip(rows, expected, strict=True):
             assert cell is not None
@@ -156,3 +161,100 @@ def test_verify_release_checks_the_running_site(site: Any) -> None:
     assert pinned.exit_code == 1
     missing = runner.invoke(app, ["verify-release", f"{url}/nl/releases/nothing-v1"])
     assert missing.exit_code == 1 and "lists no release" in missing.output
+
+
+# What a reader on a phone (390 px, an iPhone 12-15) and on a laptop (1280 px) must get: no
+# sideways scrolling of the page, no text smaller than 11 px (SVG chart text as drawn, after the
+# chart is scaled), every chart's labels and bars inside the chart and the chart inside the
+# screen, and every table either fitting or in its own scroll box with a visible hint.
+LAYOUT_CHECK = """
+const problems = [];
+const width = arguments[0];  // the screen's; a phone widens its window for a page too wide
+const root = document.documentElement;
+if (root.scrollWidth > width || window.innerWidth > width) {
+  problems.push(`page is ${root.scrollWidth} px wide (window ${window.innerWidth}) in ${width}`);
+}
+const shown = (el) =>
+  el.getClientRects().length > 0 && getComputedStyle(el).visibility !== "hidden";
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+while (walker.nextNode()) {
+  const text = walker.currentNode.textContent.trim();
+  const el = walker.currentNode.parentElement;
+  if (!text || !el || el.closest("title, desc, script, style, .skip") || !shown(el)) continue;
+  let size = parseFloat(getComputedStyle(el).fontSize);
+  if (el instanceof SVGElement) {
+    const m = el.getScreenCTM();
+    size *= Math.hypot(m.a, m.b);
+  }
+  if (size < 10.95) problems.push(`text "${text.slice(0, 30)}" at ${size.toFixed(1)} px`);
+}
+for (const svg of document.querySelectorAll("svg.chart")) {
+  if (!shown(svg)) continue;
+  const box = svg.getBoundingClientRect();
+  if (box.left < -0.5 || box.right > width + 0.5) problems.push(`${svg.id} is off the screen`);
+  for (const part of svg.querySelectorAll("text, rect, path, circle")) {
+    const b = part.getBoundingClientRect();
+    if (b.left < box.left - 0.5 || b.right > box.right + 0.5) {
+      problems.push(`${svg.id}: "${part.textContent.slice(0, 20)}" ${part.tagName} cut off`);
+    }
+  }
+}
+for (const table of document.querySelectorAll("table")) {
+  if (!shown(table)) continue;
+  const holder = table.parentElement;
+  if (table.getBoundingClientRect().width <= holder.clientWidth + 0.5) continue;
+  const scrolls = ["auto", "scroll"].includes(getComputedStyle(holder).overflowX);
+  const hint = holder.parentElement.querySelector(`[data-hint-for="${holder.id}"]`);
+  if (!scrolls || !holder.id || !hint || !shown(hint) || !hint.textContent.trim()) {
+    const name = table.dataset.table || table.id;
+    problems.push(`table ${name} is wider than its box, without a visible scroll hint`);
+  }
+}
+return problems;
+"""
+
+
+def view_at(driver: Any, width: int) -> None:
+    """The page laid out as on a screen ``width`` CSS pixels wide (a phone: touch, 3x pixels)."""
+    phone = width < 600
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": 844 if phone else 900, "mobile": phone,
+         "deviceScaleFactor": 1},
+    )  # fmt: skip
+
+
+def layout_problems(driver: Any, url: str, width: int, shot_name: str) -> list[str]:
+    """Open ``url`` at ``width``; what breaks the rules above (and a full-page screenshot)."""
+    view_at(driver, width)
+    try:
+        driver.get(url)
+        problems: list[str] = driver.execute_script(LAYOUT_CHECK, width)
+        height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": min(height, 12_000), "mobile": width < 600,
+             "deviceScaleFactor": 1},
+        )  # fmt: skip
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / f"{shot_name}-{width}.png"))
+    finally:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+    return problems
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+@pytest.mark.parametrize("lang", ["nl", "en"])
+def test_pages_fit_a_phone_and_a_laptop(site: Any, browser: Any, lang: str, width: int) -> None:
+    url, releases = site
+    pages = {
+        "index": f"/{lang}/",
+        "release": f"/{lang}/releases/{releases[1].slug}",
+        "privacy": f"/{lang}/privacy",
+    }
+    found = {
+        name: problems
+        for name, path in pages.items()
+        if (problems := layout_problems(browser, url + path, width, f"site-{name}-{lang}"))
+    }
+    assert found == {}, json.dumps(found, indent=0, ensure_ascii=False)

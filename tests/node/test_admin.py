@@ -9,6 +9,7 @@ import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from html import unescape
 from pathlib import Path
 
 import anyio
@@ -35,6 +36,7 @@ from node.storage.models import (
     PolicySetting,
 )
 from protocol.api import ChainEntry, ReleaseChain
+from protocol.catalogue import DIMENSIONS
 from protocol.figures import institution_label, sector_label
 from protocol.signing import SigningKey, fingerprint, public_key_to_text
 from tests.adminkit import PASSWORD, Admin, admin_client, csrf_of
@@ -370,7 +372,7 @@ async def test_gdpr_access_and_erasure_with_confirmation(node: AdminNode) -> Non
         {"identifier": IDENTIFIER, "checked": "on"},
     )
     assert access.status_code == 200 and 'id="person-admissions"' in access.text
-    assert "2025-03-03" in access.text
+    assert "03-03-2025" in access.text
     prepare = await admin.submit(
         "/admin/privacy-requests",
         "/admin/privacy-requests/prepare",
@@ -531,19 +533,22 @@ async def test_data_page_reports_quality_and_retention(tmp_path: Path, db_url: s
         engine.dispose()
 
 
+ADMIN_PAGES = (
+    "/admin/",
+    "/admin/data",
+    "/admin/import",
+    "/admin/approvals",
+    "/admin/audit",
+    "/admin/policy",
+    "/admin/privacy-requests",
+    "/admin/benchmark",
+)
+
+
 async def test_the_admin_pages_have_no_external_assets_or_scripts(node: AdminNode) -> None:
     admin = node.admin
     await admin.login()
-    for path in (
-        "/admin/",
-        "/admin/data",
-        "/admin/import",
-        "/admin/approvals",
-        "/admin/audit",
-        "/admin/policy",
-        "/admin/privacy-requests",
-        "/admin/benchmark",
-    ):
+    for path in ADMIN_PAGES:
         for lang in ("nl", "en"):
             await admin.client.get(f"/admin/lang/{lang}")
             page = await admin.page(path)
@@ -617,3 +622,110 @@ async def test_the_sector_comparison_says_sector_visitors_are_summed_not_dedupli
         assert ("niet ontdubbeld" if lang == "nl" else "not deduplicated") in persons
         assert "persons-note" in persons and "persons-note" not in visits
         assert re.findall(r'<th scope="col"[^>]*>([^<]*)</th>', visits)[3] == "Sector"
+
+
+# -- language ------------------------------------------------------------------------------------
+
+
+def _visible_text(html: str) -> str:
+    """The words a reader sees: tags, attributes, comments and the head left out."""
+    body = html.split("<body", 1)[-1]
+    body = re.sub(r"<!--.*?-->", " ", body, flags=re.S)
+    return unescape(re.sub(r"<[^>]+>", " ", body))
+
+
+def _labelled_codes() -> dict[str, str]:
+    """Every catalogue code that has a Dutch label of its own (a number such as the visit
+    frequency "2" reads the same in both, so it cannot be told from a figure; "cabaret" is a word
+    of its own label)."""
+    codes: dict[str, str] = {}
+    for dim in DIMENSIONS.values():
+        for value in dim.values:
+            if value.code.lower() not in value.nl.lower() and not value.code.isdigit():
+                codes[value.code] = dim.name
+    return codes
+
+
+async def test_dutch_admin_pages_show_labels_not_catalogue_codes(
+    tmp_path: Path, db_url: str
+) -> None:
+    """A Dutch operator reads "45 tot 65 jaar" and "goedkeuring: automatisch → handmatig", never
+    ``45_64``, ``cdm_07`` or ``approval: auto → manual``: on every page, with queries on every
+    labelled dimension, a filter, a refusal and a policy change in the log."""
+    settings, querier = make_node(tmp_path, db_url, budget_rho=5.0, unsafe_disable_noise=True)
+    from node.storage.db import make_engine
+
+    engine = make_engine(settings.database_url)
+    write_rows(
+        engine,
+        [
+            Row(person=p, event_date=date(2025, 3, p), age_band="45_64", segment="cdm_07")
+            for p in range(1, 6)
+        ],
+    )
+    give_identifiers(engine, settings, {1: IDENTIFIER})
+    advance_sequences(engine)
+    set_password(make_sessionmaker(engine), PASSWORD)
+    app = create_app(settings)
+    try:
+        async with app.router.lifespan_context(app), admin_client(app) as admin:
+            await admin.login()
+            await admin.client.get("/admin/lang/nl")
+            labelled = sorted({d for d in _labelled_codes().values()})
+            for dim in labelled:
+                spec = make_spec(
+                    group_by=(dim,), rho=0.01, filters={"segment": ("cdm_07", "unknown")}
+                )
+                response = await admin.client.post(
+                    "/v1/queries",
+                    content=query_body(querier, spec),
+                    headers={"content-type": "application/json"},
+                )
+                assert response.status_code == 200, (dim, response.text)
+            form = {
+                "approval": "manual",
+                "dim_month": "on",
+                "dim_age_band": "on",
+                "max_cells": "500",
+                "max_rho_per_query": "0,25",
+                "budget_rho": "5",
+                "secure_max_worst_rho": "10",
+            }
+            assert (await admin.submit("/admin/policy", "/admin/policy", form)).status_code == 303
+            refused = await admin.client.post(
+                "/v1/queries",
+                content=query_body(querier, make_spec(group_by=("segment",))),
+                headers={"content-type": "application/json"},
+            )
+            assert refused.status_code == 403
+            access = await admin.submit(
+                "/admin/privacy-requests",
+                "/admin/privacy-requests/access",
+                {"identifier": IDENTIFIER, "checked": "on"},
+            )
+            assert 'id="person-admissions"' in access.text
+            codes = _labelled_codes()
+            found: dict[str, list[str]] = {}
+            for path in (*ADMIN_PAGES, "access"):
+                page = access if path == "access" else await admin.page(path)
+                assert page.status_code == 200 and '<html lang="nl">' in page.text, path
+                text = _visible_text(page.text)
+                for code in codes:
+                    if re.search(rf"(?<![\w-]){re.escape(code)}(?![\w-])", text):
+                        found.setdefault(path, []).append(code)
+                for raw in ("approval", "auto → manual", "max_cells", "budget_rho", "ρ = 0.01"):
+                    if raw in text:
+                        found.setdefault(path, []).append(raw)
+            assert found == {}
+            audit_page = _visible_text((await admin.page("/admin/audit")).text)
+            assert "alleen segment: CDM-segment 7, onbekend" in audit_page
+            assert "goedkeuring: automatisch → handmatig" in audit_page
+            assert "ρ = 0,01 · (ε, δ) = (0,69, 1e-07)" in audit_page
+            policy_page = _visible_text((await admin.page("/admin/policy")).text)
+            assert "maximaal aantal cellen: 20000 → 500" in policy_page
+            policy_html = (await admin.page("/admin/policy")).text
+            assert 'name="max_rho_per_query" type="text" inputmode="decimal" value="0,25"' in (
+                policy_html
+            )
+    finally:
+        engine.dispose()

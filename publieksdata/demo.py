@@ -360,7 +360,7 @@ def demo(
         raise typer.BadParameter("secure mode needs at least 2 nodes", param_hint="--mode")
     if home.exists():
         if not (home / MARKER).exists():
-            console.print(say(lang, "not_demo", home=home))
+            console.print(say(lang, "not_demo", home=home), soft_wrap=True)
             raise typer.Exit(1)
         shutil.rmtree(home)
     home.mkdir(parents=True)
@@ -372,7 +372,7 @@ def demo(
         with (aggregator.home / "aggregator.env").open("a", encoding="utf-8") as env:
             env.write(f"PUBLIEKSDATA_AGGREGATOR_MIN_QUORUM={nodes}\n")
     admin, analyst = asyncio.run(_tokens(aggregator.database_url))
-    console.print(say(lang, "created", home=aggregator.home))
+    console.print(say(lang, "created", home=aggregator.home), soft_wrap=True)
     members = _prepare_nodes(home, nodes, rows, lang)
     with _terminate_on_sigterm(), Supervisor() as supervisor:
         try:
@@ -392,7 +392,7 @@ def demo(
     console.print(say(lang, "all_stopped"))
     if not keep_running:
         page = f"http://127.0.0.1:8480/{lang}/releases/demo-sector-{YEAR}-v1"
-        console.print(say(lang, "kept", home=aggregator.home, page=page))
+        console.print(say(lang, "kept", home=aggregator.home, page=page), soft_wrap=True)
 
 
 def _small(value: float, lang: str) -> str:
@@ -421,7 +421,7 @@ def _run(
         )
     )
     aggregator.wait_healthy(30)
-    console.print(say(lang, "running", url=aggregator.url))
+    console.print(say(lang, "running", url=aggregator.url), soft_wrap=True)
     asyncio.run(_join_all(aggregator.url, admin, members))
     services: list[Service] = []
     for i, node in enumerate(members):
@@ -456,7 +456,7 @@ def _run(
     else:
         console.print(say(lang, "independent", rho=_small(rho, lang)))
     release_url = _publish(aggregator.url, admin, result, lang)
-    console.print(say(lang, "published", url=release_url))
+    console.print(say(lang, "published", url=release_url), soft_wrap=True)
     return aggregator.url
 
 
@@ -464,16 +464,16 @@ def _print_urls(
     url: str, members: list[DemoNode], analyst: str, home: Path, lang: str = "nl"
 ) -> None:
     console.print(say(lang, "up"))
-    console.print(f"  aggregator   {url}/docs")
-    console.print(say(lang, "site", url=url))
+    console.print(f"  aggregator   {url}/docs", soft_wrap=True)
+    console.print(say(lang, "site", url=url), soft_wrap=True)
     console.print(say(lang, "admin_pages"))
     for node in members:
-        console.print(f"  {node.name:<40} http://127.0.0.1:{node.port}/admin/")
-        console.print(f"  {'':<40} {say(lang, 'password')}: {node.admin_password}")
-    console.print(f"  logs         {home / 'logs'}")
+        console.print(f"  {node.name:<40} http://127.0.0.1:{node.port}/admin/", soft_wrap=True)
+        console.print(f"  {'':<40} {say(lang, 'password')}: {node.admin_password}", soft_wrap=True)
+    console.print(f"  logs         {home / 'logs'}", soft_wrap=True)
     console.print(say(lang, "try"))
-    console.print(f"  export PUBLIEKSDATA_AGGREGATOR_URL={url}")
-    console.print(f"  export PUBLIEKSDATA_TOKEN={analyst}")
+    console.print(f"  export PUBLIEKSDATA_AGGREGATOR_URL={url}", soft_wrap=True)
+    console.print(f"  export PUBLIEKSDATA_TOKEN={analyst}", soft_wrap=True)
     console.print(f"  publieksdata ask --report reach_age --year {YEAR} --rho 0.05")
     if os.environ.get("PUBLIEKSDATA_DEMO_READY_FILE"):
         Path(os.environ["PUBLIEKSDATA_DEMO_READY_FILE"]).write_text(url, encoding="utf-8")

@@ -205,7 +205,7 @@ def test_demo_keeps_running_until_ctrl_c_and_leaves_no_process(tmp_path: Path) -
         env=dict(
             os.environ,
             PUBLIEKSDATA_DEMO_READY_FILE=str(ready),
-            COLUMNS="120",
+            COLUMNS="60",  # narrower than the paths and addresses it prints
             PUBLIEKSDATA_LOG_FORMAT="json",
             PUBLIEKSDATA_LOG_LEVEL="info",
         ),
@@ -219,7 +219,8 @@ def test_demo_keeps_running_until_ctrl_c_and_leaves_no_process(tmp_path: Path) -
         assert httpx.get(f"{url}/v1/health", timeout=5).status_code == 200
         # The demo ends by publishing a release and printing its page's address.
         page = f"{url}/nl/releases/demo-sector-2025-v1"
-        assert page in output.replace("\n", "")
+        assert page in output  # whole on one line, to copy (never wrapped by the console)
+        assert f"{home / 'logs'}\n" in output
         release = httpx.get(page, timeout=10)
         assert release.status_code == 200 and "<svg" in release.text
         # Each node's admin pages and login are printed, and the login works.

@@ -7,9 +7,10 @@ may be days); nodes that have not accepted by then are left out (reason ``awaiti
 when their node said it waits for its operator), and the protocol phases begin only after it, so
 that no node is dropped from a key phase while its operator is still deciding. Each phase hands
 every node still in the round one task and ends when all of them have answered or at the phase
-deadline (after ANNOUNCE: the round's remaining time shared over the phases left). Who answered a phase forms
-the next phase's set (U1 ⊇ U2 ⊇ U3, as in Bonawitz et al. 2017). A phase with fewer than t
-nodes fails the round cleanly: nothing is computed and no partial sum is released.
+deadline (after ANNOUNCE: the round's remaining time shared over the phases left). Who
+answered a phase forms the next phase's set (U1 ⊇ U2 ⊇ U3, as in Bonawitz et al. 2017). A phase
+with fewer than t nodes fails the round cleanly: nothing is computed and no partial sum is
+released.
 
 After UNMASK the aggregator reconstructs the survivors' self-mask seeds ``b`` and the mask keys
 ``s`` of nodes that dropped out after sharing, checks every reconstruction against what the

@@ -68,6 +68,7 @@ from protocol.signing import (
 log = logging.getLogger("publieksdata.node.connector")
 PROOF_TYPES = (POLL, ANSWER, SECAGG_MASKED)  # the node's own messages that state its budget
 SOFTWARE = "publieksdata-node/1"
+GATED = (Phase.QUERY, Phase.ANNOUNCE, Phase.KEYS)  # the phases that wait for manual approval
 _random = secrets.SystemRandom()
 
 
@@ -326,7 +327,9 @@ class Connector:
         if task.deadline <= self.clock.now():
             self._rejected.add(task.task_id)
             return
-        if task.phase in (Phase.QUERY, Phase.KEYS) and self.settings.approval == "manual":
+        # A secure round asks for approval at ANNOUNCE; KEYS stays gated too (an aggregator
+        # without ANNOUNCE starts there), and finds the approval already given.
+        if task.phase in GATED and self.settings.approval == "manual":
             decision = await self._approval(task, envelope.key_id)
             if decision == approvals.EXPIRED:
                 return  # undecided at the deadline: the aggregator times this node out

@@ -27,6 +27,7 @@ class ErrorCode(StrEnum):
     REPLAYED_MESSAGE = "replayed_message"
     WRONG_MESSAGE_TYPE = "wrong_message_type"
     REFUSED = "refused"
+    APPROVAL_REQUIRED = "approval_required"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     INTERNAL = "internal_error"
@@ -61,6 +62,11 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = {
         400, "The message has the wrong type for this endpoint."
     ),
     ErrorCode.REFUSED: ErrorInfo(403, "The node refused to answer this query."),
+    ErrorCode.APPROVAL_REQUIRED: ErrorInfo(
+        403,
+        "This node's operator approves every query; ask it through the aggregator, where the "
+        "node waits for the approval.",
+    ),
     ErrorCode.NOT_FOUND: ErrorInfo(404, "There is nothing at this address."),
     ErrorCode.METHOD_NOT_ALLOWED: ErrorInfo(405, "This address does not accept that method."),
     ErrorCode.INTERNAL: ErrorInfo(500, "The node could not handle the request."),

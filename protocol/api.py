@@ -37,6 +37,9 @@ class RoundRequest(_Model):
     deadline_seconds: Annotated[int, Field(ge=1)] | None = None
     quorum: Annotated[int, Field(ge=1)] | None = None  # independent rounds
     threshold: Annotated[int, Field(ge=2)] | None = None  # secure rounds: t (default ⌈2N/3⌉)
+    # Secure rounds: how long the nodes' operators have to approve (phase ANNOUNCE) before the
+    # protocol phases get deadline_seconds; by default deadline_seconds again.
+    approval_deadline_seconds: Annotated[int, Field(ge=1)] | None = None
 
     @model_validator(mode="after")
     def _one_question(self) -> Self:

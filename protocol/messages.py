@@ -166,11 +166,12 @@ class Poll(_Frozen):
 
 # --- Secure aggregation (design §9; protocol/secagg.py) ---------------------------------------
 
+SECAGG_ACCEPT = "secagg_accept"
 SECAGG_KEYS = "secagg_keys"
 SECAGG_SHARES = "secagg_shares"
 SECAGG_MASKED = "secagg_masked"
 SECAGG_REVEAL = "secagg_reveal"
-SECAGG_TYPES = (SECAGG_KEYS, SECAGG_SHARES, SECAGG_MASKED, SECAGG_REVEAL)
+SECAGG_TYPES = (SECAGG_ACCEPT, SECAGG_KEYS, SECAGG_SHARES, SECAGG_MASKED, SECAGG_REVEAL)
 
 PublicText = Annotated[str, Field(min_length=40, max_length=64)]
 Sealed = Annotated[str, Field(min_length=20, max_length=400)]
@@ -178,13 +179,25 @@ ShareValue = Annotated[str, Field(pattern=r"^[0-9]{1,160}$")]  # a GF(p) element
 
 
 class Phase(StrEnum):
-    """What a task asks of a node. Independent rounds have one phase; secure rounds four."""
+    """What a task asks of a node. Independent rounds have one phase; secure rounds five: an
+    announcement that waits for the operators' approval, then the four protocol phases."""
 
     QUERY = "query"
+    ANNOUNCE = "announce"  # take part? (a manual node's operator approves here)
     KEYS = "keys"  # advertise ephemeral keys
     SHARES = "shares"  # Shamir-share the seeds to the peers
     MASK = "mask"  # submit the masked, noisy vector
     UNMASK = "unmask"  # reveal the shares that remove the masks
+
+
+class SecAggAccept(_Frozen):
+    """Phase 0, signed by the node's long-term key: it takes part in this round (for a node
+    with manual approval: its operator approved the query). A refusal declines instead."""
+
+    round_id: str
+    query_id: str
+    query_hash: str
+    node_key_id: KeyId
 
 
 class SecAggKeys(_Frozen):

@@ -219,6 +219,7 @@ def publish(
                         rho=loaded.rho,
                         mode=loaded.mode.value,
                         deadline_seconds=loaded.deadline_seconds,
+                        approval_deadline_seconds=loaded.approval_deadline_seconds,
                         progress=_updater(progress, task),
                     )
                 except ClientError as exc:

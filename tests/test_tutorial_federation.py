@@ -424,7 +424,7 @@ def _check_answers(ran: list[Ran], kills: list[tuple[int, list[Job]]], text: str
     assert (c.total, c.answered, c.timed_out, c.refused, c.invalid) == (3, 2, 1, 0, 0)
     assert [n.institution for n in c.nodes if n.status == "timed_out"] == [institution]
     assert partial.partial and not partial.quorum_met and partial.quorum == 3
-    assert partial.failure == "below_threshold_keys"
+    assert partial.failure == "below_threshold_announce"
     assert partial.measures == ()
     assert second.returncode == 3
     assert "Dekking: 2 van 3 instellingen beantwoordden" in second.output

@@ -461,6 +461,7 @@ async def create_round(body: RoundRequest, state: StateDep, who: AnalystDep) -> 
         body.deadline_seconds,
         body.quorum,
         threshold=body.threshold,
+        approval_deadline_seconds=body.approval_deadline_seconds,
     )
     return await state.rounds.result(round_id)
 

@@ -124,7 +124,9 @@ class AskOptions(TypedDict, total=False):
     """The keyword arguments of ``ask``. A report template takes ``report`` with ``year`` (or
     ``start`` and ``end``), ``rho`` or ``epsilon`` and, for some, ``codes``; a spec states all of
     that itself. ``nodes`` restricts the round to these node ids; ``deadline_seconds`` and
-    ``quorum`` default to the aggregator's settings. ``mode`` ("secure" or "independent") goes
+    ``quorum`` default to the aggregator's settings; ``approval_deadline_seconds`` is a secure
+    round's approval window before its protocol phases (default ``deadline_seconds``).
+    ``mode`` ("secure" or "independent") goes
     with a report (a spec states its own; reports default to secure under ρ); ``threshold`` is
     a secure round's t, by default ⌈2N/3⌉. With ``wait`` (the default) ``ask`` returns
     once the round has closed, calling ``progress(settled, total)`` whenever more nodes settle."""
@@ -138,6 +140,7 @@ class AskOptions(TypedDict, total=False):
     codes: Sequence[str] | None
     nodes: Sequence[str] | None
     deadline_seconds: int | None
+    approval_deadline_seconds: int | None
     quorum: int | None
     mode: str | None
     threshold: int | None
@@ -146,6 +149,7 @@ class AskOptions(TypedDict, total=False):
 
 
 _REPORT_KEYS = ("year", "start", "end", "rho", "epsilon", "codes", "mode")
+_ROUND_KEYS = ("nodes", "deadline_seconds", "approval_deadline_seconds", "quorum", "threshold")
 _ASK_KEYS = frozenset(AskOptions.__optional_keys__)
 
 
@@ -188,7 +192,7 @@ def _round_request(spec: QuerySpec | Mapping[str, Any] | None, options: AskOptio
         "report": None
         if report is None
         else {"name": report, **{key: options.get(key) for key in _REPORT_KEYS}},
-        **{key: options.get(key) for key in ("nodes", "deadline_seconds", "quorum", "threshold")},
+        **{key: options.get(key) for key in _ROUND_KEYS},
     }
     try:
         return RoundRequest.model_validate(question)

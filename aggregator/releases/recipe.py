@@ -69,6 +69,8 @@ class Recipe(_Strict):
     rho: Annotated[float, Field(gt=0, le=10)] = 0.1  # per report asked
     mode: Mode = Mode.SECURE
     deadline_seconds: Annotated[int, Field(ge=1, le=7 * 86400)] = 300
+    # Secure rounds: the institutions' operators' time to approve (may be days); default as above.
+    approval_deadline_seconds: Annotated[int, Field(ge=1, le=7 * 86400)] | None = None
     post_processing: PostProcessing = PostProcessing(
         suppress_relative_halfwidth=SUPPRESS_RELATIVE_HALFWIDTH
     )

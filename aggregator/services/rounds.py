@@ -244,6 +244,7 @@ class Rounds:
         deadline_seconds: int | None,
         quorum: int | None,
         threshold: int | None = None,
+        approval_deadline_seconds: int | None = None,
     ) -> str:
         check_mode(spec, threshold)
         secure_mode = spec.mode is Mode.SECURE
@@ -253,11 +254,29 @@ class Rounds:
                 ErrorCode.INVALID_REQUEST,
                 f"deadline_seconds must be between 1 and {self.settings.max_deadline_seconds}",
             )
+        if approval_deadline_seconds is not None and not secure_mode:
+            raise AggregatorError(
+                ErrorCode.INVALID_REQUEST,
+                "approval_deadline_seconds is for secure rounds; an independent round's "
+                "deadline_seconds is its nodes' approval window",
+            )
+        approval = approval_deadline_seconds or seconds
+        if not 1 <= approval <= self.settings.max_deadline_seconds:
+            raise AggregatorError(
+                ErrorCode.INVALID_REQUEST,
+                "approval_deadline_seconds must be between 1 and "
+                f"{self.settings.max_deadline_seconds}",
+            )
         round_id = str(uuid.uuid4())
         spec = spec.model_copy(update={"query_id": f"pd-{round_id}"})
         now = self.clock.now()
         deadline = now + timedelta(seconds=seconds)
-        phase_end = secure.phase_deadline(now, deadline, Phase.KEYS) if secure_mode else None
+        phase_end = None
+        if secure_mode:
+            # ANNOUNCE waits for the operators' approval on its own deadline; the protocol
+            # phases get the round's deadline_seconds after it (or more, when all accept early).
+            phase_end = secure.announce_deadline(now, approval)
+            deadline = phase_end + timedelta(seconds=seconds)
 
         async def insert(session: AsyncSession) -> list[str]:
             nodes = await select_nodes(session, self.settings, node_ids)
@@ -291,7 +310,7 @@ class Rounds:
                     state=RoundState.OPEN.value,
                     mode=spec.mode.value,
                     threshold=t,
-                    phase=Phase.KEYS.value if secure_mode else None,
+                    phase=Phase.ANNOUNCE.value if secure_mode else None,
                     phase_deadline=phase_end,
                 )
             )
@@ -304,7 +323,7 @@ class Rounds:
                     status=NodeStatus.PENDING.value,
                     cost_rho=spec.privacy.rho_charged,
                     created_at=now,
-                    phase=Phase.KEYS.value if secure_mode else Phase.QUERY.value,
+                    phase=Phase.ANNOUNCE.value if secure_mode else Phase.QUERY.value,
                 )
                 for n in nodes
             )
@@ -367,6 +386,9 @@ class Rounds:
                 if phase_task in skip:
                     continue
                 payload["task_id"] = phase_task
+                if phase == Phase.ANNOUNCE.value and row.phase_deadline is not None:
+                    # The deadline this node really has to accept (its operator to approve).
+                    payload["deadline"] = row.phase_deadline.isoformat()
                 payload.update(await self._phase_data(row, Phase(phase), key_id))
             envelopes.append(sign(TASK, payload, self.key).model_dump(mode="json"))
             delivered.append(task_id)
@@ -406,7 +428,7 @@ class Rounds:
     async def _phase_data(self, row: Round, phase: Phase, key_id: str) -> dict[str, Any]:
         """What a secure task carries besides the query, built once per round and phase."""
         data: dict[str, Any] = {"phase": phase.value, "threshold": row.threshold}
-        if phase is Phase.KEYS:
+        if phase in (Phase.ANNOUNCE, Phase.KEYS):
             return data
         cache_key = f"{row.id}:{phase.value}"
         cached = self._phase_cache.get(cache_key)
@@ -475,6 +497,14 @@ class Rounds:
                 if getattr(current, column) == raw:
                     return "same", None  # a retry of a message already stored
             if (
+                phase is Phase.ANNOUNCE
+                and status is NodeStatus.PENDING
+                and current.phase is None
+                and round_row.phase == phase.value
+                and current.status == NodeStatus.PENDING.value
+            ):
+                return "same", None  # accepted already (an acceptance is not stored)
+            if (
                 round_row.state != RoundState.OPEN.value
                 or current.status != NodeStatus.PENDING.value
                 or phase is None
@@ -490,7 +520,8 @@ class Rounds:
             elif status is NodeStatus.PENDING:
                 current.reason = None  # e.g. no longer awaiting its operator's approval
                 columns = {"keys": "keys", "shares": "shares", "mask": "body", "unmask": "reveal"}
-                setattr(current, columns[phase.value], raw)
+                if phase is not Phase.ANNOUNCE:  # an acceptance: staying in is the record
+                    setattr(current, columns[phase.value], raw)
                 if phase is Phase.MASK:
                     budget = SecAggMasked.model_validate(payload).budget
                     # Wall time, as the poll reports it is ordered against use.
@@ -553,13 +584,19 @@ class Rounds:
                     task.status = NodeStatus.TIMED_OUT.value
                     if task.delivered_at is None:
                         task.reason = "not_delivered"
+                    elif phase is Phase.ANNOUNCE:
+                        # Its node said it waits for its operator: keep "awaiting_approval".
+                        if task.reason != registry.AWAITING_APPROVAL:
+                            task.reason = secure.DROPPED_BEFORE_MASKING
                     elif phase is Phase.MASK:
                         task.reason = secure.DROPPED_AFTER_SHARING
                     else:
                         task.reason = secure.DROPPED_BEFORE_MASKING
         members = [_member(task, key_id, public) for task, key_id, public in rows]
         active = [m for m in members if m.active]
-        if phase is Phase.KEYS:
+        if phase is Phase.ANNOUNCE:
+            moving = active  # every node that accepted (the others timed out just now)
+        elif phase is Phase.KEYS:
             moving = [m for m in active if m.keys is not None]
             round_row.roster = json.dumps(sorted(m.key_id for m in moving))
         elif phase is Phase.SHARES:

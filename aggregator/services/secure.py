@@ -1,10 +1,16 @@
 """The aggregator's side of a secure round (design §9; protocol/secagg.py has the arithmetic).
 
-A secure round walks through four phases: KEYS, SHARES, MASK, UNMASK. Each phase hands every
-node still in the round one task and ends when all of them have answered or at the phase
-deadline (the round's remaining time shared over the phases left). Who answered a phase forms
-the next phase's set (U1 ⊇ U2 ⊇ U3, as in Bonawitz et al. 2017). A phase with fewer than t
-nodes fails the round cleanly: nothing is computed and no partial sum is released.
+A secure round walks through five phases: ANNOUNCE, KEYS, SHARES, MASK, UNMASK. ANNOUNCE asks
+every node whether it takes part: a node with automatic approval accepts at once, a node with
+manual approval when its operator approves. It has its own deadline (the approval window, which
+may be days); nodes that have not accepted by then are left out (reason ``awaiting_approval``
+when their node said it waits for its operator), and the protocol phases begin only after it, so
+that no node is dropped from a key phase while its operator is still deciding. Each phase hands
+every node still in the round one task and ends when all of them have answered or at the phase
+deadline (after ANNOUNCE: the round's remaining time shared over the phases left). Who
+answered a phase forms the next phase's set (U1 ⊇ U2 ⊇ U3, as in Bonawitz et al. 2017). A phase
+with fewer than t nodes fails the round cleanly: nothing is computed and no partial sum is
+released.
 
 After UNMASK the aggregator reconstructs the survivors' self-mask seeds ``b`` and the mask keys
 ``s`` of nodes that dropped out after sharing, checks every reconstruction against what the
@@ -31,6 +37,7 @@ from protocol.calibration import expected_share_noise, matches
 from protocol.http import MAX_SAFE_INTEGER
 from protocol.messages import (
     REFUSAL,
+    SECAGG_ACCEPT,
     SECAGG_KEYS,
     SECAGG_MASKED,
     SECAGG_REVEAL,
@@ -38,6 +45,7 @@ from protocol.messages import (
     Phase,
     Refusal,
     RefusalReason,
+    SecAggAccept,
     SecAggKeys,
     SecAggMasked,
     SecAggReveal,
@@ -47,8 +55,9 @@ from protocol.plausibility import value_range
 from protocol.query import QuerySpec
 from protocol.results import NodeStatus
 
-PHASES = (Phase.KEYS, Phase.SHARES, Phase.MASK, Phase.UNMASK)
+PHASES = (Phase.ANNOUNCE, Phase.KEYS, Phase.SHARES, Phase.MASK, Phase.UNMASK)
 MESSAGE_OF_PHASE = {
+    Phase.ANNOUNCE: SECAGG_ACCEPT,
     Phase.KEYS: SECAGG_KEYS,
     Phase.SHARES: SECAGG_SHARES,
     Phase.MASK: SECAGG_MASKED,
@@ -84,11 +93,17 @@ def default_threshold(nodes: int, min_quorum: int) -> int:
 
 
 def phase_deadline(now: datetime, round_deadline: datetime, phase: Phase) -> datetime:
-    """The round's remaining time shared evenly over this phase and the ones after it."""
+    """The round's remaining time shared evenly over this phase and the protocol phases after
+    it. (ANNOUNCE has its own deadline, set when the round is created: ``announce_deadline``.)"""
     left = len(PHASES) - PHASES.index(phase)
     remaining = max(0.0, (round_deadline - now).total_seconds())
     share = max(MIN_PHASE_SECONDS, remaining / left)
     return min(round_deadline, now + timedelta(seconds=share))
+
+
+def announce_deadline(now: datetime, approval_seconds: int) -> datetime:
+    """The end of a secure round's ANNOUNCE phase: the time its nodes' operators have."""
+    return now + timedelta(seconds=approval_seconds)
 
 
 def next_phase(phase: Phase) -> Phase | None:
@@ -134,7 +149,11 @@ def judge(
     if message_type != MESSAGE_OF_PHASE[phase]:
         raise Invalid(f"expected_{MESSAGE_OF_PHASE[phase]}")
     try:
-        if phase is Phase.KEYS:
+        if phase is Phase.ANNOUNCE:
+            accept = SecAggAccept.model_validate(payload)
+            if accept.node_key_id != key_id or accept.query_hash != spec.digest():
+                raise Invalid("wrong_accept")
+        elif phase is Phase.KEYS:
             keys = SecAggKeys.model_validate(payload)
             if keys.node_key_id != key_id or keys.query_hash != spec.digest():
                 raise Invalid("wrong_keys")

@@ -106,7 +106,8 @@ def _validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
     description=(
         "The body is a signed envelope of type 'query' whose payload is a QueryRequest. "
         "The answer is a signed envelope of type 'answer'; a refusal is a 403 problem document "
-        "carrying a signed 'refusal'."
+        "carrying a signed 'refusal'. A node whose operator approves every query (approval "
+        "'manual') answers no query here: 403 'approval_required', before anything is spent."
     ),
     responses={200: {"content": {"application/json": {}}}},
     openapi_extra={"requestBody": envelope_request_body()},
@@ -131,6 +132,10 @@ async def post_query(request: Request, state: StateDep) -> Response:
         query = QueryRequest.model_validate(payload)
     except ValidationError as exc:
         raise NodeError(ErrorCode.INVALID_QUERY, errors=_validation_detail(exc)) from None
+    if state.settings.approval == "manual":
+        # Only the aggregator's tasks wait for the operator (node/connector.py); answering here
+        # would skip the approval. Nothing is filed, spent or answered.
+        raise NodeError(ErrorCode.APPROVAL_REQUIRED)
     outcome = await run_in_threadpool(state.answerer.answer, query, envelope.key_id)
     if isinstance(outcome, Answered):
         headers = {"X-Publieksdata-Replayed": "true" if outcome.replayed else "false"}

@@ -40,6 +40,7 @@ from protocol import secagg
 from protocol.clock import Clock, SystemClock
 from protocol.messages import (
     REFUSAL,
+    SECAGG_ACCEPT,
     SECAGG_KEYS,
     SECAGG_MASKED,
     SECAGG_REVEAL,
@@ -48,6 +49,7 @@ from protocol.messages import (
     PrivacySpent,
     Refusal,
     RefusalReason,
+    SecAggAccept,
     SecAggKeys,
     SecAggMasked,
     SecAggPeer,
@@ -115,6 +117,8 @@ class SecureParty:
             if spec.mode is not Mode.SECURE or task.threshold is None:
                 raise ProtocolViolation("a secure phase for a query that is not secure")
             with self._lock:  # one phase at a time per node: phases are short and ordered
+                if task.phase is Phase.ANNOUNCE:
+                    return self._accept(task)
                 if task.phase is Phase.KEYS:
                     return self._keys(task, requester_key_id)
                 session = self._sessions.get(task.round_id)
@@ -164,6 +168,23 @@ class SecureParty:
             phase=task.phase.value if task.phase is not None else None,
         )
         return _body(sign(REFUSAL, refusal.model_dump(mode="json"), self.key))
+
+    # --- phase 0: announce -------------------------------------------------------------------
+
+    def _accept(self, task: Task) -> bytes:
+        """Take part (approved, or approval is automatic). Nothing is kept and nothing is
+        spent: the policy and budget checks that decide are made again at KEYS; here they only
+        refuse early a round this node would refuse anyway."""
+        assert task.threshold is not None
+        spec = task.request.spec
+        self._check_answerable(spec, task.threshold)
+        message = SecAggAccept(
+            round_id=task.round_id,
+            query_id=spec.query_id,
+            query_hash=spec.digest(),
+            node_key_id=self.key.key_id,
+        )
+        return _body(sign(SECAGG_ACCEPT, message.model_dump(mode="json"), self.key))
 
     # --- phase 1 ----------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ from starlette.datastructures import UploadFile
 from node.deps import NodeState
 from node.identity import load_secret
 from node.link import load_link
-from node.services import audit, ledger, policy_store
+from node.services import approvals, audit, ledger, policy_store
 from node.services.admin_auth import ActiveSession, AdminAuth, csrf_ok, has_password
 from node.services.approvals import DecisionError
 from node.services.benchmark import BenchmarkUnavailable, compare
@@ -549,8 +549,8 @@ def approvals_page(request: Request) -> Response:
     done = request.query_params.get("done")
     if done in ("approved", "declined"):
         ctx.flash.append(("ok", ctx.t(f"decided_{done}")))
-    elif done == "late":
-        ctx.flash.append(("error", ctx.t("decision_late")))
+    elif done in ("late", "too_late"):
+        ctx.flash.append(("error", ctx.t(f"decision_{done}")))
     settings = ctx.state.settings
     queue = [
         {
@@ -593,8 +593,11 @@ async def decide(request: Request, query_id: str, decision: str) -> Response:
         status = await to_thread.run_sync(
             ctx.state.approvals.decide, query_id, decision == "approve"
         )
-    except DecisionError:
-        raise _Redirect("/admin/approvals?done=late") from None
+    except DecisionError as exc:
+        # Past its deadline the round went on without this node (or closed): say so, rather
+        # than "approved" for a question that will never be answered.
+        late = "too_late" if str(exc) == approvals.EXPIRED else "late"
+        raise _Redirect(f"/admin/approvals?done={late}") from None
     raise _Redirect(f"/admin/approvals?done={status}")
 
 

@@ -216,6 +216,12 @@ WORDS: dict[str, tuple[str, str]] = {
         "Deze vraag wacht niet meer (al besloten of verlopen).",
         "This question is no longer waiting (decided already, or expired).",
     ),
+    "decision_too_late": (
+        "Te laat: de deadline van deze vraag is verstreken. De ronde is al gesloten of verder "
+        "zonder deze instelling; er wordt niets beantwoord en niets van het budget gebruikt.",
+        "Too late: this question's deadline has passed. The round has closed or gone on without "
+        "this institution; nothing is answered and no budget is spent.",
+    ),
     "recent_decisions": ("Eerdere beslissingen", "Earlier decisions"),
     "status_approved": ("goedgekeurd", "approved"),
     "status_declined": ("geweigerd", "declined"),

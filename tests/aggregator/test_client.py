@@ -415,6 +415,14 @@ def test_ask_sends_a_spec_and_can_return_at_once() -> None:
         result.rows()
 
 
+def test_ask_sends_a_secure_rounds_approval_window() -> None:
+    transport, seen = fake(reply(201, make_result(state=RoundState.OPEN)))
+    with sync_client(transport) as client:
+        client.ask(REVENUE, deadline_seconds=60, approval_deadline_seconds=86400, wait=False)
+    body = json.loads(seen[0].content)
+    assert body["deadline_seconds"] == 60 and body["approval_deadline_seconds"] == 86400
+
+
 @pytest.mark.parametrize(
     ("response", "kind", "check"),
     [

@@ -109,7 +109,7 @@ async def test_secure_round_with_noise_off_equals_the_pooled_computation(tmp_pat
     assert result.measure(Measure.VISITS).standard_errors[0] == 0.0
 
 
-PHASES = [Phase.KEYS, Phase.SHARES, Phase.MASK, Phase.UNMASK]
+PHASES = [Phase.ANNOUNCE, Phase.KEYS, Phase.SHARES, Phase.MASK, Phase.UNMASK]
 
 
 @pytest.mark.parametrize("phase", PHASES, ids=[p.value for p in PHASES])

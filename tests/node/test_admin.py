@@ -33,6 +33,7 @@ from node.storage.models import (
     Admission,
     AuditEvent,
     GdprRequest,
+    PendingApproval,
     PolicySetting,
 )
 from protocol.api import ChainEntry, ReleaseChain
@@ -42,7 +43,8 @@ from protocol.signing import SigningKey, fingerprint, public_key_to_text
 from tests.adminkit import PASSWORD, Admin, admin_client, csrf_of
 from tests.aggregator.test_public_site import cell, document, table
 from tests.factories import Row, write_rows
-from tests.nodekit import give_identifiers, make_node, make_spec, query_body
+from tests.fedkit import assert_problem
+from tests.nodekit import budget_tables, give_identifiers, make_node, make_spec, query_body
 
 pytestmark = pytest.mark.anyio
 IDENTIFIER = "klant3@example.nl"
@@ -278,6 +280,39 @@ async def test_a_refused_dimension_is_refused_and_logged(node: AdminNode) -> Non
     assert response.status_code == 403 and "policy_dimension_not_allowed" in response.text
     page = await admin.page("/admin/audit", kind="refusal")
     assert "Geweigerd" in page.text and "policy_dimension_not_allowed" in page.text
+
+
+async def test_a_manual_node_refuses_a_direct_query_before_spending(node: AdminNode) -> None:
+    """With approval set to manual, a signed query sent straight to POST /v1/queries (not
+    through the aggregator, where the node waits for its operator) is refused with
+    ``approval_required``: nothing is answered, filed or spent. Back on auto, it is answered."""
+    admin = node.admin
+    await admin.login()
+    form = {
+        "approval": "manual",
+        "all_dimensions": "on",
+        "secure_answers": "on",
+        "max_cells": "20000",
+        "budget_rho": "1",
+        "max_rho_per_query": "0.5",
+        "secure_max_worst_rho": "10",
+    }
+    assert (await admin.submit("/admin/policy", "/admin/policy", form)).status_code == 303
+    before = budget_tables(node.engine)
+    body = query_body(node.querier, make_spec(group_by=("month",)))  # type: ignore[arg-type]
+    headers = {"content-type": "application/json"}
+    response = await admin.client.post("/v1/queries", content=body, headers=headers)
+    assert_problem(response, 403, "approval_required")
+    assert budget_tables(node.engine) == before
+    assert audit.ANSWER not in audit_kinds(node.engine)
+    with node.engine.connect() as conn:
+        assert conn.scalar(select(func.count()).select_from(PendingApproval)) == 0
+    page = await admin.page("/admin/approvals")
+    assert 'class="card"' not in page.text
+    form["approval"] = "auto"
+    assert (await admin.submit("/admin/policy", "/admin/policy", form)).status_code == 303
+    again = query_body(node.querier, make_spec(group_by=("month",)))  # type: ignore[arg-type]
+    assert (await admin.client.post("/v1/queries", content=again, headers=headers)).is_success
 
 
 def _last_event(engine: Engine, kind: str) -> str:

@@ -57,3 +57,29 @@ def predict(
             )
         )
     return tuple(result)
+
+
+def summed_over(
+    cell: MeasurePreview,
+    spec: QuerySpec,
+    by: tuple[str, ...] | None,
+    suppress_above: float | None = STANDARD_SUPPRESSION,
+) -> MeasurePreview:
+    """The accuracy of a release table that shows ``cell``'s measure by the dimensions ``by``
+    only: each of its cells sums the query cells of the dimensions it leaves out, and with them
+    their noise terms (``aggregator.releases.compose`` sums them the same way). ``by`` None: all
+    of the round's dimensions, so nothing is summed."""
+    dims = spec.group_by
+    keep = [dims.index(d) for d in (by or dims)]
+    table_cells = {tuple(codes[i] for i in keep) for codes in spec.cells()}
+    summed = spec.cell_count // max(len(table_cells), 1)
+    terms = cell.terms * summed
+    se, half = interval(noise_variance([cell.noise_sd] * terms))
+    return MeasurePreview(
+        measure=cell.measure,
+        noise_sd=cell.noise_sd,
+        terms=terms,
+        standard_error=se,
+        half_width=half,
+        shown_from=shown_from(half, suppress_above),
+    )

@@ -34,6 +34,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from aggregator.accuracy import summed_over
 from aggregator.client import TOKEN_ENV, URL_ENV, Client, ClientError, NotConfigured
 from aggregator.releases import recipe as recipes
 from aggregator.releases.chain import ChainReport, ReleaseFormatError, parse, verify_chain
@@ -41,6 +42,8 @@ from aggregator.releases.document import RELEASE_KEYS
 from aggregator.releases.plan import rho
 from node.cli import fail
 from protocol.api import ReleaseChain, ReleasePlan
+from protocol.preview import RoundPreview
+from protocol.query import Measure
 from protocol.signing import (
     Envelope,
     SignatureError,
@@ -70,6 +73,47 @@ def _rounds(values: list[str] | None) -> dict[str, str]:
 
 def _updater(progress: Progress, task: TaskID) -> Callable[[int, int], None]:
     return lambda done, total: progress.update(task, completed=done, total=total)
+
+
+def _accuracy_lines(client: Client, loaded: recipes.Recipe, plan: ReleasePlan) -> list[str]:
+    """Per table of a report still to ask: the expected 95% half-width of each of its cells and
+    the smallest figure the release page shows (below it: "."), from the aggregator's preview
+    of the report's round (asks nothing). Reused rounds have their figures already."""
+    new = {r.report for r in plan.reports if r.round_id is None}
+    if not new:
+        return []
+    limit = loaded.post_processing.suppress_relative_halfwidth
+    lines = ["Expected accuracy of each table cell (95% half-width, ±), if every node that "
+             "would answer does"]  # fmt: skip
+    previews: dict[str, RoundPreview] = {}
+    for table in loaded.tables:
+        if table.report not in new:
+            continue
+        if table.report not in previews:
+            try:
+                previews[table.report] = client.preview(
+                    report=table.report, year=loaded.year, rho=loaded.rho, mode=loaded.mode.value
+                )
+            except ClientError as exc:
+                lines.append(f"  report {table.report}: no preview ({exc})")
+                continue
+        preview = previews[table.report]
+        if not preview.measures:
+            lines.append(f"  {table.table_id}: no round could be run ({preview.problem})")
+            continue
+        cell = summed_over(preview.measure(table.measure), preview.spec, table.by, limit)
+        per = 100 if table.measure is Measure.REVENUE else 1  # cents, shown in euros
+        unit = " euro" if per == 100 else ""
+        shown = (
+            "every figure is shown"
+            if cell.shown_from is None
+            else f"a figure below {cell.shown_from / per:,.0f}{unit} is shown as '.'"
+        )
+        lines.append(
+            f"  {table.table_id} ({table.measure.value}): ± {cell.half_width / per:,.0f}{unit} "
+            f"per cell; {shown}"
+        )
+    return lines
 
 
 def _plan_lines(plan: ReleasePlan) -> list[str]:
@@ -187,6 +231,7 @@ def publish(
             raise fail(f"cannot check the recipe: {exc}; no round was asked") from None
         if dry_run:
             _say(console, _plan_lines(plan))
+            _say(console, _accuracy_lines(client, loaded, plan))
             if plan.ok:
                 console.print("Nothing was asked: publishing would go ahead.")
                 return

@@ -19,6 +19,7 @@ from typer.testing import CliRunner, Result
 
 import publieksdata.releases as releases_module
 from aggregator.client import Client
+from protocol.results import Z95
 from publieksdata.cli import app
 from tests.aggregator.test_client import ThreadBridge, bridged
 from tests.aggregator.test_pooled import audience
@@ -191,3 +192,31 @@ async def test_a_retry_after_a_failure_midway_reuses_the_completed_rounds(
             assert await round_ids(fed) == sorted([*done.values(), new])  # one round more
             spent = [round(n["budget"]["spent_rho"], 9) for n in await reported(fed)]
             assert spent == [0.4, 0.4, 0.4]  # four reports, each asked once
+
+
+async def test_a_dry_run_shows_each_tables_expected_half_width_which_the_release_then_has(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    rows = [audience(i, 200, seed=70 + i) for i in range(3)]
+    async with federation(tmp_path, rows) as fed:
+        await reported(fed)
+        with bridged(monkeypatch, fed) as connect:
+            monkeypatch.setattr(releases_module, "open_client", connect)
+            dry = await publish("standard-2025", "--dry-run", "--token", fed.admin)
+            assert dry.exit_code == 0, dry.output
+            assert await round_ids(fed) == []  # the preview asked nothing
+            expected = dict(re.findall(r"\n  ([a-z0-9-]+) \(\w+\): ± ([\d,]+)", dry.output))
+            done = await publish("standard-2025", "--token", fed.admin)
+            assert done.exit_code == 0, done.output
+        response = await fed.client.get("/releases/sector-2025-v1.json")
+    assert response.status_code == 200
+    release = response.json()
+    tables = release.get("payload", release)["tables"]
+    assert set(expected) == {t["table_id"] for t in tables}
+    for table in tables:
+        realised = {
+            f"{Z95 * cell['standard_error']:,.0f}"
+            for cell in table["cells"]
+            if cell["standard_error"] is not None
+        }
+        assert realised == {expected[table["table_id"]]}, table["table_id"]

@@ -41,7 +41,13 @@ from protocol.figures import not_deduplicated_note, sector_label
 from protocol.query import Mode as AskMode
 from protocol.query import QuerySpec
 from protocol.reports import REPORTS
-from publieksdata.render import coverage_table, reason_text, shown_interval, too_wide_note
+from publieksdata.render import (
+    coverage_table,
+    number,
+    reason_text,
+    shown_interval,
+    too_wide_note,
+)
 
 EXIT_USAGE = 2
 EXIT_REFUSED = 3
@@ -132,9 +138,9 @@ _FORMATS = {
 Shown = tuple[str, Series]  # header, the series as shown
 
 
-def _interval(series: Series, i: int) -> str:
+def _interval(series: Series, i: int, lang: str) -> str:
     factor, fmt = _FORMATS[series.kind]
-    return shown_interval(series, i, fmt, factor)
+    return shown_interval(series, i, fmt, factor, lang=lang)
 
 
 def _table(title: str, result: Result, lang: str, series: Sequence[Shown]) -> Table:
@@ -148,7 +154,7 @@ def _table(title: str, result: Result, lang: str, series: Sequence[Shown]) -> Ta
         table.add_column(header, justify="right")
     for i, cell in enumerate(raw.cells[:ROW_LIMIT]):
         labels = [DIMENSIONS[n].label(c, lang) for n, c in zip(raw.group_by, cell, strict=True)]
-        table.add_row(*labels, *(_interval(s, i) for _, s in series))
+        table.add_row(*labels, *(_interval(s, i, lang) for _, s in series))
     notes = []
     if len(raw.cells) > ROW_LIMIT:
         more = len(raw.cells) - ROW_LIMIT
@@ -270,11 +276,11 @@ def _preview_tables(seen: RoundPreview, lang: str) -> list[Table]:
         # The preview is in the wire format's units: revenue in cents, shown in euros.
         scale = round(1 / EUROS_PER_CENT) if m.measure.value == "revenue" else 1
         fmt = _FORMATS["money" if m.measure.value == "revenue" else "count"][1]
-        shown = "–" if m.shown_from is None else f"{m.shown_from / scale:{fmt}}"
+        shown = "–" if m.shown_from is None else number(m.shown_from / scale, fmt, lang)
         accuracy.add_row(
             _header(m.measure.value, lang),
-            f"{m.standard_error / scale:,.1f}",
-            f"{m.half_width / scale:,.1f}",
+            number(m.standard_error / scale, ",.1f", lang),
+            number(m.half_width / scale, ",.1f", lang),
             shown,
         )
     if seen.suppress_relative_halfwidth is not None:

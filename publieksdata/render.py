@@ -99,14 +99,27 @@ STATUS_LABELS = {
 }
 
 
-def shown_interval(series: Series, i: int, fmt: str = ",.0f", factor: float = 1) -> str:
+_DUTCH_SEPARATORS = str.maketrans(",.", ".,")
+
+
+def number(value: float, fmt: str, lang: str) -> str:
+    """``value`` in format ``fmt`` (Python's, e.g. ",.1f"), with Dutch separators for nl:
+    1.234,5 rather than 1,234.5 (which a Dutch reader takes for a number near 1)."""
+    text = f"{value:{fmt}}"
+    return text.translate(_DUTCH_SEPARATORS) if lang == "nl" else text
+
+
+def shown_interval(
+    series: Series, i: int, fmt: str = ",.0f", factor: float = 1, *, lang: str = "en"
+) -> str:
     """Cell ``i`` of a shown series (aggregator.client.presentation), times ``factor``: never
     negative, money in euros, and marked with TOO_WIDE_MARK when its interval is too wide to be
-    useful."""
+    useful; numbers written as ``lang`` writes them."""
     value, lower, upper = series.values[i], series.lower[i], series.upper[i]
     if value is None or lower is None or upper is None:
         return "–"
-    text = f"{value * factor:{fmt}} ({lower * factor:{fmt}} – {upper * factor:{fmt}})"
+    low, high = number(lower * factor, fmt, lang), number(upper * factor, fmt, lang)
+    text = f"{number(value * factor, fmt, lang)} ({low} – {high})"
     return f"{text} {TOO_WIDE_MARK}" if series.too_wide[i] else text
 
 
@@ -202,7 +215,7 @@ def margin_table(result: RoundResult, dimension: str, *, lang: str = "nl") -> Ta
         domain, summed = margin(result.spec, estimate, dimension)
         columns.append(present(summed))
     for i, value in enumerate(domain):
-        table.add_row(dim.label(value, lang), *(shown_interval(s, i) for s in columns))
+        table.add_row(dim.label(value, lang), *(shown_interval(s, i, lang=lang) for s in columns))
     if any(flag for s in columns for flag in s.too_wide):
         table.caption = too_wide_note(lang)
     return table
@@ -243,7 +256,7 @@ def ratio_margin_table(result: RoundResult, dimension: str, *, lang: str = "nl")
         )
     )
     for i, value in enumerate(domain):
-        table.add_row(dim.label(value, lang), shown_interval(means, i, ",.2f"))
+        table.add_row(dim.label(value, lang), shown_interval(means, i, ",.2f", lang=lang))
     if any(means.too_wide):
         table.caption = too_wide_note(lang)
     return table

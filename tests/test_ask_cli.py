@@ -20,6 +20,7 @@ from aggregator.client import Client
 from protocol.query import QuerySpec
 from protocol.results import Z95, NodeStatus, RoundResult, RoundState
 from publieksdata.cli import app
+from publieksdata.render import number
 from tests.aggregator.test_client import (
     REVENUE,
     bridged,
@@ -120,12 +121,15 @@ def test_negative_and_too_wide_figures_are_shown_as_0_and_flagged_with_the_raw_i
     out_csv, out_json = tmp_path / "out.csv", tmp_path / "out.json"
     args = ("--report", "revenue", "--csv", str(out_csv), "--json", str(out_json))
     printed = flat(run(*args, *AGG))
-    assert "overig 250,000 (171,601 – 328,399) 0 (0 – 0) *" in printed  # revenue, then visits
-    assert "muziektheater, opera en musical 0 (0 – 77,645) * 1 (0 – 21) *" in printed
+    assert "overig 250.000 (171.601 – 328.399) 0 (0 – 0) *" in printed  # revenue, then visits
+    assert "muziektheater, opera en musical 0 (0 – 77.645) * 1 (0 – 21) *" in printed
     mean_upper = -754 + Z95 * math.sqrt(40_000**2 + 754**2 * 10**2)  # euros: about ± €80,000
-    assert f"muziektheater, opera en musical 0.00 (0.00 – {mean_upper:,.2f}) *" in printed
-    assert "toneel 250,000 (171,601 – 328,399) 10,000 (9,980 – 10,020) muziektheater" in printed
-    assert "toneel 25.00 (17.16 – 32.84) muziektheater" in printed
+    assert (
+        f"muziektheater, opera en musical 0,00 (0,00 – {number(mean_upper, ',.2f', 'nl')}) *"
+        in printed
+    )
+    assert "toneel 250.000 (171.601 – 328.399) 10.000 (9.980 – 10.020) muziektheater" in printed
+    assert "toneel 25,00 (17,16 – 32,84) muziektheater" in printed  # Dutch: 1.234,5
     assert "* Onbetrouwbaar: het 95%-interval is breder dan ±50% van de schatting" in printed
     assert "-83" not in printed and "-754" not in printed and "(-" not in printed
     rows = {row["artform"]: row for row in read_csv(out_csv)}

@@ -12,7 +12,7 @@ from aggregator.merge import derived, estimates, ratio
 from protocol.query import Measure
 from protocol.reports import report, year_period
 from protocol.results import Z95, Coverage, NodeOutcome, NodeStatus, RoundResult
-from publieksdata.render import margin_table, ratio_margin_table
+from publieksdata.render import margin_table, number, ratio_margin_table
 
 SPEC = report("standard").build(period=year_period(2025), rho=0.25, query_id="render-test")
 
@@ -72,8 +72,10 @@ def test_a_negative_month_and_a_negative_artform_are_shown_as_0_and_flagged() ->
     by_month = text(margin_table(result, "month", lang="nl"))
     # February's revenue: 15 artforms × 6 age bands of −100 cents.
     euros = upper(-9_000, 40_000, 90) / 100
-    assert f"2025-02 8,394 (8,245 – 8,543) 0 (0 – {euros:,.0f}) * 2025-03" in by_month
-    assert "2025-01 8,394 (8,245 – 8,543) 209,994 (202,556 – 217,432) 2025-02" in by_month
+    assert (
+        f"2025-02 8.394 (8.245 – 8.543) 0 (0 – {number(euros, ',.0f', 'nl')}) * 2025-03" in by_month
+    )
+    assert "2025-01 8.394 (8.245 – 8.543) 209.994 (202.556 – 217.432) 2025-02" in by_month  # nl
     assert "* Onbetrouwbaar: het 95%-interval is breder dan ±50% van de schatting" in by_month
     by_artform = text(margin_table(result, "artform", lang="en"))
     # "overig": 13 months × 6 age bands of −1 visit and −100 cents.
@@ -94,3 +96,9 @@ def test_a_negative_mean_price_is_shown_as_0_and_flagged() -> None:
     assert "2025-01 25.02 (24.03 – 26.01) 2025-02" in shown
     assert "(-" not in shown and " -" not in shown
     assert "* Unreliable: the 95% interval is wider than ±50% of the estimate" in shown
+
+
+def test_numbers_are_written_as_the_language_writes_them() -> None:
+    assert number(1234.5, ",.1f", "nl") == "1.234,5"  # a Dutch reader reads 1,234.5 as ~1
+    assert number(1234.5, ",.1f", "en") == "1,234.5"
+    assert number(1_234_567, ",.0f", "nl") == "1.234.567"

@@ -20,6 +20,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel, model_validator
+
 from protocol.query import Measure
 
 
@@ -61,6 +63,17 @@ def fill_deduplicated(data: Any, measure_key: str = "measure") -> Any:
             f"{'null' if expected is None else str(expected).lower()}"
         )
     return data
+
+
+class FillsDeduplicated(BaseModel):
+    """Mixed into a model with ``aggregation`` and ``deduplicated`` fields (a round's
+    ``MeasureEstimate``, a release's ``Table``): fills them in for documents made before they
+    existed, and refuses a contradiction (:func:`fill_deduplicated`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deduplicated(cls, data: object) -> object:
+        return fill_deduplicated(data)
 
 
 # Sector figures: one label per measure (lower case, for columns and units).

@@ -7,9 +7,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from protocol.figures import Aggregation, fill_deduplicated
+from protocol.figures import Aggregation, FillsDeduplicated
 from protocol.query import Measure, Mode, QuerySpec
 
 Z95 = 1.959963984540054
@@ -19,7 +19,7 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class MeasureEstimate(_Frozen):
+class MeasureEstimate(_Frozen, FillsDeduplicated):
     """One measure over all cells (in the spec's canonical cell order), summed over the nodes
     that answered. ``standard_errors`` come from the noise each node reported; the intervals are
     estimate ± 1.96 standard errors.
@@ -41,11 +41,6 @@ class MeasureEstimate(_Frozen):
     upper: tuple[float, ...]
     aggregation: Aggregation = Aggregation.SUM_OVER_INSTITUTIONS
     deduplicated: bool | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _deduplicated(cls, data: object) -> object:
-        return fill_deduplicated(data)
 
 
 class RatioEstimate(_Frozen):

@@ -18,9 +18,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from protocol.figures import Aggregation, fill_deduplicated
+from protocol.figures import Aggregation, FillsDeduplicated
 
 SCHEMA: Final = "publieksdata.release/1"
 RELEASE = "RELEASE"  # the envelope type of a signed release
@@ -80,7 +80,7 @@ class TableCoverage(_Frozen):
     missing: tuple[str, ...] = ()  # institutions asked that are not in the figures
 
 
-class Table(_Frozen):
+class Table(_Frozen, FillsDeduplicated):
     """One measure of one round, by its dimensions, with a total row.
 
     ``aggregation`` says how the institutions' figures were combined (``sum_over_institutions``
@@ -103,11 +103,6 @@ class Table(_Frozen):
     bounds: dict[str, int]
     aggregation: Aggregation = Aggregation.SUM_OVER_INSTITUTIONS
     deduplicated: bool | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _deduplicated(cls, data: object) -> object:
-        return fill_deduplicated(data)
 
 
 class Methodology(_Frozen):

@@ -47,8 +47,8 @@ class SecureCalibration:
 def secure_calibrations(spec: QuerySpec, threshold: int) -> dict[Measure, SecureCalibration]:
     """Share scales per measure, the query's ρ split evenly over its measures as in ``release``
     (``protocol.calibration.expected_share_noise``, which the aggregator checks answers with)."""
-    if spec.privacy.mechanism is not Mechanism.GAUSSIAN or spec.privacy.rho is None:
-        raise ValueError("secure mode needs a rho (zCDP) budget and the gaussian mechanism")
+    shares = expected_share_noise(spec, threshold)  # refuses a spec without ρ (gaussian)
+    assert spec.privacy.rho is not None
     rho = spec.privacy.rho / len(spec.measures)
     return {
         measure: SecureCalibration(
@@ -59,5 +59,5 @@ def secure_calibrations(spec: QuerySpec, threshold: int) -> dict[Measure, Secure
             rho=rho,
             rho_worst=worst_case_rho(share.sensitivity.l2, share.scale),
         )
-        for measure, share in expected_share_noise(spec, threshold).items()
+        for measure, share in shares.items()
     }

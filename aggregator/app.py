@@ -36,10 +36,10 @@ from aggregator.storage.db import (
     require_current_schema,
 )
 from aggregator.web.pages import router as site_router
+from protocol import openapi
 from protocol.clock import Clock, SystemClock
 from protocol.http import PROBLEM_JSON, BodyLimit
 from protocol.observability import CONTENT_TYPE, RequestMetrics, render, request_histogram
-from protocol.openapi import with_problems
 from protocol.signing import MemoryNonceStore, Verifier
 
 log = logging.getLogger("publieksdata.aggregator")
@@ -185,12 +185,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
     app.include_router(router)
     app.include_router(releases_router)
     app.include_router(site_router)  # last: its /{lang}/ paths must not shadow the API
-    generated = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        return with_problems(generated(), [code.value for code in ErrorCode], PROBLEM_STATUSES)
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    openapi.install(app, [code.value for code in ErrorCode], PROBLEM_STATUSES)
 
     @app.exception_handler(AggregatorError)
     async def _error(_request: Request, exc: AggregatorError) -> JSONResponse:

@@ -15,9 +15,9 @@ docs/explanation/merging.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from protocol.calibration import expected_noise, matches
+from protocol.calibration import ExpectedNoise, expected_noise, matches
 from protocol.messages import QueryAnswer
 from protocol.plausibility import implausible
 from protocol.query import Measure, QuerySpec
@@ -33,7 +33,13 @@ WRONG_NOISE = "wrong_noise"
 IMPLAUSIBLE_VALUE = "implausible_value"
 
 
-def screen(spec: QuerySpec, answer: QueryAnswer, *, accept_exact: bool) -> str | None:
+def screen(
+    spec: QuerySpec,
+    answer: QueryAnswer,
+    *,
+    accept_exact: bool,
+    expected: Mapping[Measure, ExpectedNoise] | None = None,
+) -> str | None:
     """Why ``answer`` cannot be merged into a round of ``spec``, as a reason code, or None.
 
     The answer must have the spec's cells and measures; each measure's mechanism, scale,
@@ -41,6 +47,7 @@ def screen(spec: QuerySpec, answer: QueryAnswer, *, accept_exact: bool) -> str |
     from the spec (a node cannot claim more or less noise than it must add); and every value
     must lie in ``protocol.plausibility.value_range``. An exact answer (no noise) passes only
     with ``accept_exact`` (a test-only setting), and then must say so: no mechanism, SD 0.
+    ``expected``: ``expected_noise(spec)``, when the caller screens many answers of one spec.
     """
     if not answer.noise and not accept_exact:
         return EXACT_ANSWER
@@ -50,7 +57,7 @@ def screen(spec: QuerySpec, answer: QueryAnswer, *, accept_exact: bool) -> str |
         len(m.values) != spec.cell_count for m in answer.measures
     ):
         return WRONG_MEASURES
-    expected = expected_noise(spec)
+    expected = expected if expected is not None else expected_noise(spec)
     for result in answer.measures:
         want = expected[result.measure]
         if not (

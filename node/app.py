@@ -39,11 +39,11 @@ from node.transport import (
     tls_verify,
 )
 from node.web import admin
+from protocol import openapi
 from protocol.clock import Clock, SystemClock
 from protocol.http import PROBLEM_JSON, BodyLimit
 from protocol.messages import BudgetStatus
 from protocol.observability import CONTENT_TYPE, RequestMetrics, render, request_histogram
-from protocol.openapi import with_problems
 from protocol.signing import Verifier
 
 log = logging.getLogger("publieksdata.node")
@@ -205,12 +205,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(router)
-    generated = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        return with_problems(generated(), [code.value for code in ErrorCode], PROBLEM_STATUSES)
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    openapi.install(app, [code.value for code in ErrorCode], PROBLEM_STATUSES)
     admin.install(app)
     registry, histogram = request_histogram("publieksdata_node")
 

@@ -88,7 +88,7 @@ def expected_share_noise(spec: QuerySpec, threshold: int) -> dict[Measure, Expec
     """Secure mode: each measure's noise share of one node, for a round of threshold t."""
     if spec.privacy.mechanism is not Mechanism.GAUSSIAN or spec.privacy.rho is None:
         raise ValueError("secure mode needs a rho (zCDP) budget and the gaussian mechanism")
-    rho = spec.privacy.rho / len(spec.measures)
+    rho = spec.rho_per_measure()
     dim = spec.cell_count
     result: dict[Measure, ExpectedNoise] = {}
     for measure in spec.measures:

@@ -99,3 +99,22 @@ def with_problems(
         if f"#/components/schemas/{name}'" not in text:
             components.pop(name, None)
     return schema
+
+
+def install(
+    app: Any,
+    codes: Iterable[str],
+    extra: Mapping[tuple[str, str], Iterable[int]] | None = None,
+) -> None:
+    """Make ``app`` (a FastAPI app) document its problem answers: its schema is generated
+    once, on first request, as FastAPI does, and :func:`with_problems` runs on it that once."""
+    generated = app.openapi
+    codes = list(codes)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            with_problems(generated(), codes, extra)
+        schema: dict[str, Any] = app.openapi_schema
+        return schema
+
+    app.openapi = openapi

@@ -94,24 +94,34 @@ async def create_release(body: PublishRequest, state: StateDep, _: AdminDep) -> 
 REUSE_CANDIDATES = 500  # the most recent closed rounds searched for one to reuse
 
 
-async def _reusable(
-    session: AsyncSession, spec: QuerySpec, periods: set[str], now: datetime
-) -> str | None:
-    """The newest closed round of the same question with a result, asked in this period."""
+async def _candidates(
+    session: AsyncSession, mode: str, periods: set[str], now: datetime
+) -> list[tuple[str, QuerySpec]]:
+    """The most recent closed rounds of ``mode`` asked in this budget period, newest first,
+    with their questions: read once for all the reports of a recipe."""
     rows = await session.execute(
         select(Round.id, Round.spec, Round.created_at)
-        .where(Round.state == RoundState.CLOSED.value, Round.mode == spec.mode.value)
+        .where(Round.state == RoundState.CLOSED.value, Round.mode == mode)
         .order_by(Round.created_at.desc(), Round.id)
         .limit(REUSE_CANDIDATES)
     )
-    for round_id, raw, created_at in rows:
-        if not plans.within_period(created_at, periods, now):
-            continue
-        if not plans.same_question(spec, QuerySpec.model_validate_json(raw)):
+    return [
+        (str(round_id), QuerySpec.model_validate_json(raw))
+        for round_id, raw, created_at in rows
+        if plans.within_period(created_at, periods, now)
+    ]
+
+
+async def _reusable(
+    session: AsyncSession, spec: QuerySpec, candidates: list[tuple[str, QuerySpec]]
+) -> str | None:
+    """The newest closed round of the same question with a result, asked in this period."""
+    for round_id, asked in candidates:
+        if not plans.same_question(spec, asked):
             continue
         result = await load_result(session, round_id)
         if result is not None and result.measures and result.failure is None:
-            return str(round_id)
+            return round_id
     return None
 
 
@@ -132,13 +142,14 @@ async def plan_release(body: PublishRequest, state: StateDep, who: AnalystDep) -
         nodes = await registry.active_nodes(session)
         pending = await registry.committed_since_report(session)
         periods = plans.budget_periods(nodes)
+        candidates = await _candidates(session, recipe.mode.value, periods, now)
         questions = []
         for name in recipe.reports_to_ask():
             spec = _spec_from_report(
                 ReportRequest(name=name, year=recipe.year, rho=recipe.rho, mode=recipe.mode)
             )
             given = body.asked.get(name)
-            found = None if given else await _reusable(session, spec, periods, now)
+            found = None if given else await _reusable(session, spec, candidates)
             questions.append(plans.Question(name, spec, given or found, found is not None))
     least = state.settings.min_quorum
     return plans.plan(

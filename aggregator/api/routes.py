@@ -36,7 +36,7 @@ from protocol.api import (
     RoundRequest,
     RoundSummary,
 )
-from protocol.http import JsonRejected, parse_json
+from protocol.http import JsonRejected, body_json
 from protocol.messages import (
     JOIN,
     NODE_KEY_CONFIRM,
@@ -91,10 +91,10 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
-def _parsed(raw: bytes) -> Any:
-    """The body through the JSON gate's parser (the gate itself skips bodies sent as forms)."""
+def _parsed(request: Request, raw: bytes) -> Any:
+    """The body as the JSON gate parsed it (the gate itself skips bodies sent as forms)."""
     try:
-        return parse_json(raw)
+        return body_json(request.scope, raw)
     except JsonRejected as exc:
         raise AggregatorError(ErrorCode(exc.code)) from None
     except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)
@@ -103,7 +103,7 @@ def _parsed(raw: bytes) -> Any:
 
 async def _envelope(request: Request) -> tuple[bytes, Envelope]:
     raw = await request.body()
-    document = _parsed(raw)
+    document = _parsed(request, raw)
     try:
         return raw, Envelope.model_validate(document)
     except ValidationError as exc:
@@ -382,7 +382,7 @@ async def post_result(
     state: StateDep,
 ) -> dict[str, str]:
     raw = await request.body()
-    _parsed(raw)
+    _parsed(request, raw)
     await state.rounds.accept(task_id, raw)
     return {"status": "accepted"}
 

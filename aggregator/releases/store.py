@@ -29,11 +29,6 @@ async def chain_index(session: AsyncSession) -> list[tuple[int, str, str]]:
     return [(sequence, slug, digest) for sequence, slug, digest in rows]
 
 
-async def by_hashes(session: AsyncSession, hashes: list[str]) -> list[SealedRelease]:
-    rows = await session.scalars(select(Release).where(Release.hash.in_(hashes)))
-    return [_sealed(row) for row in rows]
-
-
 async def stored(session: AsyncSession, hashes: list[str]) -> list[tuple[str, bytes]]:
     """(hash, bytes) of these releases as stored, unparsed and unchecked."""
     rows = await session.execute(select(Release.hash, Release.data).where(Release.hash.in_(hashes)))

@@ -17,7 +17,7 @@ import logging
 import math
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
@@ -34,6 +34,7 @@ from aggregator.services.writer import Writer
 from aggregator.settings import AggregatorSettings
 from aggregator.storage.models import Node, Round, Task
 from protocol import secagg
+from protocol.calibration import ExpectedNoise, expected_noise
 from protocol.clock import Clock, SystemClock, Timer
 from protocol.messages import (
     ANSWER,
@@ -48,7 +49,7 @@ from protocol.messages import (
     SecAggMasked,
 )
 from protocol.noise_shares import query_worst_case_rho
-from protocol.query import Mechanism, Mode, QuerySpec
+from protocol.query import Measure, Mechanism, Mode, QuerySpec
 from protocol.results import (
     Coverage,
     NodeOutcome,
@@ -979,7 +980,9 @@ def _signing_key(node: Node, key_id: str) -> str | None:
     return None
 
 
-def _stored_answer(spec: QuerySpec, body: bytes) -> QueryAnswer | str:
+def _stored_answer(
+    spec: QuerySpec, body: bytes, expected: Mapping[Measure, ExpectedNoise]
+) -> QueryAnswer | str:
     """A stored answer, or why it cannot be merged. Answers are checked when they arrive; this
     check again at every read keeps one bad row (stored by an older version, or edited in the
     database) from breaking the round for the analyst: it shows as an invalid node instead."""
@@ -987,7 +990,7 @@ def _stored_answer(spec: QuerySpec, body: bytes) -> QueryAnswer | str:
         answer = QueryAnswer.model_validate(json.loads(body)["payload"])
     except (ValueError, TypeError, KeyError, ValidationError):
         return "malformed_answer"
-    return screen(spec, answer, accept_exact=True) or answer
+    return screen(spec, answer, accept_exact=True, expected=expected) or answer
 
 
 def build_result(row: Round, tasks: Sequence[tuple[Task, str]]) -> RoundResult:
@@ -995,9 +998,10 @@ def build_result(row: Round, tasks: Sequence[tuple[Task, str]]) -> RoundResult:
     answers: list[QueryAnswer] = []
     rejected: dict[str, str] = {}
     if row.mode != Mode.SECURE.value:
+        expected = expected_noise(spec)  # once for all the round's answers
         for task, _ in tasks:
             if task.status == NodeStatus.ANSWERED.value and task.body is not None:
-                stored = _stored_answer(spec, task.body)
+                stored = _stored_answer(spec, task.body, expected)
                 if isinstance(stored, str):
                     rejected[task.id] = stored
                 else:

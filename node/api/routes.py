@@ -13,7 +13,7 @@ from node.errors import ErrorCode, NodeError
 from node.services import ledger
 from node.services.answering import Answered
 from protocol import catalogue
-from protocol.http import JsonRejected, parse_json
+from protocol.http import JsonRejected, body_json
 from protocol.messages import QUERY, REFUSAL, BudgetStatus, QueryRequest
 from protocol.reports import REPORTS
 from protocol.signing import (
@@ -114,8 +114,8 @@ def _validation_detail(exc: ValidationError) -> list[dict[str, Any]]:
 )
 async def post_query(request: Request, state: StateDep) -> Response:
     raw = await request.body()
-    try:  # the JSON gate's parser: the gate itself skips bodies sent as forms
-        document = parse_json(raw)
+    try:  # as the JSON gate parsed it (the gate itself skips bodies sent as forms)
+        document = body_json(request.scope, raw)
     except JsonRejected as exc:
         raise NodeError(ErrorCode(exc.code)) from None
     except ValueError:  # not JSON (UnicodeDecodeError is a ValueError too)

@@ -48,8 +48,7 @@ def secure_calibrations(spec: QuerySpec, threshold: int) -> dict[Measure, Secure
     """Share scales per measure, the query's ρ split evenly over its measures as in ``release``
     (``protocol.calibration.expected_share_noise``, which the aggregator checks answers with)."""
     shares = expected_share_noise(spec, threshold)  # refuses a spec without ρ (gaussian)
-    assert spec.privacy.rho is not None
-    rho = spec.privacy.rho / len(spec.measures)
+    rho = spec.rho_per_measure()
     return {
         measure: SecureCalibration(
             measure=measure,

@@ -13,6 +13,8 @@ docs/explanation/merging.md, "Predicting the half-width".
 
 from __future__ import annotations
 
+import math
+
 from aggregator.merge import interval, noise_variance
 from aggregator.releases.postprocess import shown_from
 from aggregator.releases.recipe import Recipe
@@ -69,10 +71,8 @@ def summed_over(
     only: each of its cells sums the query cells of the dimensions it leaves out, and with them
     their noise terms (``aggregator.releases.compose`` sums them the same way). ``by`` None: all
     of the round's dimensions, so nothing is summed."""
-    dims = spec.group_by
-    keep = [dims.index(d) for d in (by or dims)]
-    table_cells = {tuple(codes[i] for i in keep) for codes in spec.cells()}
-    summed = spec.cell_count // max(len(table_cells), 1)
+    kept = set(by or spec.group_by)
+    summed = math.prod(len(spec.domain(d)) for d in spec.group_by if d not in kept)
     terms = cell.terms * summed
     se, half = interval(noise_variance([cell.noise_sd] * terms))
     return MeasurePreview(

@@ -176,6 +176,12 @@ def _round_path(round_id: str) -> str:
     return f"/v1/rounds/{quote(round_id, safe='')}"
 
 
+def _round_body(spec: QuerySpec | Mapping[str, Any] | None, options: AskOptions) -> dict[str, Any]:
+    """The JSON body of POST /v1/rounds (and its preview): the request without unset fields."""
+    request = _round_request(spec, options).model_dump(mode="json")
+    return {key: value for key, value in request.items() if value is not None}
+
+
 def _round_request(spec: QuerySpec | Mapping[str, Any] | None, options: AskOptions) -> RoundRequest:
     unknown = sorted(set(options) - _ASK_KEYS)
     if unknown:
@@ -218,8 +224,7 @@ def _wait(result: RoundResult, progress: Progress | None) -> Flow[Result]:
 
 
 def _ask(spec: QuerySpec | Mapping[str, Any] | None, options: AskOptions) -> Flow[Result]:
-    request = _round_request(spec, options).model_dump(mode="json")
-    body = {key: value for key, value in request.items() if value is not None}
+    body = _round_body(spec, options)
     created = _parse((yield _Call("POST", "/v1/rounds", body=body)), _RESULT)
     if not options.get("wait", True):
         return Result(created)
@@ -230,8 +235,7 @@ def _preview(spec: QuerySpec | Mapping[str, Any] | None, options: AskOptions) ->
     waiting = sorted({"wait", "progress"} & set(options))
     if waiting:
         raise TypeError(f"preview() got an unexpected keyword argument {waiting[0]!r}")
-    request = _round_request(spec, options).model_dump(mode="json")
-    body = {key: value for key, value in request.items() if value is not None}
+    body = _round_body(spec, options)
     return _parse((yield _Call("POST", "/v1/rounds/preview", body=body)), _PREVIEW)
 
 

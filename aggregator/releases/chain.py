@@ -89,8 +89,38 @@ def stored_problem(
 
 
 def _unverifiable(data: bytes, keyring: Mapping[str, Ed25519PublicKey]) -> str | None:
-    report = verify_chain([data], keyring, standalone=True)
-    return None if report.ok else "; ".join(problem.reason for problem in report.problems)
+    """Why a release fails verification on its own (form and signature, not its links)."""
+    try:
+        envelope, _ = parse(data)
+    except ReleaseFormatError as exc:
+        return str(exc)
+    problems = _own_problems(data, envelope, keyring)
+    return "; ".join(problems) if problems else None
+
+
+def _own_problems(
+    data: bytes, envelope: Envelope, keyring: Mapping[str, Ed25519PublicKey]
+) -> list[str]:
+    """What is wrong with one parsed release on its own: its signer, signature and form."""
+    problems = []
+    public_key = keyring.get(envelope.key_id)
+    if public_key is None:
+        problems.append(
+            f"it is signed by key {envelope.key_id}, which is not one of the aggregator's keys "
+            "given to this check"
+        )
+    else:
+        try:
+            verify_once(envelope, RELEASE, public_key)
+        except SignatureError:
+            problems.append(
+                "the signature does not match: the release was changed after signing, or was "
+                "not signed by this aggregator"
+            )
+    form = _canonical_problem(data)
+    if form is not None:
+        problems.append(form)
+    return problems
 
 
 class ReleaseFormatError(ValueError):
@@ -148,12 +178,9 @@ def _label(index: int, document: ReleaseDocument | None) -> str:
 def verify_chain(
     releases: list[bytes],
     keys: Ed25519PublicKey | Mapping[str, Ed25519PublicKey],
-    *,
-    standalone: bool = False,
 ) -> ChainReport:
     """Check sealed releases, given in chain order starting with the first (sequence 1), against
-    the aggregator's key, or its keys by key id (its current key and those it retired). With
-    ``standalone``, each release is checked on its own (signature and form, not the links)."""
+    the aggregator's key, or its keys by key id (its current key and those it retired)."""
     keyring = {key_id_of(keys): keys} if isinstance(keys, Ed25519PublicKey) else dict(keys)
     report = ChainReport()
     previous: ReleaseDocument | None = None
@@ -168,32 +195,9 @@ def verify_chain(
             previous, previous_hash = None, release_hash(data)
             continue
         where = _label(index, document)
-        public_key = keyring.get(envelope.key_id)
-        if public_key is None:
-            report.problems.append(
-                Problem(
-                    where,
-                    f"it is signed by key {envelope.key_id}, which is not one of the "
-                    "aggregator's keys given to this check",
-                )
-            )
-        else:
-            try:
-                verify_once(envelope, RELEASE, public_key)
-            except SignatureError:
-                report.problems.append(
-                    Problem(
-                        where,
-                        "the signature does not match: the release was changed after signing, "
-                        "or was not signed by this aggregator",
-                    )
-                )
-        form = _canonical_problem(data)
-        if form is not None:
-            report.problems.append(Problem(where, form))
-        if standalone:
-            report.head = release_hash(data)
-            continue
+        report.problems.extend(
+            Problem(where, why) for why in _own_problems(data, envelope, keyring)
+        )
         expected_sequence = 1 if index == 0 else (previous.sequence + 1 if previous else None)
         if expected_sequence is not None and document.sequence != expected_sequence:
             if document.sequence > expected_sequence:

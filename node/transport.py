@@ -19,10 +19,9 @@ from ipaddress import ip_address
 from urllib.parse import urlsplit
 
 import httpx
-from anyio import to_thread
 
 from node.settings import NodeSettings
-from protocol.connection import UNRESOLVABLE, describe, probe
+from protocol.connection import UNRESOLVABLE, explain
 
 
 class InsecureAggregatorURL(ValueError):
@@ -68,7 +67,5 @@ def aggregator_client(settings: NodeSettings, **options: object) -> httpx.AsyncC
     )
 
 
-async def describe_transport_error(exc: BaseException, url: str | httpx.URL) -> str:
-    """What is likely wrong with the connection to ``url`` (protocol.connection), with a look
-    at the port when the error alone cannot tell; the look runs in a worker thread."""
-    return await to_thread.run_sync(describe, exc, url, probe)
+# What is likely wrong with the connection to the aggregator (protocol.connection).
+describe_transport_error = explain

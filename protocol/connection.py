@@ -23,6 +23,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+from anyio import to_thread
 
 PROBE_TIMEOUT = 3.0
 E = TypeVar("E", bound=BaseException)
@@ -123,6 +124,12 @@ def describe(exc: BaseException, url: str | httpx.URL, probe: Probe | None = Non
             return f"{where} closed the connection and no longer takes any"
         return f"{where} closed the connection without an answer"
     return f"{type(exc).__name__}: {str(exc)[:200]}" if str(exc) else type(exc).__name__
+
+
+async def explain(exc: BaseException, url: str | httpx.URL) -> str:
+    """:func:`describe` from async code: the look at the port (:func:`probe`), when the error
+    alone cannot tell, runs in a worker thread."""
+    return await to_thread.run_sync(describe, exc, url, probe)
 
 
 def describe_answer(response: httpx.Response) -> str | None:

@@ -35,7 +35,6 @@ from typing import Any, Self, TypedDict, TypeVar, Unpack
 from urllib.parse import quote
 
 import httpx
-from anyio import to_thread
 from pydantic import TypeAdapter, ValidationError
 
 from aggregator.client.errors import (
@@ -61,7 +60,7 @@ from protocol.api import (
     RoundRequest,
     RoundSummary,
 )
-from protocol.connection import UNRESOLVABLE, describe, probe
+from protocol.connection import UNRESOLVABLE, describe, explain, probe
 from protocol.preview import MeasurePreview, NodePreview, RoundPreview
 from protocol.query import QuerySpec
 from protocol.results import RoundResult, RoundState
@@ -448,7 +447,7 @@ class AsyncClient:
                     if _retry(call, exc, retried):
                         retried += 1
                         continue
-                    reason = await to_thread.run_sync(describe, exc, self.url, probe)
+                    reason = await explain(exc, self.url)
                     raise _unreachable(self.url, reason) from exc
                 call, retried = flow.send(response), 0
         except StopIteration as done:

@@ -212,13 +212,19 @@ def mean_per(
     a, b = _find(estimates, num), _find(estimates, den)
     _check_length(spec, a)
     _check_length(spec, b)
+    return mean_of(a, b, name)
+
+
+def mean_of(a: MeasureEstimate, b: MeasureEstimate, name: str) -> RatioEstimate:
+    """Cell by cell, ``a`` per unit of ``b`` with a delta-method interval (both of one length;
+    different measures have independent noise)."""
     pairs = [
         ratio(x, sx * sx, y, sy * sy)
         for x, sx, y, sy in zip(
             a.estimates, a.standard_errors, b.estimates, b.standard_errors, strict=True
         )
     ]
-    return _ratio_estimate(name, num.value, den.value, pairs)
+    return _ratio_estimate(name, a.measure.value, b.measure.value, pairs)
 
 
 def _groups(spec: QuerySpec, along: str) -> list[range]:

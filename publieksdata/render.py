@@ -5,12 +5,12 @@ from __future__ import annotations
 from rich.table import Table
 
 from aggregator.client.presentation import Series, present
-from aggregator.merge import MEAN_PRICE, margin, ratio
+from aggregator.merge import MEAN_PRICE, margin, mean_of
 from aggregator.releases.recipe import SUPPRESS_RELATIVE_HALFWIDTH
 from protocol.catalogue import DIMENSIONS
 from protocol.figures import sector_label
 from protocol.query import Measure, Mode
-from protocol.results import Z95, NodeStatus, RatioEstimate, RoundResult, RoundState
+from protocol.results import NodeStatus, RoundResult, RoundState
 
 TOO_WIDE_MARK = "*"  # after a figure whose 95% interval is too wide to be useful
 
@@ -234,27 +234,7 @@ def ratio_margin_table(result: RoundResult, dimension: str, *, lang: str = "nl")
         return table
     domain, revenue = margin(result.spec, measures[Measure.REVENUE], dimension)
     _, visits = margin(result.spec, measures[Measure.VISITS], dimension)
-    pairs = [
-        ratio(a, sa * sa, b, sb * sb)
-        for a, sa, b, sb in zip(
-            revenue.estimates,
-            revenue.standard_errors,
-            visits.estimates,
-            visits.standard_errors,
-            strict=True,
-        )
-    ]
-    means = present(
-        RatioEstimate(
-            name=MEAN_PRICE,
-            numerator=Measure.REVENUE.value,
-            denominator=Measure.VISITS.value,
-            estimates=tuple(None if p is None else p[0] for p in pairs),
-            standard_errors=tuple(None if p is None else p[1] for p in pairs),
-            lower=tuple(None if p is None else p[0] - Z95 * p[1] for p in pairs),
-            upper=tuple(None if p is None else p[0] + Z95 * p[1] for p in pairs),
-        )
-    )
+    means = present(mean_of(revenue, visits, MEAN_PRICE))
     for i, value in enumerate(domain):
         table.add_row(dim.label(value, lang), shown_interval(means, i, ",.2f", lang=lang))
     if any(means.too_wide):

@@ -28,6 +28,7 @@ from node.link import AggregatorLink, save_link
 from node.services import approvals, audit, ledger
 from node.services.answering import Answered, Answerer
 from node.services.approvals import Approvals
+from node.services.policy import policy_of
 from node.services.secure import SecureParty
 from node.services.trust import trust_key, untrust_key
 from node.settings import NodeSettings
@@ -47,7 +48,6 @@ from protocol.messages import (
     KeyRotation,
     NodeReport,
     Phase,
-    PolicySummary,
     Poll,
     Refusal,
     RefusalReason,
@@ -141,19 +141,11 @@ class Connector:
 
     async def _report(self) -> NodeReport:
         budget = await to_thread.run_sync(self.budget)
-        allowed = self.settings.allowed_dimensions
         return NodeReport(
             institution=self.settings.institution,
             catalogue_version=catalogue.CATALOGUE_VERSION,
             budget=budget,
-            policy=PolicySummary(
-                max_cells=self.settings.max_cells,
-                max_rho_per_query=self.settings.max_rho_per_query,
-                allowed_dimensions=tuple(allowed) if allowed is not None else None,
-                secure_max_worst_rho=(
-                    self.settings.secure_max_worst_rho if self.settings.secure_answers else 0.0
-                ),
-            ),
+            policy=policy_of(self.settings),
             software=SOFTWARE,
         )
 

@@ -135,12 +135,16 @@ class JoinResponse(_Frozen):
 
 
 class PolicySummary(_Frozen):
-    """What a node tells the aggregator of its policy, so that it can refuse early."""
+    """A node's policy: what it enforces, and tells the aggregator so that it can refuse early.
+    Both judge a query against it with ``protocol.policy.violation``. A field an older node does
+    not send is None, and no rule is judged on it."""
 
     max_cells: Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
     max_rho_per_query: Rho
     allowed_dimensions: tuple[str, ...] | None = None
-    secure_max_worst_rho: Rho | None = None  # refuses secure rounds whose worst case exceeds it
+    # Refuses secure rounds whose worst case exceeds it; 0: takes part in no secure round.
+    secure_max_worst_rho: Rho | None = None
+    max_visits_per_person: Annotated[int, Field(ge=1, le=MAX_SAFE_INTEGER)] | None = None
 
 
 class NodeReport(_Frozen):

@@ -48,7 +48,7 @@ from protocol.messages import (
     RefusalReason,
     SecAggMasked,
 )
-from protocol.noise_shares import query_worst_case_rho
+from protocol.policy import violation
 from protocol.query import Measure, Mechanism, Mode, QuerySpec
 from protocol.results import (
     Coverage,
@@ -113,25 +113,15 @@ class WouldRefuse:
 def precheck(
     spec: QuerySpec, node: Node, pending: dict[str, float], threshold: int | None = None
 ) -> str | None:
-    """The reason a node would refuse ``spec``, judged from its last signed report, or None."""
+    """The reason a node would refuse ``spec``, judged from its last signed report, or None.
+    Its policy is judged as the node judges it (``protocol.policy.violation``)."""
     report = registry.stored_report(node)
     if report is None:
         return None  # never reported (or unreadable): send, and let the node decide
+    broken = violation(spec, report.policy, threshold)
+    if broken is not None:
+        return broken.reason.value
     cost = spec.privacy.rho_charged
-    policy = report.policy
-    if policy.allowed_dimensions is not None:
-        used = set(spec.group_by) | set(spec.filters)
-        if not used <= set(policy.allowed_dimensions):
-            return RefusalReason.POLICY_DIMENSION.value
-    if spec.cell_count > policy.max_cells:
-        return RefusalReason.POLICY_CELLS.value
-    if cost > policy.max_rho_per_query * (1 + 1e-9):
-        return RefusalReason.POLICY_COST.value
-    if threshold is not None and policy.secure_max_worst_rho is not None:
-        if policy.secure_max_worst_rho <= 0:
-            return RefusalReason.POLICY_MODE.value
-        if query_worst_case_rho(spec, threshold) > policy.secure_max_worst_rho * (1 + 1e-9):
-            return RefusalReason.POLICY_SECURE_WORST_CASE.value
     remaining = registry.remaining_estimate(node, pending)
     if remaining is not None and cost > remaining * (1 + 1e-9) + 1e-12:
         return RefusalReason.BUDGET_EXHAUSTED.value

@@ -227,21 +227,9 @@ class SecureParty:
         return body
 
     def _check_answerable(self, spec: QuerySpec, threshold: int) -> None:
-        refusal = check_policy(spec, self.settings)
+        refusal = check_policy(spec, self.settings, threshold)  # incl. the worst case at t
         if refusal is not None:
             raise _Refused(refusal.reason, refusal.message)
-        try:
-            calibrations = secure_calibrations(spec, threshold)
-        except ValueError as exc:
-            raise _Refused(RefusalReason.POLICY_MODE, str(exc)) from None
-        worst = sum(c.rho_worst for c in calibrations.values())
-        limit = self.settings.secure_max_worst_rho
-        if worst > limit * (1 + 1e-9):
-            raise _Refused(
-                RefusalReason.POLICY_SECURE_WORST_CASE,
-                f"with threshold {threshold} this node's own noise share alone gives "
-                f"ρ={worst:.4g}; this node allows at most ρ={limit:g} in the worst case",
-            )
         self._check_budget(spec)
 
     def _check_budget(self, spec: QuerySpec) -> None:

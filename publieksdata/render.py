@@ -6,9 +6,9 @@ from rich.table import Table
 
 from aggregator.client.presentation import Series, present
 from aggregator.merge import MEAN_PRICE, margin, mean_of
-from aggregator.releases.recipe import SUPPRESS_RELATIVE_HALFWIDTH
 from protocol.catalogue import DIMENSIONS
 from protocol.figures import sector_label
+from protocol.publication import SUPPRESS_RELATIVE_HALFWIDTH
 from protocol.query import Measure, Mode
 from protocol.results import NodeStatus, RoundResult, RoundState
 

@@ -9,8 +9,6 @@ from typing import Any
 
 import httpx
 
-from aggregator.errors import ErrorCode
-
 
 class ClientError(Exception):
     """Anything the client raises on purpose. ``status`` is the HTTP status, or None when there
@@ -96,16 +94,18 @@ class NoEstimates(ClientError):
     """The result has no estimates: the round is still open, or its quorum was not met."""
 
 
+# The aggregator's problem codes (aggregator/errors.py, docs/reference/http-api.md) that have an
+# error class of their own; any other code is a plain ClientError. The client depends on
+# protocol/ only, so the codes are the wire strings; a test checks each against the catalogue.
 _ERRORS: dict[str, type[ClientError]] = {
-    code.value: kind
-    for codes, kind in (
-        ((ErrorCode.NOT_AUTHENTICATED,), NotAuthenticated),
-        ((ErrorCode.FORBIDDEN,), Forbidden),
-        ((ErrorCode.NOT_FOUND, ErrorCode.ROUND_NOT_FOUND, ErrorCode.UNKNOWN_NODE), NotFound),
-        ((ErrorCode.INVALID_QUERY, ErrorCode.INVALID_REQUEST), InvalidQuery),
-        ((ErrorCode.WOULD_BE_REFUSED,), WouldBeRefused),
-    )
-    for code in codes
+    "not_authenticated": NotAuthenticated,
+    "forbidden": Forbidden,
+    "not_found": NotFound,
+    "round_not_found": NotFound,
+    "unknown_node": NotFound,
+    "invalid_query": InvalidQuery,
+    "invalid_request": InvalidQuery,
+    "would_be_refused": WouldBeRefused,
 }
 
 

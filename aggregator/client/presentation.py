@@ -11,11 +11,11 @@ the Python client's rows and data frames and ``publieksdata ask --csv`` show is 
 * **euros**: revenue and means of revenue are in euros, and their names say so (``revenue_eur``,
   ``mean_price_eur``);
 * **flagged when too wide**: ``too_wide`` marks a figure whose 95% interval is too wide to be
-  useful, by the public site's own rule: ``postprocess.publish_figure`` with the recipes' default
-  limit (``recipe.SUPPRESS_RELATIVE_HALFWIDTH``, 50%), the function that makes the site publish
-  such a cell as ".". Counts and amounts are judged exactly as the site judges them (clamped,
-  in euros, rounded as published); means and shares, which the site does not publish, are judged
-  clamped and unrounded.
+  useful, by the public site's own rule: ``protocol.publication.publish_figure`` with the
+  recipes' default limit (``SUPPRESS_RELATIVE_HALFWIDTH``, 50%), the function that makes the
+  site publish such a cell as ".". Counts and amounts are judged exactly as the site judges
+  them (clamped, in euros, rounded as published); means and shares, which the site does not
+  publish, are judged clamped and unrounded.
 
 Pure functions; no I/O.
 """
@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aggregator.releases.postprocess import publish_figure
-from aggregator.releases.recipe import SUPPRESS_RELATIVE_HALFWIDTH
+from protocol.publication import SUPPRESS_RELATIVE_HALFWIDTH, publish_figure
 from protocol.query import Measure
 from protocol.results import MeasureEstimate, RatioEstimate
 

@@ -11,10 +11,10 @@ from pydantic import BaseModel, ConfigDict
 
 from aggregator.client.errors import NoEstimates
 from aggregator.client.presentation import present
-from aggregator.merge import shares as merged_shares
 from protocol.catalogue import DIMENSIONS
 from protocol.figures import sector_label
 from protocol.query import Measure, QuerySpec
+from protocol.ratios import shares as merged_shares
 from protocol.results import (
     Coverage,
     MeasureEstimate,

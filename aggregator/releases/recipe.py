@@ -22,13 +22,9 @@ from typing import Annotated, Any, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from aggregator.releases.document import PostProcessing, Text
+from protocol.publication import SUPPRESS_RELATIVE_HALFWIDTH
 from protocol.query import Measure, Mode
 from protocol.reports import REPORTS
-
-# The public site's default reliability rule: a cell whose 95% half-width is more than this share
-# of its estimate is published as "." (postprocess.publish_figure). The CLI and the Python client
-# flag the same cells (aggregator.client.presentation).
-SUPPRESS_RELATIVE_HALFWIDTH = 0.5
 
 
 class RecipeError(ValueError):

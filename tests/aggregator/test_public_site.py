@@ -411,15 +411,15 @@ async def test_a_wrong_method_names_the_allowed_ones(site: Any) -> None:
 
 def test_chart_axes_use_whole_steps_and_a_table_of_dots_gets_no_chart() -> None:
     from aggregator.web import charts
-    from aggregator.web.pages import _chart
+    from aggregator.web.release_view import table_chart
 
     assert charts.nice_ticks(3) == [0.0, 1.0, 2.0, 3.0]
     assert charts.nice_ticks(40_229) == [0.0, 20_000.0, 40_000.0, 60_000.0]
     assert charts.nice_ticks(0) == [0.0, 1.0]
     dots = [cell((f"2025-{m:02d}",), f"m{m}", f"m{m}", None, 30.0) for m in range(1, 4)]
-    chart, note = _chart(table("dots", ("month",), dots, "visits"), "en", "Dots")
+    chart, note = table_chart(table("dots", ("month",), dots, "visits"), "en", "Dots")
     assert chart is None and "too uncertain" in note
-    svg, _ = _chart(table("some", ("month",), [*dots, cell(("2025-04",), "a", "a", 9.0, 1.0)],
+    svg, _ = table_chart(table("some", ("month",), [*dots, cell(("2025-04",), "a", "a", 9.0, 1.0)],
                           "visits"), "nl", "Wat")  # fmt: skip
     assert svg is not None and svg.count("<circle") == 1 and "<title" in svg
 
@@ -434,16 +434,16 @@ def test_numbers_read_the_way_each_language_writes_them() -> None:
 
 
 def test_two_dimensional_tables_are_small_multiples_of_their_own_cells() -> None:
-    from aggregator.web.pages import MAX_BARS, _chart
+    from aggregator.web.release_view import MAX_BARS, table_chart
 
     doc = document(1, None, 1, None, more=True)
-    svg, note = _chart(doc.table("reach-grid"), "en", "Reach")
+    svg, note = table_chart(doc.table("reach-grid"), "en", "Reach")
     assert svg is not None and note == "One chart per artform, all on the same scale."
     assert ">theatre<" in svg and ">dance<" in svg and svg.count("<rect") == 5  # one is a dot
-    svg, note = _chart(doc.table("visits-grid"), "nl", "Bezoek")
+    svg, note = table_chart(doc.table("visits-grid"), "nl", "Bezoek")
     assert svg is not None and svg.count("<circle") == 4 and "artform" in note  # month lines
     many = [cell((f"m{i:03d}",), f"g{i}", f"g{i}", 10.0 * i, 1.0) for i in range(1, 81)]
-    svg, note = _chart(table("wide", ("municipality",), many, "visits"), "en", "Wide")
+    svg, note = table_chart(table("wide", ("municipality",), many, "visits"), "en", "Wide")
     assert svg is not None and svg.count("<rect") == MAX_BARS and "30 largest of 80" in note
     assert ">g80<" in svg and ">g1<" not in svg
     # more panels than fit: the totals along the first dimension; a suppressed cell makes its
@@ -453,10 +453,10 @@ def test_two_dimensional_tables_are_small_multiples_of_their_own_cells() -> None
              None if (m, a) == (2, 3) else 100.0, 5.0)
         for m in range(1, 4) for a in range(1, 15)
     ]  # fmt: skip
-    svg, note = _chart(table("margin", ("month", "artform"), grid, "visits"), "en", "Margin")
+    svg, note = table_chart(table("margin", ("month", "artform"), grid, "visits"), "en", "Margin")
     assert svg is not None and "totals by month" in note
     assert svg.count("<circle") == 2  # February holds the dot
-    svg, note = _chart(table("margin-p", ("month", "artform"), grid, "persons"), "en", "P")
+    svg, note = table_chart(table("margin-p", ("month", "artform"), grid, "persons"), "en", "P")
     assert svg is None and "too many cells" in note
 
 
@@ -550,9 +550,9 @@ async def test_an_empty_site_says_so_and_its_catalogue_is_valid(tmp_path: Path) 
 async def test_a_new_release_shows_up_and_old_pages_learn_they_were_corrected(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aggregator.web import pages
+    from aggregator.web import cache
 
-    monkeypatch.setattr(pages, "HEAD_TTL", 0.0)  # read the chain's head on every request
+    monkeypatch.setattr(cache, "HEAD_TTL", 0.0)  # read the chain's head on every request
     settings = make_aggregator(tmp_path / "aggregator", None)
     key = load_signing_key(settings.signing_key_path)
     first = seal(document(1, None, 1, None), key)
@@ -707,12 +707,12 @@ def test_every_chart_is_also_drawn_for_a_phone() -> None:
     """The narrow drawing is 360 units wide (a phone's 358 px: text stays 12 px), puts each bar's
     label above it at full length, and stacks small multiples in one column."""
     from aggregator.web import charts
-    from aggregator.web.pages import _chart
+    from aggregator.web.release_view import table_chart
 
     doc = document(1, None, 1, None, more=True)
     for tbl in doc.tables:
-        wide, _ = _chart(tbl, "nl", "T")
-        narrow, _ = _chart(tbl, "nl", "T", charts.NARROW)
+        wide, _ = table_chart(tbl, "nl", "T")
+        narrow, _ = table_chart(tbl, "nl", "T", charts.NARROW)
         assert wide is not None and narrow is not None, tbl.table_id
         assert f'viewBox="0 0 {charts.WIDTH} ' in wide and 'class="chart chart-wide"' in wide
         assert f'viewBox="0 0 {charts.NARROW} ' in narrow and "chart-narrow" in narrow
@@ -722,7 +722,7 @@ def test_every_chart_is_also_drawn_for_a_phone() -> None:
     points = [charts.Point(long, 10.0, 8.0, 12.0), charts.Point("dans", 5.0, 4.0, 6.0)]
     assert f">{long}<" in charts.bars(points, "c", "T", "D", "nl", charts.NARROW)
     assert f">{long}<" not in charts.bars(points, "c", "T", "D", "nl")  # cut short beside a bar
-    grid, _ = _chart(doc.table("reach-grid"), "en", "Reach", charts.NARROW)
+    grid, _ = table_chart(doc.table("reach-grid"), "en", "Reach", charts.NARROW)
     assert grid is not None
     offsets = re.findall(r'<g transform="translate\(([\d.]+),([\d.]+)\)"><text', grid)
     assert len(offsets) == 2 and {x for x, _ in offsets} == {"0.0"}  # one column

@@ -48,6 +48,8 @@ class DummyPlan:
     def noise_variance(self) -> float:
         """Variance of the noise on one histogram value after the shift is removed: both
         helpers' discrete Gaussians (the clamping only lowers it, so this is an upper bound)."""
+        if self.scale == 0:
+            return 0.0
         return HELPERS * noise_sd(Mechanism.GAUSSIAN, self.scale) ** 2
 
     @property
@@ -94,3 +96,9 @@ def plan(
     scale = dummy_scale(rho)
     shift = dummy_shift(scale, layout.values, truncation_delta)
     return DummyPlan(rho, scale, shift, layout.values, truncation_delta)
+
+
+def unsafe_noise_off(layout: Layout) -> DummyPlan:
+    """No dummies at all: the exact histogram, **no privacy** (ρ = ∞). For tests and the
+    noise-off benchmark only; a service must refuse it outside its test-only settings."""
+    return DummyPlan(math.inf, 0.0, 0, layout.values, 1.0)

@@ -19,8 +19,8 @@ from scipy import stats
 from protocol.calibration import noise_sd
 from protocol.privacy_loss import zcdp_to_epsilon
 from protocol.query import Mechanism
-from protocol.reach import calibration
-from protocol.reach.calibration import HISTOGRAM_L2, plan, tail_bound
+from protocol.reach import calibration, plausibility
+from protocol.reach.calibration import HISTOGRAM_L2, DummyPlan, plan, tail_bound
 from protocol.reach.errors import ReachInputError
 from protocol.reach.layout import Kind, Layout
 from protocol.reach.noise import _gaussian, draw_dummy_counts
@@ -133,3 +133,39 @@ def test_the_histogram_noise_of_whole_rounds_has_mean_zero_and_the_plans_varianc
     # Each value's noise is the sum of two independent draws: neighbouring values uncorrelated.
     r = np.corrcoef(x[:-1], x[1:])[0, 1]
     assert abs(r) * math.sqrt(x.size) < Z_CRIT
+
+
+# -- malicious nodes: what the plausibility checks catch ---------------------------------------
+
+
+def _malicious_round(extra: np.ndarray | None) -> tuple[np.ndarray, int, DummyPlan]:
+    layout = Layout(Kind.COUNT, 14)
+    pop = population(seed=9, persons=3000, nodes=10)
+    vectors = count_vectors(pop, b"reach-test-salt!", layout)
+    if extra is not None:
+        vectors.append(((), extra.astype(np.uint8)))
+    p = plan(layout, 0.05)
+    counts = (draw_dummy_counts(p), draw_dummy_counts(p))
+    hist, _, _ = run_round(layout, p, vectors, counts)
+    return hist, int(pop.institutions().sum()), p
+
+
+def test_an_honest_round_passes_the_plausibility_checks() -> None:
+    hist, records, p = _malicious_round(None)
+    result = plausibility.check(hist, p.noise_variance, max_value=30)
+    assert result.ok
+    # The weight is the number of node–person records, up to noise of the plan's size.
+    assert abs(result.weight.estimate - records) / result.weight.sd < Z_CRIT
+
+
+def test_a_node_that_adds_persons_or_hides_weight_is_seen() -> None:
+    rng = np.random.default_rng(4)
+    fake = np.zeros(1 << 14, dtype=np.int64)
+    fake[rng.choice(1 << 14, 4000, replace=False)] = 1  # 4,000 fake persons
+    hist, records, p = _malicious_round(fake)
+    result = plausibility.check(hist, p.noise_variance, max_value=30)
+    assert result.ok and not result.weight_matches(records)
+    # Offsetting the weight with −1 (= 255) on other buckets lands on implausible values.
+    fake[rng.choice(np.flatnonzero(fake == 0), 4000, replace=False)] = 255
+    hist, records, p = _malicious_round(fake)
+    assert 255 in plausibility.check(hist, p.noise_variance, max_value=30).implausible

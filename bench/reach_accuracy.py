@@ -205,8 +205,7 @@ def report(args: argparse.Namespace) -> str:
         f"* node: CPU mean {nc.mean():.3f} s, max {nc.max():.3f} s (hash, vector, ChaCha20 share);"
         f" upload {up.max() / mib:.2f} MiB per node (explicit share + 32-byte seed to the other"
         " helper)",
-        f"* helper A (sum of {args.nodes} explicit shares + shuffle): "
-        f"{r['helper_a']:.2f} s CPU",
+        f"* helper A (sum of {args.nodes} explicit shares + shuffle): {r['helper_a']:.2f} s CPU",
         f"* helper B (expand and sum {args.nodes} seeds + shuffle): "
         f"{r['helper_b']:.2f} s CPU (of which the shuffle {r['shuffle']:.2f} s)",
         f"* drawing and building one helper's dummies at ρ = 0.05 (OpenDP, 256 values): "

@@ -109,7 +109,7 @@ def pattern_vectors(
     out = []
     for node in range(pop.nodes):
         ps, _ = pop.at(node)
-        cats = [{int(pop.category[node])}] * len(ps)
-        pv = buckets.pattern_vector(ps, cats, salt, layout)
+        cat = int(pop.category[node])
+        pv = buckets.pattern_vector(ps, [{cat}] * len(ps), salt, layout, columns=(cat,))
         out.append((pv.columns, pv.values))
     return out

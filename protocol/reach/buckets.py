@@ -91,10 +91,15 @@ def pattern_vector(
     categories: Sequence[Iterable[int]],
     salt: bytes,
     layout: Layout,
+    columns: tuple[int, ...] | None = None,
     seed: bytes | None = None,
 ) -> PatternVector:
-    """Digits for the categories each person visited at this node; the node sends only the
-    columns of categories it has. ``seed`` (fresh by default) drives the uniform digits."""
+    """Digits for the categories each person visited at this node.
+
+    ``columns``: the categories this node sends, fixed before looking at the data (its public
+    disciplines, say), so that which columns it sends reveals nothing; all of the layout's by
+    default. A person in a category outside them is an error. ``seed`` (fresh by default)
+    drives the uniform digits."""
     if layout.kind is not Kind.PATTERN:
         raise ReachInputError("pattern_vector needs a pattern layout")
     if len(categories) != len(pseudonyms):
@@ -102,8 +107,10 @@ def pattern_vector(
     sets = [frozenset(c) for c in categories]
     if any(not s for s in sets):
         raise ReachInputError("each person has at least one category")
-    columns = tuple(sorted(set().union(*sets)))
+    columns = tuple(range(layout.categories)) if columns is None else columns
     layout.check_columns(columns)
+    if not set().union(*sets) <= set(columns):
+        raise ReachInputError("a person has a category outside the node's columns")
     idx = bucket_indices(pseudonyms, salt, layout)
     digits = expand(seed or fresh_seed(), (len(sets), len(columns)), layout.dtype)
     values = np.zeros((layout.buckets, len(columns)), dtype=np.uint16)

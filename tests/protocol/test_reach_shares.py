@@ -62,7 +62,7 @@ def test_a_helpers_sum_is_uniform_and_the_sums_reconstruct() -> None:
 
 def test_pattern_shares_are_uniform_and_add_into_their_columns() -> None:
     people = [i.to_bytes(4, "big") for i in range(1500)]
-    pv = buckets.pattern_vector(people, [{1, 3}] * 1500, SALT, PATTERN, seed=bytes(32))
+    pv = buckets.pattern_vector(people, [{1, 3}] * 1500, SALT, PATTERN, (1, 3), bytes(32))
     assert pv.columns == (1, 3)
     s = shares.split(pv.values, PATTERN, pv.columns, seed=bytes([9]) * 32)
     assert uniform_pvalue(s.explicit >> 8, 256) > ALPHA
@@ -154,8 +154,14 @@ def test_bad_node_records_are_refused() -> None:
         buckets.visits_vector([b"a"], [0], 4, SALT, COUNT)
     with pytest.raises(ReachInputError, match="at least one category"):
         buckets.pattern_vector([b"a"], [set()], SALT, PATTERN)
-    with pytest.raises(ReachInputError, match="columns"):
+    with pytest.raises(ReachInputError, match="outside the node's columns"):
         buckets.pattern_vector([b"a"], [{7}], SALT, PATTERN)
+    with pytest.raises(ReachInputError, match="outside the node's columns"):
+        buckets.pattern_vector([b"a"], [{1, 2}], SALT, PATTERN, columns=(1,))
+    with pytest.raises(ReachInputError, match="columns"):
+        buckets.pattern_vector([b"a"], [{1}], SALT, PATTERN, columns=(1, 0))
+    # Without declared columns a node sends all of them, whatever its data hold.
+    assert buckets.pattern_vector([b"a"], [{2}], SALT, PATTERN).columns == (0, 1, 2, 3)
     with pytest.raises(ReachInputError, match="count layout"):
         buckets.count_vector([b"a"], SALT, PATTERN)
     with pytest.raises(ReachInputError, match="log2_buckets"):

@@ -4,6 +4,10 @@ tolerance (their own 95% interval, which is then the hash's randomness alone).""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -112,3 +116,14 @@ def test_a_person_at_two_nodes_counts_once() -> None:
     f = estimate.frequency(hist, layout.buckets, 0.0, top=4)
     assert f.reach.estimate == pytest.approx(49, abs=0.01)
     assert f.bins[2].estimate == pytest.approx(49, abs=0.01)
+
+
+def test_only_the_helpers_noise_module_imports_opendp() -> None:
+    """Nodes and the aggregator use every other reach module without loading OpenDP."""
+    code = (
+        "import sys\n"
+        "from protocol.reach import buckets, calibration, estimate, histogram, plausibility\n"
+        "from protocol.reach import shares, shuffle, venn\n"
+        "assert 'opendp' not in sys.modules, 'opendp was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])

@@ -202,6 +202,7 @@ OWN_PAGES = [
     DOCS / "explanation" / "threat-model.md",
     DOCS / "explanation" / "secure-aggregation.md",
     DOCS / "explanation" / "secure-noise.md",
+    DOCS / "explanation" / "reach-privacy.md",
     DOCS / "reference" / "secure-aggregation-vectors.md",
     DOCS / "reference" / "release-recipes.md",
     DOCS / "explanation" / "releases.md",

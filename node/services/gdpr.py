@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from node.identity import pseudonym
 from node.services import audit
 from node.storage.db import transaction
-from node.storage.models import Admission, Event, GdprRequest, Person
+from node.storage.models import Admission, Event, GdprRequest, Person, SectorPseudonym
 
 
 def _log(session: Session, action: str, found: bool, admissions: int) -> None:
@@ -87,6 +87,7 @@ def forget_person(factory: sessionmaker[Session], secret: bytes, identifier: str
             or 0
         )
         session.execute(delete(Admission).where(Admission.person_id == person_id))
+        session.execute(delete(SectorPseudonym).where(SectorPseudonym.person_id == person_id))
         session.execute(delete(Person).where(Person.id == person_id))
         _log(session, "erasure", True, int(count))
         return int(count)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -50,6 +50,9 @@ from protocol.messages import QueryAnswer, QueryRequest, Refusal
 from protocol.query import Mode, QuerySpec
 from protocol.reports import REPORTS, report, year_period
 from protocol.signing import fingerprint, public_key_from_text, public_key_to_text, verify_once
+
+if TYPE_CHECKING:
+    from node.ingest.sector import SectorPseudonymiser
 
 EXIT_ERROR = 1
 EXIT_REFUSED = 3
@@ -251,7 +254,11 @@ def import_(
         xlsx_max_ratio=settings.import_xlsx_max_ratio,
         xlsx_max_rows=settings.import_xlsx_max_rows,
     )
-    with open_db(settings) as (_, factory), progress_bar() as bar:
+    try:
+        sector = sector_pseudonymiser(settings, prof.sector_kind)
+    except (ValueError, IdentityError) as exc:
+        raise fail(str(exc)) from None
+    with open_db(settings) as (_, factory), progress_bar() as bar, sector or nullcontext():
         task = bar.add_task(f"Importing {file.name}", total=None)
 
         def report_progress(done: int, total: int | None) -> None:
@@ -270,6 +277,7 @@ def import_(
                 progress=report_progress,
                 max_rejected_share=max_rejected_share,
                 limits=limits,
+                sector=sector,
             )
         except ImportRefused as exc:
             bar.stop()
@@ -297,6 +305,22 @@ def import_(
         )
     if result.rejected and rejects is not None:
         console.print(f"  Rejected rows are listed in {escape(str(rejects))}")
+    if sector is not None:
+        console.print(
+            f"  Sector pseudonyms: {result.sector_values} new (person, year) values from "
+            f"{sector.config.threshold} of {sector.config.holders} key holders."
+        )
+
+
+def sector_pseudonymiser(settings: NodeSettings, kind: str) -> SectorPseudonymiser | None:
+    """The import's sector step when the node is enrolled with key holders, else None."""
+    from node import keyholders
+    from node.ingest.sector import SectorPseudonymiser
+
+    config = keyholders.load(settings.home)
+    if config is None:
+        return None
+    return SectorPseudonymiser(config, load_signing_key(settings.signing_key_path), kind=kind)
 
 
 def _parse_defaults(items: list[str]) -> dict[str, str]:

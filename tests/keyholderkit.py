@@ -67,6 +67,16 @@ class AppThread(httpx.BaseTransport):
             self.loop.close()
 
 
+class Borrowed(httpx.BaseTransport):
+    """A transport a client may close without stopping the app behind it."""
+
+    def __init__(self, inner: AppThread) -> None:
+        self.inner = inner
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self.inner.handle_request(request)
+
+
 @dataclass
 class Holder:
     settings: KeyholderSettings
@@ -101,7 +111,9 @@ class Holders:
         holder = self.by_url(link.url)
         if not holder.up:
             return httpx.Client(base_url=CLOSED_PORT, timeout=5)
-        return holder.client
+        transport = holder.client._transport
+        assert isinstance(transport, AppThread)
+        return httpx.Client(transport=Borrowed(transport), base_url=holder.url)
 
     def enrol(self, home: Path, key: SigningKey, institution: str = "Theater") -> SectorConfig:
         config: SectorConfig | None = None

@@ -195,18 +195,19 @@ def attach(
             by_person[person_id] = identifiers[pseudonym]
     wanted: dict[int, list[int]] = defaultdict(list)  # year -> person ids
     for part in chunks(list(by_person), QUERY_CHUNK):
-        have = set(
-            conn.execute(
+        have = {
+            (person_id, year)
+            for person_id, year in conn.execute(
                 select(SectorPseudonym.person_id, SectorPseudonym.year).where(
                     SectorPseudonym.person_id.in_(part)
                 )
-            ).tuples()
-        )
+            )
+        }
         years = conn.execute(
             select(Admission.person_id, Admission.event_year)
             .where(Admission.person_id.in_(part))
             .distinct()
-        ).tuples()
+        )
         for person_id, year_text in years:
             year = int(year_text)
             if (person_id, year) not in have:

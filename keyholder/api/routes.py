@@ -89,6 +89,11 @@ def _verify(verifier: Verifier, envelope: Envelope, message_type: str) -> dict[s
         raise KeyholderError(_SIGNATURE_CODES.get(type(exc), ErrorCode.BAD_SIGNATURE)) from None
 
 
+@router.get("/health", summary="Liveness: the service runs")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
 @router.get("/info", summary="This key holder: its key set, index, threshold and public key")
 async def info(state: StateDep) -> KeyholderInfo:
     return info_of(state)

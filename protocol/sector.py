@@ -32,8 +32,9 @@ MIN_YEAR, MAX_YEAR = 1900, 2200
 # One request holds at most this many blinded elements; the node sends larger imports in
 # several requests.
 MAX_BATCH = 5_000
-EVALUATE = "oprf-evaluate"  # the signed envelope type of an evaluation request
-KEYHOLDER_JOIN = "keyholder-join"
+EVALUATE = "oprf_evaluate"  # the signed envelope type of an evaluation request
+EVALUATED = "oprf_evaluated"  # the key holder's signed answer
+KEYHOLDER_JOIN = "keyholder_join"
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 _KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -127,7 +128,7 @@ class KeyholderJoinResponse(_Model):
 
 
 class EvaluateRequest(_Model):
-    """The payload of an ``oprf-evaluate`` envelope: blinded elements, hex-encoded. ``year``
+    """The payload of an ``oprf_evaluate`` envelope: blinded elements, hex-encoded. ``year``
     is what the node says the batch is for; the holder cannot check it (the elements are
     blinded) and records it in its audit log."""
 
@@ -137,6 +138,10 @@ class EvaluateRequest(_Model):
 
 
 class EvaluateResponse(_Model):
+    """The payload of the holder's ``oprf_evaluated`` envelope: k_i·B for every element, in the
+    request's order, bound to the request by its nonce."""
+
     key_set: KeySetId
-    index: int
+    index: Annotated[int, Field(ge=1, le=255)]
+    request: Annotated[str, Field(min_length=16, max_length=64)]  # the request envelope's nonce
     elements: tuple[Element, ...]

@@ -21,6 +21,7 @@ from protocol.http import body_json
 from protocol.oprf import OprfError
 from protocol.sector import (
     EVALUATE,
+    EVALUATED,
     KEYHOLDER_JOIN,
     EvaluateRequest,
     EvaluateResponse,
@@ -48,7 +49,6 @@ from protocol.signing import (
 
 log = logging.getLogger("publieksdata.keyholder")
 router = APIRouter(prefix="/v1")
-EVALUATED = "oprf-evaluated"  # the envelope type of the key holder's signed answer
 
 _SIGNATURE_CODES = {
     UnknownKey: ErrorCode.UNKNOWN_KEY,
@@ -102,7 +102,7 @@ async def info(state: StateDep) -> KeyholderInfo:
 @router.post(
     "/enrol",
     summary="Enrol a node with a one-time invite code",
-    description="The body is a 'keyholder-join' envelope signed by the key being enrolled.",
+    description="The body is a 'keyholder_join' envelope signed by the key being enrolled.",
     openapi_extra={"requestBody": envelope_request_body()},
 )
 async def enrol(request: Request, state: StateDep) -> KeyholderJoinResponse:
@@ -154,8 +154,8 @@ async def enrol(request: Request, state: StateDep) -> KeyholderJoinResponse:
     "/evaluate",
     summary="Evaluate a batch of blinded elements with this holder's key share",
     description=(
-        "The body is an 'oprf-evaluate' envelope signed by an enrolled node; the answer is an "
-        "'oprf-evaluated' envelope signed by this key holder, holding k_i·B for every blinded "
+        "The body is an 'oprf_evaluate' envelope signed by an enrolled node; the answer is an "
+        "'oprf_evaluated' envelope signed by this key holder, holding k_i·B for every blinded "
         "element B in the same order."
     ),
     openapi_extra={"requestBody": envelope_request_body()},
@@ -209,10 +209,11 @@ async def evaluate(request: Request, state: StateDep) -> Envelope:
         evaluated = evaluation.evaluate(state.share.share, blinded)
         log.info("evaluated %d elements for node %s (year %d)", len(evaluated), node.id, asked.year)
         answer = EvaluateResponse(
-            key_set=state.share.key_set, index=state.share.index, elements=tuple(evaluated)
+            key_set=state.share.key_set,
+            index=state.share.index,
+            request=envelope.nonce,
+            elements=tuple(evaluated),
         )
-        return sign(
-            EVALUATED, {**answer.model_dump(mode="json"), "request": envelope.nonce}, state.key
-        )
+        return sign(EVALUATED, answer.model_dump(mode="json"), state.key)
 
     return await anyio.to_thread.run_sync(work)

@@ -32,6 +32,7 @@ from node.storage.models import Admission, Person, SectorPseudonym
 from protocol import oprf
 from protocol.sector import (
     EVALUATE,
+    EVALUATED,
     MAX_BATCH,
     EvaluateRequest,
     EvaluateResponse,
@@ -48,7 +49,6 @@ from protocol.signing import (
 )
 
 log = logging.getLogger("publieksdata.node.sector")
-EVALUATED = "oprf-evaluated"
 SECTOR = cast(Table, SectorPseudonym.__table__)
 QUERY_CHUNK = 2_000
 
@@ -126,12 +126,11 @@ class SectorPseudonymiser:
         try:
             answer = Envelope.model_validate_json(response.content)
             payload = verify_once(answer, EVALUATED, public_key_from_text(link.public_key))
-            request_nonce = payload.pop("request", None)
             result = EvaluateResponse.model_validate(payload)
         except (ValidationError, SignatureError) as exc:
             raise ValueError(f"its answer is not validly signed: {exc}") from None
         if (
-            request_nonce != envelope.nonce
+            result.request != envelope.nonce
             or result.key_set != self.config.key_set
             or result.index != link.index
             or len(result.elements) != len(blinded)

@@ -58,7 +58,7 @@ def test_enrolled_node_gets_its_evaluations(tmp_path: Path) -> None:
         )
         assert response.status_code == 200
         answer = Envelope.model_validate_json(response.content)
-        assert answer.type == "oprf-evaluated"
+        assert answer.type == "oprf_evaluated"
         expected = [oprf.evaluate(holder.share.share, bytes.fromhex(e)).hex() for e in elements]
         assert answer.payload["elements"] == expected
         assert answer.payload["index"] == 1

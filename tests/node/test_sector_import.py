@@ -190,3 +190,36 @@ def test_reimport_asks_nothing_and_no_email_is_stored_or_logged(
             db = Path(holder.settings.database_url.removeprefix("sqlite:///")).read_bytes()
             assert b"zoe.geheim" not in db
         assert "zoe.geheim" not in caplog.text
+
+
+def test_access_shows_and_erasure_deletes_the_sector_values(tmp_path: Path) -> None:
+    from node.services.gdpr import export_person, forget_person
+
+    with running_holders(tmp_path) as kit:
+        settings = _node(tmp_path, "Theater")
+        key = load_signing_key(settings.signing_key_path)
+        config = kit.enrol(settings.home, key)
+        path = _export(
+            tmp_path,
+            "t.csv",
+            [
+                ("T1", "1", "ada@example.nl", "14-03-2025 20:15"),
+                ("T2", "1", "ada@example.nl", "14-03-2026 20:15"),
+            ],
+        )
+        with kit.pseudonymiser(config, key) as sector:
+            _import(settings, path, sector)
+        engine = make_engine(settings.database_url)
+        try:
+            factory, secret = make_sessionmaker(engine), load_secret(settings.secret_path)
+            exported = export_person(factory, secret, "1")
+            assert exported is not None
+            assert exported["sector_pseudonyms"] == [
+                {"year": 2025, "value": _expected(kit, "ada@example.nl", 2025)},
+                {"year": 2026, "value": _expected(kit, "ada@example.nl", 2026)},
+            ]
+            assert forget_person(factory, secret, "1") == 2
+            with engine.connect() as conn:
+                assert conn.scalar(select(func.count()).select_from(SectorPseudonym)) == 0
+        finally:
+            engine.dispose()

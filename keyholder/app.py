@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from keyholder.api.routes import router
 from keyholder.deps import KeyholderState
@@ -120,4 +121,6 @@ def create_app(settings: KeyholderSettings, clock: Clock | None = None) -> FastA
         exceeded=lambda: KeyholderError(ErrorCode.BODY_TOO_LARGE),
         rejected=lambda code: problem(ErrorCode(code)),
     )
+    # Outermost: behind a trusted TLS proxy the client is the one the proxy names.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.forwarded_allow_ips)
     return app

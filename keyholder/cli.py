@@ -262,4 +262,5 @@ def serve(
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=5,
+        proxy_headers=False,  # the app reads them, from forwarded_allow_ips only
     )

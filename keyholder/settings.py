@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Self
 
@@ -27,6 +28,9 @@ class KeyholderSettings(BaseSettings):
     database_url: str = ""
     host: str = "127.0.0.1"
     port: int = Field(default=8490, ge=1, le=65535)
+    # The TLS proxies whose X-Forwarded-For is believed (as the aggregator's setting): addresses
+    # or networks, comma-separated, or "*". Enrolment lock-outs count per client address.
+    forwarded_allow_ips: str = Field(default="127.0.0.1,::1", max_length=2000)
 
     # One request holds at most this many blinded elements.
     max_batch: int = Field(default=MAX_BATCH, ge=1, le=MAX_BATCH)
@@ -48,6 +52,14 @@ class KeyholderSettings(BaseSettings):
     def _check(self) -> Self:
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.home / 'keyholder.db').resolve()}"
+        for entry in self.forwarded_allow_ips.split(","):
+            if entry.strip() != "*":
+                try:
+                    ipaddress.ip_network(entry.strip())
+                except ValueError:
+                    raise ValueError(
+                        f"forwarded_allow_ips: {entry.strip()!r} is not an address or network"
+                    ) from None
         if self.max_body_bytes < self.max_batch * 70 + 2048:
             raise ValueError(
                 f"max_body_bytes {self.max_body_bytes} cannot hold a batch of {self.max_batch} "

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -50,9 +50,6 @@ from protocol.messages import QueryAnswer, QueryRequest, Refusal
 from protocol.query import Mode, QuerySpec
 from protocol.reports import REPORTS, report, year_period
 from protocol.signing import fingerprint, public_key_from_text, public_key_to_text, verify_once
-
-if TYPE_CHECKING:
-    from node.ingest.sector import SectorPseudonymiser
 
 EXIT_ERROR = 1
 EXIT_REFUSED = 3
@@ -254,6 +251,8 @@ def import_(
         xlsx_max_ratio=settings.import_xlsx_max_ratio,
         xlsx_max_rows=settings.import_xlsx_max_rows,
     )
+    from node.ingest.sector import sector_pseudonymiser
+
     try:
         sector = sector_pseudonymiser(settings, prof.sector_kind)
     except (ValueError, IdentityError) as exc:
@@ -310,17 +309,6 @@ def import_(
             f"  Sector pseudonyms: {result.sector_values} new (person, year) values from "
             f"{sector.config.threshold} of {sector.config.holders} key holders."
         )
-
-
-def sector_pseudonymiser(settings: NodeSettings, kind: str) -> SectorPseudonymiser | None:
-    """The import's sector step when the node is enrolled with key holders, else None."""
-    from node import keyholders
-    from node.ingest.sector import SectorPseudonymiser
-
-    config = keyholders.load(settings.home)
-    if config is None:
-        return None
-    return SectorPseudonymiser(config, load_signing_key(settings.signing_key_path), kind=kind)
 
 
 def _parse_defaults(items: list[str]) -> dict[str, str]:

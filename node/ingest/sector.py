@@ -25,9 +25,12 @@ import httpx
 from pydantic import ValidationError
 from sqlalchemy import Connection, Table, insert, select
 
+from node import keyholders
+from node.identity import load_signing_key
 from node.ingest.bulk import chunks
 from node.ingest.errors import IngestError
 from node.keyholders import KeyholderLink, SectorConfig
+from node.settings import NodeSettings
 from node.storage.models import Admission, Person, SectorPseudonym
 from protocol import oprf
 from protocol.sector import (
@@ -178,6 +181,14 @@ class SectorPseudonymiser:
                 output = oprf.combine_and_finalize(data, r, evaluations, t)
                 out.append(stored_value(output))
         return out
+
+
+def sector_pseudonymiser(settings: NodeSettings, kind: str) -> SectorPseudonymiser | None:
+    """The import's sector step when the node is enrolled with key holders, else None."""
+    config = keyholders.load(settings.home)
+    if config is None:
+        return None
+    return SectorPseudonymiser(config, load_signing_key(settings.signing_key_path), kind=kind)
 
 
 def attach(

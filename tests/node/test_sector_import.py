@@ -223,3 +223,16 @@ def test_access_shows_and_erasure_deletes_the_sector_values(tmp_path: Path) -> N
                 assert conn.scalar(select(func.count()).select_from(SectorPseudonym)) == 0
         finally:
             engine.dispose()
+
+
+def test_sector_step_is_on_exactly_when_enrolled(tmp_path: Path) -> None:
+    from node.ingest.sector import sector_pseudonymiser
+
+    with running_holders(tmp_path) as kit:
+        settings = _node(tmp_path, "Theater")
+        assert sector_pseudonymiser(settings, "email") is None
+        kit.enrol(settings.home, load_signing_key(settings.signing_key_path))
+        step = sector_pseudonymiser(settings, "email")
+        assert step is not None
+        with step:
+            assert (step.config.threshold, len(step.config.links)) == (2, 3)

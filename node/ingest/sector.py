@@ -90,6 +90,9 @@ class SectorPseudonymiser:
         self.batch = batch
         self._client_for = client_for
         self._clients: dict[str, httpx.Client] = {}
+        # The order in which holders are asked; one that failed moves to the back, so that a
+        # holder that is down costs one timeout per import, not one per batch.
+        self._order = list(config.links)
         self.requests = 0
 
     def close(self) -> None:
@@ -145,7 +148,7 @@ class SectorPseudonymiser:
         """Evaluations from ``t`` holders, asked at once; the next holder replaces one that
         fails. Raises SectorUnavailable when fewer than ``t`` answer."""
         t = self.config.threshold
-        pending = list(self.config.links)
+        pending = list(self._order)
         got: list[tuple[int, list[bytes]]] = []
         failures: list[str] = []
         with ThreadPoolExecutor(max_workers=t) as pool:
@@ -159,6 +162,8 @@ class SectorPseudonymiser:
                     except (httpx.HTTPError, ValueError) as exc:
                         reason = str(exc) or type(exc).__name__
                         failures.append(f"{link.name} ({link.url}): {reason}")
+                        self._order.remove(link)
+                        self._order.append(link)
         if len(got) < t:
             raise SectorUnavailable(
                 f"the sector pseudonym needs {t} of {self.config.holders} key holders, but only "

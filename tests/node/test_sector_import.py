@@ -236,3 +236,17 @@ def test_sector_step_is_on_exactly_when_enrolled(tmp_path: Path) -> None:
         assert step is not None
         with step:
             assert (step.config.threshold, len(step.config.links)) == (2, 3)
+
+
+def test_a_holder_that_is_down_is_asked_last(tmp_path: Path) -> None:
+    emails = [f"klant{i}@voorbeeld.nl" for i in range(9)]
+    with running_holders(tmp_path) as kit:
+        settings = _node(tmp_path, "Theater")
+        key = load_signing_key(settings.signing_key_path)
+        config = kit.enrol(settings.home, key)
+        kit.holders[0].up = False
+        with kit.pseudonymiser(config, key, batch=3) as sector:
+            values = sector.values(emails, 2025)
+            assert [link.index for link in sector._order] == [2, 3, 1]
+        assert values[8] == _expected(kit, emails[8], 2025)
+        assert sector.requests == 6  # three batches, answered by holders 2 and 3 each time

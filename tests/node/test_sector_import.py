@@ -45,7 +45,7 @@ def _import(settings: NodeSettings, path: Path, sector: SectorPseudonymiser) -> 
 
 
 def _values(settings: NodeSettings) -> dict[tuple[str, int], str]:
-    """(customer e-mail as the test knows it -> no; local person pseudonym, year) -> value."""
+    """(local person pseudonym, year) -> stored sector value."""
     engine = make_engine(settings.database_url)
     try:
         with engine.connect() as conn:
@@ -250,3 +250,22 @@ def test_a_holder_that_is_down_is_asked_last(tmp_path: Path) -> None:
             assert [link.index for link in sector._order] == [2, 3, 1]
         assert values[8] == _expected(kit, emails[8], 2025)
         assert sector.requests == 6  # three batches, answered by holders 2 and 3 each time
+
+
+@pytest.mark.parametrize("helper_process", [False, True])
+def test_the_helper_process_hands_over_the_identifiers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, helper_process: bool
+) -> None:
+    """A large file is parsed in a helper process; the identifiers come back through its pipe
+    (in memory only) and give the same values as parsing in this process."""
+    from node.ingest import importer
+
+    monkeypatch.setattr(importer, "_use_helper_process", lambda path: helper_process)
+    with running_holders(tmp_path) as kit:
+        settings = _node(tmp_path, "Theater")
+        key = load_signing_key(settings.signing_key_path)
+        config = kit.enrol(settings.home, key)
+        path = _export(tmp_path, "t.csv", [("T1", "1", "ada@example.nl", "14-03-2025 20:15")])
+        with kit.pseudonymiser(config, key) as sector:
+            assert _import(settings, path, sector) == 1
+        assert list(_values(settings).values()) == [_expected(kit, "ada@example.nl", 2025)]

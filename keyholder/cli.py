@@ -40,7 +40,7 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-console = Console()
+console = Console(soft_wrap=True)  # codes, fingerprints and commands are copied whole
 err = Console(stderr=True, soft_wrap=True)
 
 HomeOption = Annotated[
@@ -209,9 +209,12 @@ def status(home: HomeOption = DEFAULT_HOME) -> None:
     table = Table(title="Enrolled nodes")
     for column in ("Node", "Institution", "Joined", "Used this window", "Batches", "Refused"):
         table.add_column(column)
+    now, window = datetime.now(UTC), timedelta(seconds=settings.rate_window_seconds)
     with factory() as session:
         for node in session.scalars(select(Node).order_by(Node.joined_at)):
             usage = session.get(Usage, node.id)
+            if usage is not None and _aware(usage.window_start) + window <= now:
+                usage = None  # that window is over
             batches = session.scalar(
                 select(func.count()).where(
                     AuditEntry.node_id == node.id, AuditEntry.outcome == "evaluated"
@@ -231,6 +234,10 @@ def status(home: HomeOption = DEFAULT_HOME) -> None:
                 str(refused or 0),
             )
     console.print(table)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 @app.command()

@@ -132,15 +132,22 @@ class Holders:
 
 @contextmanager
 def running_holders(
-    tmp_path: Path, threshold: int = 2, holders: int = 3, **settings: object
+    tmp_path: Path,
+    threshold: int = 2,
+    holders: int = 3,
+    first_database_url: str | None = None,
+    **settings: object,
 ) -> Iterator[Holders]:
+    """``n`` key holders on SQLite; the first on ``first_database_url`` when given (the
+    PostgreSQL variant of a test)."""
     shares = ceremony(threshold, holders)
     clock = ManualClock()
     with ExitStack() as stack:
         made = []
         for share in shares:
             home = tmp_path / f"keyholder-{share.index}"
-            init_home(home, share, f"Holder {share.index}")
+            url_of_db = first_database_url if share.index == 1 else None
+            init_home(home, share, f"Holder {share.index}", url_of_db)
             config = KeyholderSettings.load(home, **settings)
             url = f"http://127.0.0.1:{8490 + share.index}"
             transport = AppThread(create_app(config, clock))

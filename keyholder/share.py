@@ -10,13 +10,13 @@ holders can compare them out of band: the record of the ceremony.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from protocol import oprf
+from protocol.sector import key_set_id
 
 
 class ShareFileError(ValueError):
@@ -96,12 +96,6 @@ class ShareFile:
             return cls.from_json(path.read_text(encoding="utf-8"))
         except OSError as exc:
             raise ShareFileError(f"cannot read {path}: {exc.strerror}") from None
-
-
-def key_set_id(public_key_hex: str) -> str:
-    return hashlib.sha256(
-        b"publieksdata-key-set-v1\x00" + bytes.fromhex(public_key_hex)
-    ).hexdigest()[:16]
 
 
 def ceremony(threshold: int, holders: int) -> list[ShareFile]:

@@ -205,6 +205,20 @@ def lagrange_at_zero(indices: Sequence[int]) -> list[int]:
     return coefficients
 
 
+def interpolate(elements: Sequence[tuple[int, bytes]], factor: int = 1) -> bytes:
+    """sum((factor·lambda_i)·E_i) over holders' elements ``(index, E_i)``: with E_i = k_i·P
+    this is (factor·k)·P, for any point P (Lagrange interpolation at zero, in the exponent)."""
+    if not elements:
+        raise OprfError("nothing to interpolate")
+    lambdas = lagrange_at_zero([i for i, _ in elements])
+    total: bytes | None = None
+    for lam, (_, element) in zip(lambdas, elements, strict=True):
+        term = _mul(lam * factor % L, check_element(element))
+        total = term if total is None else bytes(rbcl.crypto_core_ristretto255_add(total, term))
+    assert total is not None
+    return total
+
+
 def combine_and_finalize(
     data: bytes, blind_scalar: int, evaluations: Sequence[tuple[int, bytes]], threshold: int
 ) -> bytes:
@@ -212,14 +226,12 @@ def combine_and_finalize(
     blinded element B = r·H(data): N = sum((lambda_i / r)·Z_i) = k·H(data), then Finalize."""
     if len(evaluations) != threshold:
         raise OprfError(f"need exactly {threshold} evaluations, got {len(evaluations)}")
-    indices = [i for i, _ in evaluations]
-    r_inv = pow(blind_scalar, -1, L)
-    total: bytes | None = None
-    for lam, (_, element) in zip(lagrange_at_zero(indices), evaluations, strict=True):
-        term = _mul(lam * r_inv % L, check_element(element))
-        total = term if total is None else bytes(rbcl.crypto_core_ristretto255_add(total, term))
-    assert total is not None
-    return finalize_element(data, total)
+    return finalize_element(data, interpolate(evaluations, pow(blind_scalar, -1, L)))
+
+
+def multiply(scalar: int, element: bytes) -> bytes:
+    """scalar·E for a valid element E (for the node's spot checks against public shares)."""
+    return _mul(scalar, check_element(element))
 
 
 def public_element(scalar: int) -> bytes:

@@ -82,6 +82,12 @@ def stored_value(output: bytes) -> str:
     return output[:STORED_BYTES].hex()
 
 
+def key_set_id(public_key_hex: str) -> str:
+    """The id of a split key: 16 hex digits of a hash of its public key k·G."""
+    digest = hashlib.sha256(b"publieksdata-key-set-v1\x00" + bytes.fromhex(public_key_hex))
+    return digest.hexdigest()[:16]
+
+
 def bucket(value: str, buckets: int) -> int:
     """bucket = H(value) mod m, the same at every node (for the reach round)."""
     if buckets < 1:
@@ -118,6 +124,8 @@ class KeyholderInfo(_Model):
     threshold: Annotated[int, Field(ge=1, le=255)]
     holders: Annotated[int, Field(ge=1, le=255)]
     public_key: str  # the holder's Ed25519 key (base64url), for its fingerprint
+    key_public: Element  # the split key's public key k·G, as recorded at the ceremony
+    public_share: Element  # this holder's public share k_i·G, as recorded at the ceremony
     max_batch: int
 
 

@@ -68,6 +68,8 @@ def info_of(state: KeyholderState) -> KeyholderInfo:
         threshold=share.threshold,
         holders=share.holders,
         public_key=public_key_to_text(state.key.public),
+        key_public=share.public_key,
+        public_share=share.public_shares[share.index - 1],
         max_batch=state.settings.max_batch,
     )
 

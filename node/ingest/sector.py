@@ -16,6 +16,7 @@ them, in the import's own transaction.
 from __future__ import annotations
 
 import logging
+import secrets
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -61,6 +62,9 @@ class SectorUnavailable(IngestError):
 
 
 ClientFor = Callable[[KeyholderLink], httpx.Client]
+Probes = list[tuple[int, int]]  # (position in the batch, scalar s of the probe s·G)
+PROBES = 4  # spot checks per batch
+_random = secrets.SystemRandom()
 
 
 def default_client(link: KeyholderLink) -> httpx.Client:
@@ -75,7 +79,7 @@ class SectorPseudonymiser:
         *,
         kind: str = "email",
         client_for: ClientFor = default_client,
-        batch: int = MAX_BATCH,
+        batch: int = MAX_BATCH - PROBES,
     ) -> None:
         if len(config.links) < config.threshold:
             raise SectorUnavailable(
@@ -87,7 +91,8 @@ class SectorPseudonymiser:
         self.config = config
         self.key = key
         self.kind = kind
-        self.batch = batch
+        # Room for the probes within every holder's batch limit.
+        self.batch = max(1, min(batch, *(link.max_batch - PROBES for link in config.links)))
         self._client_for = client_for
         self._clients: dict[str, httpx.Client] = {}
         # The order in which holders are asked; one that failed moves to the back, so that a
@@ -112,8 +117,11 @@ class SectorPseudonymiser:
             client = self._clients[link.url] = self._client_for(link)
         return client
 
-    def _ask(self, link: KeyholderLink, year: int, blinded: Sequence[bytes]) -> list[bytes]:
-        """One holder's evaluations of ``blinded``; raises httpx.HTTPError or ValueError."""
+    def _ask(
+        self, link: KeyholderLink, year: int, blinded: Sequence[bytes], probes: Probes
+    ) -> list[bytes]:
+        """One holder's evaluations of ``blinded``, with the probes checked and taken out;
+        raises httpx.HTTPError or ValueError."""
         request = EvaluateRequest(
             key_set=self.config.key_set, year=year, elements=tuple(b.hex() for b in blinded)
         )
@@ -142,19 +150,44 @@ class SectorPseudonymiser:
             or len(result.elements) != len(blinded)
         ):
             raise ValueError("its answer does not answer this request")
-        return [bytes.fromhex(e) for e in result.elements]
+        evaluated = [bytes.fromhex(e) for e in result.elements]
+        share = bytes.fromhex(link.public_share)
+        for position, scalar in probes:
+            if evaluated[position] != oprf.multiply(scalar, share):
+                raise ValueError(
+                    "it answered with another key than its public share from the ceremony; its "
+                    "answers are not used (tell its operator)"
+                )
+        skip = {position for position, _ in probes}
+        return [e for n, e in enumerate(evaluated) if n not in skip]
 
     def _evaluate(self, year: int, blinded: Sequence[bytes]) -> list[tuple[int, list[bytes]]]:
         """Evaluations from ``t`` holders, asked at once; the next holder replaces one that
-        fails. Raises SectorUnavailable when fewer than ``t`` answer."""
+        fails. Raises SectorUnavailable when fewer than ``t`` answer.
+
+        Every batch carries :data:`PROBES` spot checks at secret random places: elements s·G
+        for random s, which a holder cannot tell from blinded inputs (both are uniformly random
+        elements), and whose right answer s·K_i the node knows from the holder's public share
+        K_i = k_i·G. A holder that answers a share of the elements with another key is caught
+        with the probability that a probe falls among them, batch after batch."""
         t = self.config.threshold
+        mixed = list(blinded)
+        probes: Probes = []
+        for _ in range(PROBES):
+            scalar = oprf.random_scalar()
+            position = _random.randrange(len(mixed) + 1)
+            mixed.insert(position, oprf.public_element(scalar))
+            probes = [(p + 1 if p >= position else p, s) for p, s in probes] + [(position, scalar)]
+        blinded = mixed
         pending = list(self._order)
         got: list[tuple[int, list[bytes]]] = []
         failures: list[str] = []
         with ThreadPoolExecutor(max_workers=t) as pool:
             while len(got) < t and pending:
                 wave, pending = pending[: t - len(got)], pending[t - len(got) :]
-                futures = [(link, pool.submit(self._ask, link, year, blinded)) for link in wave]
+                futures = [
+                    (link, pool.submit(self._ask, link, year, blinded, probes)) for link in wave
+                ]
                 for link, future in futures:
                     try:
                         got.append((link.index, future.result()))

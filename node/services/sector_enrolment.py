@@ -63,10 +63,14 @@ def join(
         index=info.index,
         public_key=info.public_key,
         node_id=answer.node_id,
+        public_share=info.public_share,
+        max_batch=info.max_batch,
     )
     try:
-        config = keyholders.load(home) or SectorConfig(info.key_set, info.threshold, info.holders)
-        config.check_member(info.key_set, info.threshold, info.holders)
+        config = keyholders.load(home) or SectorConfig(
+            info.key_set, info.threshold, info.holders, info.key_public
+        )
+        config.check_member(info.key_set, info.threshold, info.holders, info.key_public)
         config.add(link)
     except KeyholderConfigError as exc:
         raise KeyholderJoinError(str(exc)) from None

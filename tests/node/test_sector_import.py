@@ -4,6 +4,7 @@ down, idempotent, and never the e-mail address in the node's database or logs.""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from node.storage.db import make_engine, make_sessionmaker
 from node.storage.models import Admission, ImportBatch, Person, SectorPseudonym
 from protocol import oprf
 from protocol.sector import normalise, oprf_input, stored_value
-from tests.keyholderkit import Holders, running_holders
+from tests.keyholderkit import AppThread, Holder, Holders, running_holders
 from tests.node.test_ingest_import import generic_row, write
 
 
@@ -269,3 +270,47 @@ def test_the_helper_process_hands_over_the_identifiers(
         with kit.pseudonymiser(config, key) as sector:
             assert _import(settings, path, sector) == 1
         assert list(_values(settings).values()) == [_expected(kit, "ada@example.nl", 2025)]
+
+
+def _corrupt(holder: Holder) -> None:
+    """Make a running holder answer with another key than its public share (a malicious or
+    broken holder): the app's state is the real one, its share replaced."""
+    transport = holder.client._transport
+    assert isinstance(transport, AppThread)
+    state = transport.app.state.keyholder
+    state.share = dataclasses.replace(state.share, share=oprf.new_key())
+
+
+def test_a_holder_answering_with_another_key_is_caught_and_replaced(tmp_path: Path) -> None:
+    emails = [f"klant{i}@voorbeeld.nl" for i in range(6)]
+    with running_holders(tmp_path) as kit:
+        settings = _node(tmp_path, "Theater")
+        key = load_signing_key(settings.signing_key_path)
+        config = kit.enrol(settings.home, key)
+        _corrupt(kit.holders[0])
+        with kit.pseudonymiser(config, key, batch=3) as sector:
+            values = sector.values(emails, 2025)
+            assert [link.index for link in sector._order] == [2, 3, 1]
+        assert values == [_expected(kit, e, 2025) for e in emails]
+        _corrupt(kit.holders[1])
+        with (
+            kit.pseudonymiser(config, key) as sector,
+            pytest.raises(SectorUnavailable, match="another key than its public share"),
+        ):
+            sector.values(emails, 2025)
+
+
+def test_joining_checks_that_the_public_shares_fit_one_key(tmp_path: Path) -> None:
+    from node.keyholders import KeyholderConfigError, KeyholderLink
+
+    with running_holders(tmp_path) as kit:
+        settings = _node(tmp_path, "Theater")
+        config = kit.enrol(settings.home, load_signing_key(settings.signing_key_path))
+        forged = dataclasses.replace(
+            config.links[2], public_share=oprf.public_element(oprf.new_key()).hex()
+        )
+        assert isinstance(forged, KeyholderLink)
+        with pytest.raises(KeyholderConfigError, match="do not fit one key"):
+            config.add(forged)
+        with pytest.raises(KeyholderConfigError, match="does not match its public key"):
+            config.check_member(config.key_set, 2, 3, oprf.public_element(5).hex())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
@@ -251,7 +251,13 @@ def import_(
         xlsx_max_ratio=settings.import_xlsx_max_ratio,
         xlsx_max_rows=settings.import_xlsx_max_rows,
     )
-    with open_db(settings) as (_, factory), progress_bar() as bar:
+    from node.ingest.sector import sector_pseudonymiser
+
+    try:
+        sector = sector_pseudonymiser(settings, prof.sector_kind)
+    except (ValueError, IdentityError) as exc:
+        raise fail(str(exc)) from None
+    with open_db(settings) as (_, factory), progress_bar() as bar, sector or nullcontext():
         task = bar.add_task(f"Importing {file.name}", total=None)
 
         def report_progress(done: int, total: int | None) -> None:
@@ -270,6 +276,7 @@ def import_(
                 progress=report_progress,
                 max_rejected_share=max_rejected_share,
                 limits=limits,
+                sector=sector,
             )
         except ImportRefused as exc:
             bar.stop()
@@ -297,6 +304,11 @@ def import_(
         )
     if result.rejected and rejects is not None:
         console.print(f"  Rejected rows are listed in {escape(str(rejects))}")
+    if sector is not None:
+        console.print(
+            f"  Sector pseudonyms: {result.sector_values} new (person, year) values from "
+            f"{sector.config.threshold} of {sector.config.holders} key holders."
+        )
 
 
 def _parse_defaults(items: list[str]) -> dict[str, str]:

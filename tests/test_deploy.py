@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from aggregator.settings import AggregatorSettings
+from keyholder.settings import KeyholderSettings
 from node.settings import NodeSettings
 
 DEPLOY = Path(__file__).parents[1] / "deploy"
@@ -27,6 +28,7 @@ UNITS = sorted((DEPLOY / "systemd").glob("*.service")) + sorted(
 def _setting_names() -> set[str]:
     names = {f"PUBLIEKSDATA_NODE_{n.upper()}" for n in NodeSettings.model_fields}
     names |= {f"PUBLIEKSDATA_AGGREGATOR_{n.upper()}" for n in AggregatorSettings.model_fields}
+    names |= {f"PUBLIEKSDATA_KEYHOLDER_{n.upper()}" for n in KeyholderSettings.model_fields}
     return names | {"PUBLIEKSDATA_LOG_FORMAT", "PUBLIEKSDATA_LOG_LEVEL"}
 
 
@@ -46,7 +48,14 @@ def test_systemd_units_verify(unit: Path) -> None:
     assert problems == []
 
 
-@pytest.mark.parametrize("unit", ["publieksdata-node.service", "publieksdata-aggregator.service"])
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "publieksdata-node.service",
+        "publieksdata-aggregator.service",
+        "publieksdata-keyholder.service",
+    ],
+)
 def test_service_units_are_hardened_and_migrate_on_start(unit: str) -> None:
     text = (DEPLOY / "systemd" / unit).read_text("utf-8")
     for option in ("User=publieksdata", "NoNewPrivileges=yes", "ProtectSystem=strict",
@@ -95,6 +104,7 @@ def test_containerfiles_are_non_root_with_a_readiness_healthcheck(service: str) 
     [
         ("node.env", NodeSettings, "PUBLIEKSDATA_NODE_"),
         ("aggregator.env", AggregatorSettings, "PUBLIEKSDATA_AGGREGATOR_"),
+        ("keyholder.env", KeyholderSettings, "PUBLIEKSDATA_KEYHOLDER_"),
     ],
 )
 def test_env_files_list_every_setting_with_its_default(

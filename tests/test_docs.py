@@ -33,6 +33,7 @@ import pytest
 import typer
 
 from aggregator.settings import AggregatorSettings
+from keyholder.settings import KeyholderSettings
 from node import cli as node_cli
 from node.errors import CATALOGUE as ERROR_CATALOGUE
 from node.privacy.noise import zcdp_to_epsilon
@@ -256,6 +257,7 @@ def test_every_setting_is_documented() -> None:
     for settings, prefix in (
         (NodeSettings, "PUBLIEKSDATA_NODE_"),
         (AggregatorSettings, "PUBLIEKSDATA_AGGREGATOR_"),
+        (KeyholderSettings, "PUBLIEKSDATA_KEYHOLDER_"),
     ):
         assert settings.model_config.get("env_prefix") == prefix, settings.__name__
         names += [f"{prefix}{field.upper()}" for field in settings.model_fields]

@@ -1,8 +1,8 @@
-"""docs/reference/http-api.md matches the two apps: every route, every error code with its status,
+"""docs/reference/http-api.md matches the three apps: every route, every error code with its status,
 every field of the models it names, and every signed message type.
 
 The error-code tables are generated from the catalogues; after changing ``aggregator/errors.py`` or
-``node/errors.py``, regenerate them with::
+``node/errors.py`` or ``keyholder/errors.py``, regenerate them with::
 
     python -m tests.test_http_api_doc
 """
@@ -20,10 +20,13 @@ from pydantic import BaseModel
 from aggregator.app import create_app as create_aggregator
 from aggregator.errors import CATALOGUE as AGGREGATOR_ERRORS
 from aggregator.settings import AggregatorSettings
+from keyholder.app import create_app as create_keyholder
+from keyholder.errors import CATALOGUE as KEYHOLDER_ERRORS
+from keyholder.settings import KeyholderSettings
 from node.app import create_app as create_node
 from node.errors import CATALOGUE as NODE_ERRORS
 from node.settings import NodeSettings
-from protocol import api, messages, preview, results
+from protocol import api, messages, preview, results, sector
 from protocol.signing import SIGNATURE_DOMAIN, Envelope
 from tests.test_docs import test_links_resolve as check_links
 
@@ -70,6 +73,11 @@ MODELS: list[type[BaseModel]] = [
     preview.RoundPreview,
     preview.NodePreview,
     preview.MeasurePreview,
+    sector.KeyholderJoinRequest,
+    sector.KeyholderJoinResponse,
+    sector.KeyholderInfo,
+    sector.EvaluateRequest,
+    sector.EvaluateResponse,
 ]
 MESSAGE_TYPES = [
     messages.QUERY,
@@ -80,6 +88,9 @@ MESSAGE_TYPES = [
     messages.TASK,
     messages.KEY_ROTATION,
     *messages.SECAGG_TYPES,
+    sector.KEYHOLDER_JOIN,
+    sector.EVALUATE,
+    sector.EVALUATED,
 ]
 
 
@@ -102,6 +113,7 @@ def error_table(catalogue: Mapping[Any, _Info]) -> str:
 GENERATED: dict[str, Callable[[], str]] = {
     "aggregator-error-codes": lambda: error_table(AGGREGATOR_ERRORS),
     "node-error-codes": lambda: error_table(NODE_ERRORS),
+    "keyholder-error-codes": lambda: error_table(KEYHOLDER_ERRORS),
 }
 
 
@@ -132,7 +144,12 @@ def _routes(app_spec: dict[str, Any]) -> set[str]:
 def _all_routes(tmp_path: Path) -> dict[str, set[str]]:
     aggregator = create_aggregator(AggregatorSettings(home=tmp_path / "aggregator"))
     node = create_node(NodeSettings(home=tmp_path / "node"))
-    return {"aggregator": _routes(aggregator.openapi()), "node": _routes(node.openapi())}
+    keyholder = create_keyholder(KeyholderSettings(home=tmp_path / "keyholder"))
+    return {
+        "aggregator": _routes(aggregator.openapi()),
+        "node": _routes(node.openapi()),
+        "keyholder": _routes(keyholder.openapi()),
+    }
 
 
 @pytest.mark.parametrize("name", list(GENERATED))
@@ -143,7 +160,8 @@ def test_error_tables_match_the_catalogues(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("service", "catalogue"), [("aggregator", AGGREGATOR_ERRORS), ("node", NODE_ERRORS)]
+    ("service", "catalogue"),
+    [("aggregator", AGGREGATOR_ERRORS), ("node", NODE_ERRORS), ("keyholder", KEYHOLDER_ERRORS)],
 )
 def test_every_error_code_is_documented_with_its_status(
     service: str, catalogue: Mapping[Any, _Info]
@@ -161,7 +179,7 @@ def test_every_route_is_documented_and_every_documented_route_exists(tmp_path: P
         assert found, f"no routes found for the {service}"
         missing = sorted(route for route in found if f"`{route}`" not in text)
         assert not missing, f"http-api.md does not document the {service}'s {missing}"
-    known = routes["aggregator"] | routes["node"]
+    known = routes["aggregator"] | routes["node"] | routes["keyholder"]
     mentioned = set(re.findall(r"`((?:GET|POST|PUT|PATCH|DELETE) /v1/[^`\s]*)`", text))
     stale = sorted(mentioned - known)
     assert not stale, f"http-api.md documents routes that do not exist: {stale}"

@@ -18,6 +18,7 @@ class Columns:
     labels: list[str]
     index: dict[str, int] = field(default_factory=dict)
     customer: tuple[int, ...] = ()
+    sector: int | None = None  # the sector pseudonym's identifier column, if the file has it
     notes: list[str] = field(default_factory=list)
 
     def label(self, field_name: str) -> str:
@@ -63,6 +64,12 @@ def resolve_columns(
             absent.append(f"{column!r} ({name})")
     customer = [(column, find(column)) for column in profile.customer]
     columns.customer = tuple(position for _, position in customer if position is not None)
+    if profile.sector_identifier is not None:
+        columns.sector = find(profile.sector_identifier)
+    else:
+        columns.sector = next(
+            (p for c, p in customer if p is not None and "mail" in _normal(c)), None
+        )
     if customer and not columns.customer and profile.missing_customer == "reject":
         missing.append(" or ".join(repr(c) for c in profile.customer) + " (customer)")
     else:

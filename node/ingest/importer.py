@@ -31,6 +31,7 @@ from node.ingest.errors import ImportRefused, IngestError, ProfileError, Unreada
 from node.ingest.profile import Profile
 from node.ingest.reader import ReadLimits
 from node.ingest.report import ImportReport, Reject, default_rejects_path, write_rejects
+from node.ingest.sector import SectorPseudonymiser, attach
 from node.ingest.stream import ParsedFile
 from node.ingest.writer import AdmissionWriter
 from node.services import audit
@@ -71,6 +72,7 @@ def import_file(
     progress: Progress | None = None,
     max_rejected_share: float | None = None,
     limits: ReadLimits | None = None,
+    sector: SectorPseudonymiser | None = None,
 ) -> ImportReport:
     """Import one CSV or XLSX export.
 
@@ -86,6 +88,11 @@ def import_file(
     written. When nothing changed, no import batch is recorded and ``batch_id`` is None.
     ``progress(rows_done, rows_total)`` is called after every chunk; the total is an estimate
     from the file's line count (None when unknown).
+
+    With ``sector`` (the node is enrolled with key holders), every person with an identifier
+    gets a sector value per year of their admissions, inside the same transaction; when too few
+    key holders answer, :class:`~node.ingest.sector.SectorUnavailable` is raised and nothing is
+    written.
     """
     started = time.perf_counter()
     profile = profile.with_defaults(defaults)
@@ -99,6 +106,7 @@ def import_file(
         skip_invalid=skip_invalid,
         helper_process=_use_helper_process(path),
         limits=limits,
+        sector=sector is not None,
     )
     allowed = profile.max_rejected_share if max_rejected_share is None else max_rejected_share
     refused_share: float | None = None
@@ -142,6 +150,8 @@ def import_file(
                     refused_share = allowed
                     raise _Refused
                 writer.finish(facts.persons)
+                if sector is not None and facts.sector_ids:
+                    report.sector_values = attach(conn, facts.sector_ids, sector)
                 _finish_batch(conn, report, writer, batch_id)
         except _Refused:
             report.inserted = report.updated = report.unchanged = 0

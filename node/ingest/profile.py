@@ -54,6 +54,10 @@ class Profile:
     skip_rows: int = 0
     missing_customer: str = "reject"
     max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE
+    # The column whose normalised value feeds the sector pseudonym (default: the customer
+    # column whose name mentions "mail"), and what kind of identifier it holds.
+    sector_identifier: str | None = None
+    sector_kind: str = "email"
 
     def with_defaults(self, extra: Mapping[str, str] | None) -> Profile:
         """This profile with the operator's ``--default field=value`` options added."""

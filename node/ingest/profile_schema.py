@@ -46,6 +46,8 @@ FORMAT_KEYS = {
     "skip_rows",
     "missing_customer",
     "max_rejected_share",
+    "sector_identifier",
+    "sector_kind",
 }
 
 
@@ -162,8 +164,19 @@ def format_options(fmt: Mapping[str, Any]) -> dict[str, Any]:
             "[format] max_rejected_share must be a number from 0 to 1 (0.05 allows 5% of the "
             f"rows to be rejected), got {share!r}"
         )
+    sector_identifier = fmt.get("sector_identifier")
+    if sector_identifier is not None:
+        sector_identifier = string(sector_identifier, "[format] sector_identifier").strip()
+    sector_kind = string(fmt.get("sector_kind", "email"), "[format] sector_kind")
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", sector_kind):
+        raise Invalid(
+            '[format] sector_kind must be a short lower-case name such as "email", '
+            f"got {sector_kind!r}"
+        )
     # ISO 8601 is always understood, after the profile's own formats.
     return {
+        "sector_identifier": sector_identifier,
+        "sector_kind": sector_kind,
         "delimiter": DELIMITERS[delimiter_key],
         "encoding": None if encoding == "auto" else encoding,
         "decimal": "," if decimal == "comma" else ".",

@@ -54,6 +54,7 @@ class ImportReport:
     birth_dates_implausible: int = 0  # age band unknown: born before 1900 or after the event
     events_added: int = 0
     persons_added: int = 0
+    sector_values: int = 0  # (person, year) sector pseudonyms added (key holders enrolled)
     rejects_file: Path | None = None
     seconds: float = 0.0
 

@@ -51,10 +51,12 @@ class FileFacts:
     rows_read: int = 0
     persons: list[Facts] = field(default_factory=list)  # at the end: every person's final facts
     birth_dates_implausible: int = 0
+    # At the end, with sector pseudonymisation on: local pseudonym -> normalised identifier.
+    sector_ids: dict[str, str] | None = None
 
 
 def _open(
-    path: Path, profile: Profile, secret: bytes, source: str, limits: ReadLimits
+    path: Path, profile: Profile, secret: bytes, source: str, limits: ReadLimits, sector: bool
 ) -> tuple[Table, RowCompiler]:
     table = open_table(
         path,
@@ -74,6 +76,7 @@ def _open(
             source=source,
             file_name=table.file_name,
             separator=table.delimiter,
+            sector=sector,
         )
     except BaseException:
         table.close()
@@ -127,6 +130,7 @@ def _chunks(
     facts.warnings[:0] = compiler.warnings()
     facts.persons = book.all_facts()
     facts.birth_dates_implausible = compiler.values.stats["birth_implausible"]
+    facts.sector_ids = compiler.sector_ids
 
 
 class ParsedFile:
@@ -142,8 +146,9 @@ class ParsedFile:
         skip_invalid: bool,
         helper_process: bool,
         limits: ReadLimits | None = None,
+        sector: bool = False,
     ) -> None:
-        self.job = (path, profile, secret, source, skip_invalid, limits or ReadLimits())
+        self.job = (path, profile, secret, source, skip_invalid, limits or ReadLimits(), sector)
         self.helper_process = helper_process
         self.facts: FileFacts | None = None
         self._table: Table | None = None
@@ -151,9 +156,9 @@ class ParsedFile:
         self._process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> FileFacts:
-        path, profile, secret, source, _, limits = self.job
+        path, profile, secret, source, _, limits, sector = self.job
         if not self.helper_process:
-            self._table, self._compiler = _open(path, profile, secret, source, limits)
+            self._table, self._compiler = _open(path, profile, secret, source, limits, sector)
             self.facts = FileFacts(
                 self._table.file_name,
                 self._table.sha256,
@@ -226,6 +231,7 @@ class ParsedFile:
                     self.facts.rows_read,
                     self.facts.persons,
                     self.facts.birth_dates_implausible,
+                    self.facts.sector_ids,
                 ) = payload
                 return
             else:
@@ -269,8 +275,8 @@ def _helper() -> None:
     out = sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else may write to the message pipe
     try:
-        path, profile, secret, source, skip_invalid, limits = _recv(sys.stdin.buffer)
-        table, compiler = _open(path, profile, secret, source, limits)
+        path, profile, secret, source, skip_invalid, limits, sector = _recv(sys.stdin.buffer)
+        table, compiler = _open(path, profile, secret, source, limits, sector)
         with table:
             facts = FileFacts(
                 table.file_name, table.sha256, table.total_rows, compiler.label("ticket_id")
@@ -280,7 +286,13 @@ def _helper() -> None:
                 table.rows, compiler.compile(), compiler, facts, skip_invalid=skip_invalid
             ):
                 _send(out, ("chunk", chunk))
-            done = (facts.warnings, facts.rows_read, facts.persons, facts.birth_dates_implausible)
+            done = (
+                facts.warnings,
+                facts.rows_read,
+                facts.persons,
+                facts.birth_dates_implausible,
+                facts.sector_ids,
+            )
             _send(out, ("done", done))
     except BrokenPipeError:
         pass  # the importing process has gone away; nobody to tell

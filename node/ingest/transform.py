@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import date
 
 from node.ingest.columns import Columns, resolve_columns
+from node.ingest.errors import UnreadableFile
 from node.ingest.events import EVENT_FIELDS, EventInfo, read_event
 from node.ingest.fields import UNKNOWN
 from node.ingest.keys import ticket_ref_function
@@ -32,6 +33,7 @@ from node.ingest.values import (
     TicketValues,
     ValueReader,
 )
+from protocol.sector import normalise
 
 # A parsed row: (line, ticket_ref, person pseudonym, event number, order date as ISO text,
 # lead-time band, price in cents, price type, channel, status, attended, age band, PC4, segment).
@@ -65,6 +67,7 @@ class RowCompiler:
         file_name: str,
         today: date | None = None,
         separator: str | None = None,
+        sector: bool = False,
     ) -> None:
         self.profile = profile
         self.source = source
@@ -76,6 +79,17 @@ class RowCompiler:
         self.ticket_ref = ticket_ref_function(secret, source)
         self.new_events: list[EventInfo] = []
         self._event_count = 0
+        # With sector pseudonymisation on: local pseudonym -> normalised identifier, in memory
+        # only (node/ingest/sector.py turns it into sector values; it is never stored).
+        self.sector_ids: dict[str, str] | None = None
+        if sector:
+            if self.columns.sector is None:
+                raise UnreadableFile(
+                    f"{file_name}: the node is enrolled with key holders, but this file has no "
+                    "column for the sector pseudonym (an e-mail column among the profile's "
+                    "customer columns, or the one named by [format] sector_identifier)"
+                )
+            self.sector_ids = {}
 
     def label(self, field_name: str) -> str:
         return self.columns.label(field_name)
@@ -142,6 +156,8 @@ class RowCompiler:
         customer_index = self.columns.customer
         lab_customer = " / ".join(labels[i] for i in customer_index) or "customer"
         fallback = self.profile.missing_customer
+        sector_ids, i_sector = self.sector_ids, self.columns.sector
+        sector_kind = self.profile.sector_kind
         i_order = idx.get("order_id")
         event_key, event_of = self._event_lookup()
         i_ordered = idx.get("ordered_at")
@@ -183,6 +199,10 @@ class RowCompiler:
                 if cached:
                     person = cached
                     break
+            if person and sector_ids is not None and person not in sector_ids:
+                identifier = normalise(rec[i_sector], sector_kind)  # type: ignore[index]
+                if identifier is not None:
+                    sector_ids[person] = identifier
             if not person:
                 order = rec[i_order].strip() if i_order is not None else ""
                 if fallback == "order" and order:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from node.identity import pseudonym
 from node.services import audit
 from node.storage.db import transaction
-from node.storage.models import Admission, Event, GdprRequest, Person
+from node.storage.models import Admission, Event, GdprRequest, Person, SectorPseudonym
 
 
 def _log(session: Session, action: str, found: bool, admissions: int) -> None:
@@ -41,6 +41,11 @@ def export_person(
             .where(Admission.person_id == person.id)
             .order_by(Admission.event_date, Admission.id)
         ).all()
+        sector = session.execute(
+            select(SectorPseudonym.year, SectorPseudonym.value)
+            .where(SectorPseudonym.person_id == person.id)
+            .order_by(SectorPseudonym.year)
+        ).all()
         _log(session, "access", True, len(rows))
         return {
             "person": {
@@ -65,6 +70,9 @@ def export_person(
                 }
                 for adm, title, key_ in rows
             ],
+            # With key holders enrolled: the sector pseudonym per year (docs/explanation/
+            # sector-pseudonym.md); never the e-mail address it was derived from.
+            "sector_pseudonyms": [{"year": year, "value": value} for year, value in sector],
             "note": (
                 "Names, e-mail addresses, phone numbers, street addresses, full postcodes and "
                 "birth dates are never stored by this node."
@@ -87,6 +95,7 @@ def forget_person(factory: sessionmaker[Session], secret: bytes, identifier: str
             or 0
         )
         session.execute(delete(Admission).where(Admission.person_id == person_id))
+        session.execute(delete(SectorPseudonym).where(SectorPseudonym.person_id == person_id))
         session.execute(delete(Person).where(Person.id == person_id))
         _log(session, "erasure", True, int(count))
         return int(count)

@@ -117,6 +117,20 @@ class Admission(Base):
     age_band: Mapped[str] = mapped_column(String(8))
 
 
+class SectorPseudonym(Base):
+    """A person's sector value for one year: the first 16 bytes of the threshold OPRF of their
+    normalised identifier and the year (protocol/sector.py). Only when the node is enrolled with
+    key holders; never the identifier itself (docs/explanation/sector-pseudonym.md)."""
+
+    __tablename__ = "sector_pseudonym"
+
+    person_id: Mapped[int] = mapped_column(
+        ForeignKey("person.id", ondelete="CASCADE"), primary_key=True
+    )
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[str] = mapped_column(String(32))
+
+
 class GeoPc4(Base):
     """The operator-loaded PC4 → municipality → province table (CBS; not shipped)."""
 

@@ -28,6 +28,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -465,26 +466,31 @@ def _run_import(
     from node.ingest.errors import ImportRefused, percent
     from node.ingest.importer import ReadLimits, import_file
     from node.ingest.profile import load_profile
+    from node.ingest.sector import sector_pseudonymiser
 
     def progress(done: int, total: int | None) -> None:
         job.done_rows, job.total_rows = done, total
 
     try:
-        report = import_file(
-            state.writer,
-            load_secret(state.settings.secret_path),
-            path,
-            load_profile(profile_name),
-            source=source,
-            skip_invalid=skip_invalid,
-            rejects_path=path.with_name("rejects.csv"),
-            progress=progress,
-            limits=ReadLimits(
-                xlsx_max_unpacked_bytes=state.settings.import_xlsx_max_unpacked_bytes,
-                xlsx_max_ratio=state.settings.import_xlsx_max_ratio,
-                xlsx_max_rows=state.settings.import_xlsx_max_rows,
-            ),
-        )
+        profile = load_profile(profile_name)
+        # Enrolled with key holders: sector pseudonyms too, or nothing (node/ingest/sector.py).
+        with sector_pseudonymiser(state.settings, profile.sector_kind) or nullcontext() as sector:
+            report = import_file(
+                state.writer,
+                load_secret(state.settings.secret_path),
+                path,
+                profile,
+                source=source,
+                skip_invalid=skip_invalid,
+                rejects_path=path.with_name("rejects.csv"),
+                progress=progress,
+                limits=ReadLimits(
+                    xlsx_max_unpacked_bytes=state.settings.import_xlsx_max_unpacked_bytes,
+                    xlsx_max_ratio=state.settings.import_xlsx_max_ratio,
+                    xlsx_max_rows=state.settings.import_xlsx_max_rows,
+                ),
+                sector=sector,
+            )
         job.report = report
     except ImportRefused as exc:
         job.report = exc.report

@@ -88,14 +88,6 @@ def key_set_id(public_key_hex: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def bucket(value: str, buckets: int) -> int:
-    """bucket = H(value) mod m, the same at every node (for the reach round)."""
-    if buckets < 1:
-        raise ValueError("need at least one bucket")
-    digest = hashlib.sha256(b"publieksdata-reach-bucket-v1\x00" + bytes.fromhex(value)).digest()
-    return int.from_bytes(digest[:8], "big") % buckets
-
-
 # -- the key holder's wire -----------------------------------------------------------------------
 
 

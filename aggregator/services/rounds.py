@@ -28,7 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aggregator.errors import AggregatorError, ErrorCode
 from aggregator.merge import derived, estimates, merge_measures, screen
-from aggregator.services import registry, secure
+from aggregator.rounds import secure
+from aggregator.services import registry
 from aggregator.services.notify import Notifier
 from aggregator.services.writer import Writer
 from aggregator.settings import AggregatorSettings

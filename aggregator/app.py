@@ -23,9 +23,9 @@ from aggregator.deps import AggregatorState
 from aggregator.errors import AggregatorError, ErrorCode, problem
 from aggregator.home import load_rotations, load_signing_key, retired_keys
 from aggregator.metrics import snapshot
+from aggregator.rounds.service import Rounds
 from aggregator.services.notify import ClusterNotifier, Notifier
 from aggregator.services.registry import NodeKeys
-from aggregator.services.rounds import Rounds
 from aggregator.services.writer import Writer
 from aggregator.settings import AggregatorSettings
 from aggregator.storage.db import (

@@ -22,8 +22,8 @@ from aggregator.releases.compose import ComposeError
 from aggregator.releases.document import RELEASE_KEYS, Text
 from aggregator.releases.publish import PublishError, publish
 from aggregator.rounds import secure
+from aggregator.rounds.result import load_result
 from aggregator.services import registry
-from aggregator.services.rounds import load_result
 from aggregator.services.tokens import Role
 from aggregator.storage.models import Round
 from protocol.api import (

@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aggregator.accuracy import STANDARD_SUPPRESSION, predict
 from aggregator.errors import AggregatorError
+from aggregator.rounds.admission import precheck
+from aggregator.rounds.create import check_mode, plan, select_nodes
 from aggregator.services import registry
-from aggregator.services.rounds import check_mode, plan, precheck, select_nodes
 from aggregator.settings import AggregatorSettings
 from protocol.noise_shares import query_worst_case_rho
 from protocol.preview import MeasurePreview, NodePreview, RoundPreview

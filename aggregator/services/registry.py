@@ -104,7 +104,7 @@ AWAITING_APPROVAL = "awaiting_approval"  # a pending task's reason while its nod
 async def record_awaiting(session: AsyncSession, node_id: str, task_ids: Sequence[str]) -> None:
     """Mark this node's pending tasks that wait for its operator's approval (the node's poll
     lists them; a secure phase's task id carries a ".phase" suffix). The mark goes when the
-    task settles or its node sends the phase message (aggregator/services/rounds.py)."""
+    task settles or its node sends the phase message (aggregator/rounds/securephases.py)."""
     if not task_ids:
         return
     waiting = {t.split(".", 1)[0] for t in task_ids}

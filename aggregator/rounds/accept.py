@@ -1,0 +1,292 @@
+"""Accepting a node's signed message for its task: verify it against the node's key, judge it,
+and let the round's phase machine decide, inside the writer's transaction, what is stored.
+
+The shell around the pure machines (``independent``, ``securephases``): read the state, step,
+write what changed. The caller carries out the rest of the actions (wake-ups, timers, replies).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from aggregator.errors import AggregatorError, ErrorCode
+from aggregator.merge import screen
+from aggregator.rounds import independent, seats, secure, securephases
+from aggregator.rounds.machine import Action
+from aggregator.services import registry
+from aggregator.services.writer import Writer
+from aggregator.settings import AggregatorSettings
+from aggregator.storage.models import Node, Round, Task
+from protocol.messages import (
+    ANSWER,
+    REFUSAL,
+    SECAGG_TYPES,
+    BudgetStatus,
+    Phase,
+    QueryAnswer,
+    Refusal,
+    RefusalReason,
+    SecAggMasked,
+)
+from protocol.query import Mode, QuerySpec
+from protocol.results import NodeStatus, RoundState
+from protocol.signing import Envelope, SignatureError, public_key_from_text, verify_once
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What a message did to its round: the machine's actions, and for the shell around it why
+    a message was invalid, which nodes a new phase wakes and when that phase ends."""
+
+    round_id: str
+    actions: tuple[Action, ...]
+    reason: str | None = None
+    wake: tuple[str, ...] = ()
+    phase_deadline: datetime | None = None
+
+
+def signing_key(node: Node, key_id: str) -> str | None:
+    """The node's public key with this id: its current key, or during a rotation's overlap
+    window its previous one."""
+    if key_id == node.key_id:
+        return node.public_key
+    if (
+        key_id == node.retired_key_id
+        and node.retired_until is not None
+        and node.retired_until > datetime.now(UTC)
+    ):
+        return node.retired_public_key
+    return None
+
+
+def judge(
+    message_type: str, payload: dict[str, Any], row: Round, accept_exact: bool
+) -> tuple[NodeStatus, str | None, BudgetStatus | None]:
+    """Classify a correctly signed message of an independent round. An answer to another query
+    is rejected without a trace (it may be an old answer replayed by someone else); a signed
+    answer to *this* query that is malformed is recorded as invalid, since only the node could
+    have made it."""
+    if payload.get("query_id") != row.query_id:
+        raise AggregatorError(ErrorCode.ANSWER_MISMATCH, "the answer is for another query")
+    if message_type == REFUSAL:
+        try:
+            refusal = Refusal.model_validate(payload)
+        except ValidationError:
+            return NodeStatus.INVALID, "malformed_refusal", None
+        return NodeStatus.REFUSED, RefusalReason(refusal.reason).value, None
+    try:
+        answer = QueryAnswer.model_validate(payload)
+    except ValidationError:
+        return NodeStatus.INVALID, "malformed_answer", None
+    if answer.query_hash != row.query_hash:
+        return NodeStatus.INVALID, "wrong_query_hash", None
+    flaw = screen(QuerySpec.model_validate_json(row.spec), answer, accept_exact=accept_exact)
+    if flaw is not None:
+        return NodeStatus.INVALID, flaw, None
+    return NodeStatus.ANSWERED, None, answer.budget
+
+
+async def _record_budget(
+    session: AsyncSession, node_id: str, raw: bytes, budget: BudgetStatus
+) -> None:
+    # Wall time, as the poll reports it is ordered against use.
+    await registry.record_budget(session, node_id, budget, datetime.now(UTC))
+    await registry.record_proof(session, node_id, raw.decode("utf-8"), budget)
+
+
+class Acceptance:
+    def __init__(
+        self,
+        settings: AggregatorSettings,
+        factory: async_sessionmaker[AsyncSession],
+        writer: Writer,
+    ) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.writer = writer
+
+    async def accept(self, task_id: str, raw: bytes, now: datetime) -> Verdict:
+        """Check a node's signed answer or refusal for this task and store it. Raises
+        AggregatorError for anything that is not this node's message for this task. A secure
+        round's task id carries its phase ("<task>.<phase>"); the message type and the round's
+        current phase decide what the message is."""
+        task_id = task_id.split(".", 1)[0]
+        try:
+            envelope = Envelope.model_validate_json(raw)
+        except ValidationError:
+            raise AggregatorError(
+                ErrorCode.INVALID_REQUEST, "the body is not a signed message"
+            ) from None
+        async with self.factory() as session:
+            found = (
+                await session.execute(
+                    select(Round, Node)
+                    .select_from(Task)
+                    .join(Round, Round.id == Task.round_id)
+                    .join(Node, Node.id == Task.node_id)
+                    .where(Task.id == task_id)
+                )
+            ).first()
+        if found is None:
+            raise AggregatorError(ErrorCode.TASK_NOT_FOUND)
+        row, node = found
+        if node.status != "active":
+            raise AggregatorError(ErrorCode.UNKNOWN_KEY)
+        signer = signing_key(node, envelope.key_id)
+        if signer is None:
+            raise AggregatorError(ErrorCode.WRONG_NODE)
+        secure_round = row.mode == Mode.SECURE.value
+        allowed = (REFUSAL, *SECAGG_TYPES) if secure_round else (ANSWER, REFUSAL)
+        if envelope.type not in allowed:
+            raise AggregatorError(ErrorCode.WRONG_MESSAGE_TYPE)
+        try:
+            payload = verify_once(envelope, envelope.type, public_key_from_text(signer))
+        except SignatureError:
+            raise AggregatorError(ErrorCode.BAD_SIGNATURE) from None
+        if secure_round:
+            return await self._secure(task_id, row, node, envelope.type, payload, raw, now)
+        return await self._independent(task_id, row, node.id, envelope.type, payload, raw, now)
+
+    async def _independent(
+        self,
+        task_id: str,
+        row: Round,
+        node_id: str,
+        message_type: str,
+        payload: dict[str, Any],
+        raw: bytes,
+        now: datetime,
+    ) -> Verdict:
+        status, reason, budget = judge(
+            message_type, payload, row, self.settings.unsafe_accept_exact_answers
+        )
+
+        async def store(session: AsyncSession) -> tuple[Action, ...]:
+            task = (
+                await session.execute(select(Task.status, Task.body).where(Task.id == task_id))
+            ).one()
+            state = await session.scalar(
+                select(Round.state).where(Round.id == row.id).with_for_update()
+            )
+            pending = await session.scalar(
+                select(func.count())
+                .select_from(Task)
+                .where(Task.round_id == row.id, Task.status == NodeStatus.PENDING.value)
+            )
+            _, actions = independent.step(
+                independent.State(open=state == RoundState.OPEN.value, pending=pending or 0),
+                independent.Arrived(
+                    status=status,
+                    raw=raw,
+                    stored=task.body,
+                    task_pending=task.status == NodeStatus.PENDING.value,
+                    budget=budget is not None,
+                ),
+            )
+            if Action.STORE in actions:
+                await session.execute(
+                    update(Task)
+                    .where(Task.id == task_id)
+                    .values(
+                        status=status.value, reason=reason, body=raw, received_at=now, phase=None
+                    )
+                )
+            if Action.RECORD_BUDGET in actions and budget is not None:
+                await _record_budget(session, node_id, raw, budget)
+            if Action.CLOSE in actions:
+                await session.execute(
+                    update(Round)
+                    .where(Round.id == row.id)
+                    .values(state=RoundState.CLOSED.value, closed_at=now)
+                )
+            return actions
+
+        return Verdict(row.id, await self.writer.run(store), reason)
+
+    async def _secure(
+        self,
+        task_id: str,
+        row: Round,
+        node: Node,
+        message_type: str,
+        payload: dict[str, Any],
+        raw: bytes,
+        now: datetime,
+    ) -> Verdict:
+        phase = Phase(row.phase) if row.phase else None
+        status: NodeStatus | None = None
+        reason: str | None = None
+        if phase is not None:
+            try:
+                status, reason = secure.judge(
+                    phase,
+                    message_type,
+                    payload,
+                    round_id=row.id,
+                    spec=QuerySpec.model_validate_json(row.spec),
+                    threshold=row.threshold or 0,
+                    key_id=node.key_id,
+                    roster=list(secure_roster(row)),
+                    accept_exact=self.settings.unsafe_accept_exact_answers,
+                )
+            except secure.Foreign:
+                raise AggregatorError(
+                    ErrorCode.ANSWER_MISMATCH, "the message is for another round or query"
+                ) from None
+            except secure.Invalid as exc:
+                status, reason = NodeStatus.INVALID, exc.reason
+            if phase is Phase.UNMASK and status is not NodeStatus.PENDING:
+                # Its masked vector is in the sum already: a refusal or a bad reveal only means
+                # that its shares are missing, which the others' shares make up for.
+                status, reason = None, None
+        event = securephases.Arrived(task_id, phase, status, reason, raw, now)
+
+        async def store(session: AsyncSession) -> Verdict:
+            state = await seats.load(session, row.id, lock=True, only=task_id)
+            assert state is not None
+            after, actions = securephases.step(state, event)
+            await seats.save(session, state, after, now)
+            if Action.RECORD_BUDGET in actions:
+                budget = SecAggMasked.model_validate(payload).budget
+                await _record_budget(session, node.id, raw, budget)
+            if Action.PHASE_OVER in actions:
+                full = await seats.load(session, row.id)
+                assert full is not None
+                after, more = securephases.step(full, securephases.PhaseEnd(now, all_in=True))
+                await seats.save(session, full, after, now)
+                actions += more
+            return _verdict(after, actions, reason)
+
+        return await self.writer.run(store)
+
+
+def secure_roster(row: Round) -> tuple[str, ...]:
+    return tuple(json.loads(row.roster or "[]"))
+
+
+def _verdict(state: securephases.State, actions: tuple[Action, ...], reason: str | None) -> Verdict:
+    if Action.ADVANCE not in actions:
+        return Verdict(state.round_id, actions, reason)
+    wake = tuple(s.node_id for s in state.seats if s.phase is state.phase)
+    return Verdict(state.round_id, actions, reason, wake, state.phase_deadline)
+
+
+async def end_phase(session: AsyncSession, round_id: str, now: datetime) -> Verdict | None:
+    """A secure round's phase deadline passed: move on with whoever answered (None: nothing to
+    do, it moved on already or closed). Locked: another aggregator process on the same database
+    may be timing it out too."""
+    state = await seats.load(session, round_id, lock=True)
+    if state is None:
+        return None
+    after, actions = securephases.step(state, securephases.PhaseEnd(now))
+    if not actions:
+        return None
+    await seats.save(session, state, after, now)
+    return _verdict(after, actions, None)

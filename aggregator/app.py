@@ -17,8 +17,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from aggregator.api import admin, analysts, nodes, public
 from aggregator.api.releases import router as releases_router
-from aggregator.api.routes import router
 from aggregator.deps import AggregatorState
 from aggregator.errors import AggregatorError, ErrorCode, problem
 from aggregator.home import load_rotations, load_signing_key, retired_keys
@@ -182,7 +182,8 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         state: AggregatorState = request.app.state.aggregator
         return Response(render(registry, await snapshot(state)), media_type=CONTENT_TYPE)
 
-    app.include_router(router)
+    for part in (public, nodes, analysts, admin):
+        app.include_router(part.router)
     app.include_router(releases_router)
     app.include_router(site_router)  # last: its /{lang}/ paths must not shadow the API
     openapi.install(app, [code.value for code in ErrorCode], PROBLEM_STATUSES)

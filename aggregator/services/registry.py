@@ -11,17 +11,19 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from aggregator.services.writer import Writer
 from aggregator.storage.models import Node, Round, Task
-from protocol.messages import BudgetStatus, NodeReport
+from protocol.api import NodeBudget, NodeInfo
+from protocol.messages import BudgetStatus, NodeReport, Poll
 from protocol.results import NodeStatus
-from protocol.signing import public_key_from_text
+from protocol.signing import fingerprint, public_key_from_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,3 +246,54 @@ def remaining_estimate(node: Node, pending: dict[str, float]) -> float | None:
     if report is None:
         return None
     return max(0.0, report.budget.remaining_rho - pending.get(node.id, 0.0))
+
+
+async def record_poll(
+    writer: Writer, node_id: str, poll: Poll, signed: str, at: datetime
+) -> str | None:
+    """Store what a poll reports (budget, policy, tasks awaiting approval). Returns the node's
+    earlier budget proof when it now reports less spent (see ``record_proof``)."""
+
+    async def remember(session: AsyncSession) -> str | None:
+        await record_report(session, node_id, poll.report, at)
+        await record_awaiting(session, node_id, poll.awaiting_approval)
+        return await record_proof(session, node_id, signed, poll.report.budget)
+
+    return await writer.run(remember)
+
+
+CONNECTED_WITHIN = timedelta(minutes=1)
+
+
+async def node_infos(session: AsyncSession, now: datetime) -> list[NodeInfo]:
+    """The active nodes as analysts see them: connection, key and budget estimate."""
+    rows = await active_nodes(session)
+    pending = await committed_since_report(session)
+    infos = []
+    for row in rows:
+        budget = None
+        report = stored_report(row)
+        if report is not None and row.report_at is not None:
+            reported = report.budget
+            budget = NodeBudget(
+                period=reported.period,
+                cap_rho=reported.cap_rho,
+                spent_rho=reported.spent_rho,
+                remaining_rho=remaining_estimate(row, pending) or 0.0,
+                reported_at=row.report_at,
+            )
+        infos.append(
+            NodeInfo(
+                node_id=row.id,
+                institution=row.institution,
+                status=row.status,
+                key_id=row.key_id,
+                fingerprint=fingerprint(public_key_from_text(row.public_key)),
+                joined_at=row.joined_at,
+                last_seen_at=row.last_seen_at,
+                connected=row.last_seen_at is not None
+                and now - row.last_seen_at < CONNECTED_WITHIN,
+                budget=budget,
+            )
+        )
+    return infos

@@ -16,7 +16,7 @@ from aggregator.api.signed import SIGNED_BODY, envelope, errors, parsed, verify
 from aggregator.deps import StateDep
 from aggregator.errors import AggregatorError, ErrorCode
 from aggregator.home import rotation_chain
-from aggregator.services import enrolment, registry, rotation
+from aggregator.services import enrolment, reports, rotation
 from aggregator.services.enrolment import Lockout
 from aggregator.services.longpoll import long_poll
 from protocol.messages import JOIN, NODE_KEY_ROTATION, POLL, JoinRequest, JoinResponse, Poll
@@ -109,7 +109,7 @@ async def poll(request: Request, state: StateDep) -> dict[str, Any]:
     node = state.node_keys.get(signed.key_id)
     if node is None:  # removed between verification and now
         raise AggregatorError(ErrorCode.UNKNOWN_KEY)
-    proof = await registry.record_poll(
+    proof = await reports.record_poll(
         state.writer, node.node_id, message, signed.model_dump_json(), datetime.now(UTC)
     )
     if proof is not None:  # the node forgot spending it signed for: it must not answer first

@@ -20,7 +20,7 @@ from aggregator.errors import AggregatorError, ErrorCode
 from aggregator.merge import screen
 from aggregator.rounds import independent, seats, secure, securephases
 from aggregator.rounds.machine import Action
-from aggregator.services import registry
+from aggregator.services import reports
 from aggregator.services.writer import Writer
 from aggregator.settings import AggregatorSettings
 from aggregator.storage.models import Node, Round, Task
@@ -97,8 +97,8 @@ async def _record_budget(
     session: AsyncSession, node_id: str, raw: bytes, budget: BudgetStatus
 ) -> None:
     # Wall time, as the poll reports it is ordered against use.
-    await registry.record_budget(session, node_id, budget, datetime.now(UTC))
-    await registry.record_proof(session, node_id, raw.decode("utf-8"), budget)
+    signed = reports.Signed(node_id, raw.decode("utf-8"), budget, datetime.now(UTC))
+    await reports.record_spending(session, [signed])
 
 
 class Acceptance:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -18,10 +17,9 @@ from pydantic import ValidationError
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from aggregator.services.writer import Writer
 from aggregator.storage.models import Node, Round, Task
 from protocol.api import NodeBudget, NodeInfo
-from protocol.messages import BudgetStatus, NodeReport, Poll
+from protocol.messages import NodeReport
 from protocol.results import NodeStatus
 from protocol.signing import fingerprint, public_key_from_text
 
@@ -90,83 +88,7 @@ class NodeKeys:
         return None if entry is None else entry.key
 
 
-async def record_report(
-    session: AsyncSession, node_id: str, report: NodeReport, at: datetime
-) -> None:
-    await session.execute(
-        update(Node)
-        .where(Node.id == node_id)
-        .values(report=report.model_dump_json(), report_at=at, last_seen_at=at)
-    )
-
-
 AWAITING_APPROVAL = "awaiting_approval"  # a pending task's reason while its node's operator decides
-
-
-async def record_awaiting(session: AsyncSession, node_id: str, task_ids: Sequence[str]) -> None:
-    """Mark this node's pending tasks that wait for its operator's approval (the node's poll
-    lists them; a secure phase's task id carries a ".phase" suffix). The mark goes when the
-    task settles or its node sends the phase message (aggregator/rounds/securephases.py)."""
-    if not task_ids:
-        return
-    waiting = {t.split(".", 1)[0] for t in task_ids}
-    await session.execute(
-        update(Task)
-        .where(
-            Task.node_id == node_id,
-            Task.id.in_(waiting),
-            Task.status == NodeStatus.PENDING.value,
-        )
-        .values(reason=AWAITING_APPROVAL)
-        .execution_options(synchronize_session=False)
-    )
-
-
-PROOF_UNITS = 1_000_000_000  # the node ledger's integer units of ρ
-
-
-def _units(budget: BudgetStatus) -> int:
-    return round(budget.spent_rho * PROOF_UNITS)
-
-
-async def record_proof(
-    session: AsyncSession, node_id: str, signed: str, budget: BudgetStatus
-) -> str | None:
-    """Keep ``signed`` (a message the node signed, stating ``budget``) when it is the highest
-    spend seen for the node's latest period. Returns the kept proof when the node now reports
-    less than it: a node restored from an old backup, which must raise its ledger to it."""
-    node = await session.get(Node, node_id)
-    if node is None:
-        return None
-    units = _units(budget)
-    stored_period = node.budget_proof_period
-    if (
-        stored_period is None
-        or budget.period > stored_period
-        or (budget.period == stored_period and units > (node.budget_proof_units or 0))
-    ):
-        node.budget_proof = signed
-        node.budget_proof_period = budget.period
-        node.budget_proof_units = units
-        return None
-    if budget.period == stored_period and units < (node.budget_proof_units or 0):
-        return node.budget_proof
-    return None
-
-
-async def record_budget(
-    session: AsyncSession, node_id: str, budget: BudgetStatus, at: datetime
-) -> None:
-    """Update the budget part of a node's report from a signed answer."""
-    node = await session.get(Node, node_id)
-    stored = None if node is None else stored_report(node)
-    if node is None or stored is None:
-        return
-    if node.report_at is not None and node.report_at > at:
-        return
-    report = stored.model_copy(update={"budget": budget})
-    node.report = report.model_dump_json()
-    node.report_at = at
 
 
 async def remove_node(session: AsyncSession, node_id: str) -> list[str] | None:
@@ -246,20 +168,6 @@ def remaining_estimate(node: Node, pending: dict[str, float]) -> float | None:
     if report is None:
         return None
     return max(0.0, report.budget.remaining_rho - pending.get(node.id, 0.0))
-
-
-async def record_poll(
-    writer: Writer, node_id: str, poll: Poll, signed: str, at: datetime
-) -> str | None:
-    """Store what a poll reports (budget, policy, tasks awaiting approval). Returns the node's
-    earlier budget proof when it now reports less spent (see ``record_proof``)."""
-
-    async def remember(session: AsyncSession) -> str | None:
-        await record_report(session, node_id, poll.report, at)
-        await record_awaiting(session, node_id, poll.awaiting_approval)
-        return await record_proof(session, node_id, signed, poll.report.budget)
-
-    return await writer.run(remember)
 
 
 CONNECTED_WITHIN = timedelta(minutes=1)

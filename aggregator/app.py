@@ -122,7 +122,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         else:  # several aggregator processes may share this database: wake each other
             notifier = ClusterNotifier(libpq_conninfo(settings.database_url))
         node_keys = NodeKeys(factory)
-        rounds = Rounds(settings, factory, writer, notifier, key, protocol_clock)
+        rounds = Rounds(settings, factory, writer, notifier, key, protocol_clock, node_keys)
         try:
             if isinstance(notifier, ClusterNotifier):
                 notifier.on_keys_changed = node_keys.load

@@ -12,31 +12,29 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aggregator.errors import AggregatorError, ErrorCode
-from aggregator.merge import screen
-from aggregator.rounds import independent, seats, secure, securephases
+from aggregator.rounds import answers, seats, secure, securephases
+from aggregator.rounds.known import Known
 from aggregator.rounds.machine import Action
 from aggregator.services import reports
+from aggregator.services.registry import NodeKeys
 from aggregator.services.writer import Writer
 from aggregator.settings import AggregatorSettings
-from aggregator.storage.models import Node, Round, Task
+from aggregator.storage.models import Node, Round
 from protocol.messages import (
     ANSWER,
     REFUSAL,
     SECAGG_TYPES,
     BudgetStatus,
     Phase,
-    QueryAnswer,
-    Refusal,
-    RefusalReason,
     SecAggMasked,
 )
 from protocol.query import Mode, QuerySpec
-from protocol.results import NodeStatus, RoundState
+from protocol.results import NodeStatus
 from protocol.signing import Envelope, SignatureError, public_key_from_text, verify_once
 
 
@@ -66,33 +64,6 @@ def signing_key(node: Node, key_id: str) -> str | None:
     return None
 
 
-def judge(
-    message_type: str, payload: dict[str, Any], row: Round, accept_exact: bool
-) -> tuple[NodeStatus, str | None, BudgetStatus | None]:
-    """Classify a correctly signed message of an independent round. An answer to another query
-    is rejected without a trace (it may be an old answer replayed by someone else); a signed
-    answer to *this* query that is malformed is recorded as invalid, since only the node could
-    have made it."""
-    if payload.get("query_id") != row.query_id:
-        raise AggregatorError(ErrorCode.ANSWER_MISMATCH, "the answer is for another query")
-    if message_type == REFUSAL:
-        try:
-            refusal = Refusal.model_validate(payload)
-        except ValidationError:
-            return NodeStatus.INVALID, "malformed_refusal", None
-        return NodeStatus.REFUSED, RefusalReason(refusal.reason).value, None
-    try:
-        answer = QueryAnswer.model_validate(payload)
-    except ValidationError:
-        return NodeStatus.INVALID, "malformed_answer", None
-    if answer.query_hash != row.query_hash:
-        return NodeStatus.INVALID, "wrong_query_hash", None
-    flaw = screen(QuerySpec.model_validate_json(row.spec), answer, accept_exact=accept_exact)
-    if flaw is not None:
-        return NodeStatus.INVALID, flaw, None
-    return NodeStatus.ANSWERED, None, answer.budget
-
-
 async def _record_budget(
     session: AsyncSession, node_id: str, raw: bytes, budget: BudgetStatus
 ) -> None:
@@ -107,10 +78,14 @@ class Acceptance:
         settings: AggregatorSettings,
         factory: async_sessionmaker[AsyncSession],
         writer: Writer,
+        known: Known,
+        node_keys: NodeKeys | None = None,
     ) -> None:
         self.settings = settings
         self.factory = factory
         self.writer = writer
+        self.known = known
+        self.node_keys = node_keys
 
     async def accept(self, task_id: str, raw: bytes, now: datetime) -> Verdict:
         """Check a node's signed answer or refusal for this task and store it. Raises
@@ -124,91 +99,60 @@ class Acceptance:
             raise AggregatorError(
                 ErrorCode.INVALID_REQUEST, "the body is not a signed message"
             ) from None
-        async with self.factory() as session:
-            found = (
-                await session.execute(
-                    select(Round, Node)
-                    .select_from(Task)
-                    .join(Round, Round.id == Task.round_id)
-                    .join(Node, Node.id == Task.node_id)
-                    .where(Task.id == task_id)
-                )
-            ).first()
+        found = await self.known.task(task_id)
         if found is None:
             raise AggregatorError(ErrorCode.TASK_NOT_FOUND)
-        row, node = found
-        if node.status != "active":
-            raise AggregatorError(ErrorCode.UNKNOWN_KEY)
-        signer = signing_key(node, envelope.key_id)
-        if signer is None:
-            raise AggregatorError(ErrorCode.WRONG_NODE)
-        secure_round = row.mode == Mode.SECURE.value
+        owner, query = found
+        signer = await self._signer(owner.node_id, envelope.key_id)
+        secure_round = query.mode is Mode.SECURE
         allowed = (REFUSAL, *SECAGG_TYPES) if secure_round else (ANSWER, REFUSAL)
         if envelope.type not in allowed:
             raise AggregatorError(ErrorCode.WRONG_MESSAGE_TYPE)
         try:
-            payload = verify_once(envelope, envelope.type, public_key_from_text(signer))
+            payload = verify_once(envelope, envelope.type, signer)
         except SignatureError:
             raise AggregatorError(ErrorCode.BAD_SIGNATURE) from None
         if secure_round:
+            async with self.factory() as session:
+                row = await session.get(Round, owner.round_id)
+                node = await session.get(Node, owner.node_id)
+            assert row is not None and node is not None
             return await self._secure(task_id, row, node, envelope.type, payload, raw, now)
-        return await self._independent(task_id, row, node.id, envelope.type, payload, raw, now)
-
-    async def _independent(
-        self,
-        task_id: str,
-        row: Round,
-        node_id: str,
-        message_type: str,
-        payload: dict[str, Any],
-        raw: bytes,
-        now: datetime,
-    ) -> Verdict:
-        status, reason, budget = judge(
-            message_type, payload, row, self.settings.unsafe_accept_exact_answers
+        status, reason, budget = answers.judge(
+            envelope.type, payload, query, self.settings.unsafe_accept_exact_answers
         )
+        answer = answers.Answer(
+            task_id,
+            owner.round_id,
+            owner.node_id,
+            raw,
+            status,
+            reason,
+            budget,
+            now,
+            datetime.now(UTC),
+        )
+        return Verdict(owner.round_id, await self.writer.add(answers.ANSWERS, answer), reason)
 
-        async def store(session: AsyncSession) -> tuple[Action, ...]:
-            task = (
-                await session.execute(select(Task.status, Task.body).where(Task.id == task_id))
-            ).one()
-            state = await session.scalar(
-                select(Round.state).where(Round.id == row.id).with_for_update()
-            )
-            pending = await session.scalar(
-                select(func.count())
-                .select_from(Task)
-                .where(Task.round_id == row.id, Task.status == NodeStatus.PENDING.value)
-            )
-            _, actions = independent.step(
-                independent.State(open=state == RoundState.OPEN.value, pending=pending or 0),
-                independent.Arrived(
-                    status=status,
-                    raw=raw,
-                    stored=task.body,
-                    task_pending=task.status == NodeStatus.PENDING.value,
-                    budget=budget is not None,
-                ),
-            )
-            if Action.STORE in actions:
-                await session.execute(
-                    update(Task)
-                    .where(Task.id == task_id)
-                    .values(
-                        status=status.value, reason=reason, body=raw, received_at=now, phase=None
-                    )
-                )
-            if Action.RECORD_BUDGET in actions and budget is not None:
-                await _record_budget(session, node_id, raw, budget)
-            if Action.CLOSE in actions:
-                await session.execute(
-                    update(Round)
-                    .where(Round.id == row.id)
-                    .values(state=RoundState.CLOSED.value, closed_at=now)
-                )
-            return actions
-
-        return Verdict(row.id, await self.writer.run(store), reason)
+    async def _signer(self, node_id: str, key_id: str) -> Ed25519PublicKey:
+        """The public key ``key_id`` of the task's node: from the enrolled keys in memory, or,
+        for anything else (a removed node, another node's key, a rotation's old key after its
+        overlap), as the database says."""
+        entry = self.node_keys.get(key_id) if self.node_keys is not None else None
+        if (
+            entry is not None
+            and entry.node_id == node_id
+            and (entry.retired_until is None or entry.retired_until > datetime.now(UTC))
+        ):
+            return entry.key
+        async with self.factory() as session:
+            node = await session.get(Node, node_id)
+        if node is None or node.status != "active":
+            raise AggregatorError(ErrorCode.UNKNOWN_KEY)
+        signer = signing_key(node, key_id)
+        if signer is None:
+            raise AggregatorError(ErrorCode.WRONG_NODE)
+        return public_key_from_text(signer)
 
     async def _secure(
         self,

@@ -28,10 +28,12 @@ from aggregator.rounds import independent
 from aggregator.rounds.accept import Acceptance, Verdict, end_phase
 from aggregator.rounds.cache import LRU
 from aggregator.rounds.deliver import Delivery
+from aggregator.rounds.known import Known, Query
 from aggregator.rounds.machine import Action
 from aggregator.rounds.result import load_result
 from aggregator.rounds.timers import Timers, open_rounds
 from aggregator.services.notify import Notifier
+from aggregator.services.registry import NodeKeys
 from aggregator.services.writer import Writer
 from aggregator.settings import AggregatorSettings
 from aggregator.storage.models import Round, Task
@@ -52,6 +54,7 @@ class Rounds:
         notifier: Notifier,
         key: SigningKey,
         clock: Clock | None = None,
+        node_keys: NodeKeys | None = None,
     ) -> None:
         self.settings = settings
         self.factory = factory
@@ -61,7 +64,8 @@ class Rounds:
         self._background: set[asyncio.Task[None]] = set()
         self.timers = Timers(self.clock, self._spawn)
         self.delivery = Delivery(factory, writer, key, self.clock.now, self._spawn)
-        self.acceptance = Acceptance(settings, factory, writer)
+        self.known = Known(factory)
+        self.acceptance = Acceptance(settings, factory, writer, self.known, node_keys)
         self._results: LRU[RoundResult] = LRU(64)  # closed rounds, merged
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -92,7 +96,10 @@ class Rounds:
             quorum,
             threshold,
         )
-        self._arm(created.round_id, created.window.first_timer, created.spec.mode)
+        spec = created.spec
+        query = Query(created.round_id, spec.query_id, spec.digest(), spec, spec.mode)
+        self.known.remember(query, created.tasks)
+        self._arm(created.round_id, created.window.first_timer, spec.mode)
         self.notifier.wake_nodes(list(created.tasks))
         return created.round_id
 
@@ -123,6 +130,7 @@ class Rounds:
             self.timers.cancel(verdict.round_id)
             self.notifier.forget_round(verdict.round_id)
             self.delivery.forget(verdict.round_id)
+            self.known.forget(verdict.round_id)
         if Action.ADVANCE in actions and verdict.phase_deadline is not None:
             self.timers.arm(verdict.round_id, verdict.phase_deadline, self._phase_timeout)
             self.notifier.wake_nodes(list(verdict.wake))

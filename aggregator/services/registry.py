@@ -29,6 +29,7 @@ class NodeKey:
     node_id: str
     institution: str
     key: Ed25519PublicKey
+    retired_until: datetime | None = None  # a previous key, accepted until then
 
 
 MISS_RELOAD_SECONDS = 1.0
@@ -60,7 +61,10 @@ class NodeKeys:
                     and row.retired_until > now
                 ):  # a rotation's overlap window: the old key still signs in-flight answers
                     keys[row.retired_key_id] = NodeKey(
-                        row.id, row.institution, public_key_from_text(row.retired_public_key)
+                        row.id,
+                        row.institution,
+                        public_key_from_text(row.retired_public_key),
+                        row.retired_until,
                     )
             self._by_key_id = keys
         self._loaded_at = time.monotonic()

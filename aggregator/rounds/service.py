@@ -99,6 +99,7 @@ class Rounds:
         spec = created.spec
         query = Query(created.round_id, spec.query_id, spec.digest(), spec, spec.mode)
         self.known.remember(query, created.tasks)
+        self.delivery.prime(created.round_id, spec, analyst)
         self._arm(created.round_id, created.window.first_timer, spec.mode)
         self.notifier.wake_nodes(list(created.tasks))
         return created.round_id

@@ -56,7 +56,7 @@ def _spec(body: RoundRequest) -> QuerySpec:
 
 @router.post("/rounds", status_code=201, summary="Ask the federation a question")
 async def create_round(body: RoundRequest, state: StateDep, who: AnalystDep) -> RoundResult:
-    round_id = await state.rounds.create(
+    return await state.rounds.start(
         _spec(body),
         who.name,
         list(body.nodes) if body.nodes is not None else None,
@@ -65,7 +65,6 @@ async def create_round(body: RoundRequest, state: StateDep, who: AnalystDep) -> 
         threshold=body.threshold,
         approval_deadline_seconds=body.approval_deadline_seconds,
     )
-    return await state.rounds.result(round_id)
 
 
 @router.post(

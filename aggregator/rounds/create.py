@@ -150,6 +150,8 @@ class Created:
     spec: QuerySpec
     window: Window
     tasks: dict[str, str]  # node id -> task id
+    row: Round  # as stored (transient: not bound to a session)
+    institutions: dict[str, str]  # node id -> institution
 
 
 async def create(
@@ -172,27 +174,26 @@ async def create(
     spec = spec.model_copy(update={"query_id": f"pd-{round_id}"})
     first = Phase.ANNOUNCE if secure_mode else Phase.QUERY
 
-    async def store(session: AsyncSession) -> dict[str, str]:
+    async def store(session: AsyncSession) -> Created:
         nodes = await select_nodes(session, settings, node_ids)
         t, need = plan(settings, spec, len(nodes), quorum, threshold)
         admit(spec, nodes, await registry.committed_since_report(session), t)
-        await session.execute(
-            insert(Round).values(
-                id=round_id,
-                query_id=spec.query_id,
-                query_hash=spec.digest(),
-                spec=spec.model_dump_json(),
-                analyst=analyst,
-                created_at=now,
-                deadline=when.deadline,
-                quorum=need,
-                state=RoundState.OPEN.value,
-                mode=spec.mode.value,
-                threshold=t,
-                phase=Phase.ANNOUNCE.value if secure_mode else None,
-                phase_deadline=when.phase_end,
-            )
+        values = dict(
+            id=round_id,
+            query_id=spec.query_id,
+            query_hash=spec.digest(),
+            spec=spec.model_dump_json(),
+            analyst=analyst,
+            created_at=now,
+            deadline=when.deadline,
+            quorum=need,
+            state=RoundState.OPEN.value,
+            mode=spec.mode.value,
+            threshold=t,
+            phase=Phase.ANNOUNCE.value if secure_mode else None,
+            phase_deadline=when.phase_end,
         )
+        await session.execute(insert(Round).values(values))
         tasks = {n.id: str(uuid.uuid4()) for n in nodes}
         await session.execute(
             insert(Task),
@@ -209,6 +210,7 @@ async def create(
                 for node_id, task_id in tasks.items()
             ],
         )
-        return tasks
+        institutions = {n.id: n.institution for n in nodes}
+        return Created(round_id, spec, when, tasks, Round(**values), institutions)
 
-    return Created(round_id, spec, when, await writer.run(store))
+    return await writer.run(store)

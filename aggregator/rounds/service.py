@@ -30,7 +30,7 @@ from aggregator.rounds.cache import LRU
 from aggregator.rounds.deliver import Delivery
 from aggregator.rounds.known import Known, Query
 from aggregator.rounds.machine import Action
-from aggregator.rounds.result import load_result
+from aggregator.rounds.result import Settled, build_result, load_result
 from aggregator.rounds.timers import Timers, open_rounds
 from aggregator.services.notify import Notifier
 from aggregator.services.registry import NodeKeys
@@ -85,6 +85,24 @@ class Rounds:
         threshold: int | None = None,
         approval_deadline_seconds: int | None = None,
     ) -> str:
+        """Create a round and hand its tasks to the nodes; returns its id."""
+        started = await self.start(
+            spec, analyst, node_ids, deadline_seconds, quorum, threshold, approval_deadline_seconds
+        )
+        return started.round_id
+
+    async def start(
+        self,
+        spec: QuerySpec,
+        analyst: str,
+        node_ids: list[str] | None,
+        deadline_seconds: int | None,
+        quorum: int | None,
+        threshold: int | None = None,
+        approval_deadline_seconds: int | None = None,
+    ) -> RoundResult:
+        """Create a round; its result as it starts (every node pending), built from what was
+        just stored, so that the analyst has it without waiting for a read behind the nodes."""
         created = await creating.create(
             self.settings,
             self.writer,
@@ -102,7 +120,12 @@ class Rounds:
         self.delivery.prime(created.round_id, spec, analyst)
         self._arm(created.round_id, created.window.first_timer, spec.mode)
         self.notifier.wake_nodes(list(created.tasks))
-        return created.round_id
+        names = created.institutions
+        tasks = sorted(created.tasks.items(), key=lambda item: (names[item[0]], item[0]))
+        return build_result(
+            created.row,
+            [Settled(t, n, NodeStatus.PENDING.value, None, names[n]) for n, t in tasks],
+        )
 
     async def pending_for(
         self, node_id: str, key_id: str, in_flight: Sequence[str]

@@ -20,6 +20,7 @@ from aggregator.errors import AggregatorError, ErrorCode
 from aggregator.rounds import answers, seats, secure, securephases
 from aggregator.rounds.known import Known
 from aggregator.rounds.machine import Action
+from aggregator.rounds.result import Parsed
 from aggregator.services import reports
 from aggregator.services.registry import NodeKeys
 from aggregator.services.writer import Writer
@@ -81,6 +82,7 @@ class Acceptance:
         known: Known,
         node_keys: NodeKeys | None = None,
     ) -> None:
+        self.parsed = Parsed()
         self.settings = settings
         self.factory = factory
         self.writer = writer
@@ -118,7 +120,7 @@ class Acceptance:
                 node = await session.get(Node, owner.node_id)
             assert row is not None and node is not None
             return await self._secure(task_id, row, node, envelope.type, payload, raw, now)
-        status, reason, budget = answers.judge(
+        status, reason, parsed = answers.judge(
             envelope.type, payload, query, self.settings.unsafe_accept_exact_answers
         )
         answer = answers.Answer(
@@ -128,11 +130,14 @@ class Acceptance:
             raw,
             status,
             reason,
-            budget,
+            parsed.budget if parsed is not None else None,
             now,
             datetime.now(UTC),
         )
-        return Verdict(owner.round_id, await self.writer.add(answers.ANSWERS, answer), reason)
+        actions = await self.writer.add(answers.ANSWERS, answer)
+        if parsed is not None and Action.STORE in actions:
+            self.parsed.keep(owner.round_id, task_id, raw, parsed)
+        return Verdict(owner.round_id, actions, reason)
 
     async def _signer(self, node_id: str, key_id: str) -> Ed25519PublicKey:
         """The public key ``key_id`` of the task's node: from the enrolled keys in memory, or,

@@ -15,6 +15,7 @@ from typing import Any, cast
 from pydantic import ValidationError
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from aggregator.errors import AggregatorError, ErrorCode
 from aggregator.merge import screen
@@ -23,17 +24,19 @@ from aggregator.rounds.known import Query
 from aggregator.rounds.machine import Action
 from aggregator.services import reports
 from aggregator.services.writer import Batched
-from aggregator.storage.models import Round, Task
+from aggregator.storage.models import Node, Round, Task
 from protocol.messages import REFUSAL, BudgetStatus, QueryAnswer, Refusal, RefusalReason
 from protocol.results import NodeStatus, RoundState
 
 TASK = cast(Table, Task.__table__)
+PENDING = aliased(Task)
 
 
 def judge(
     message_type: str, payload: dict[str, Any], query: Query, accept_exact: bool
-) -> tuple[NodeStatus, str | None, BudgetStatus | None]:
-    """Classify a correctly signed message of an independent round. An answer to another query
+) -> tuple[NodeStatus, str | None, QueryAnswer | None]:
+    """Classify a correctly signed message of an independent round (the answer, when it is
+    one to merge). An answer to another query
     is rejected without a trace (it may be an old answer replayed by someone else); a signed
     answer to *this* query that is malformed is recorded as invalid, since only the node could
     have made it."""
@@ -54,7 +57,7 @@ def judge(
     flaw = screen(query.spec, answer, accept_exact=accept_exact)
     if flaw is not None:
         return NodeStatus.INVALID, flaw, None
-    return NodeStatus.ANSWERED, None, answer.budget
+    return NodeStatus.ANSWERED, None, answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,31 +78,32 @@ class Answer:
 async def _store(session: AsyncSession, answers: Sequence[Answer]) -> list[Any]:
     task_ids = {a.task_id for a in answers}
     round_ids = {a.round_id for a in answers}
-    tasks = {
-        task_id: (status, body)
-        for task_id, status, body in await session.execute(
-            select(Task.id, Task.status, Task.body).where(Task.id.in_(task_ids))
+    if session.bind is not None and session.bind.dialect.name != "sqlite":
+        # Lock the rounds first (another aggregator process may be storing answers to them),
+        # so that the pending counts below are read after its commit. SQLite has one writer.
+        await session.execute(
+            select(Round.id).where(Round.id.in_(round_ids)).order_by(Round.id).with_for_update()
         )
-    }
-    opened = {
-        round_id: state == RoundState.OPEN.value
-        for round_id, state in await session.execute(
-            select(Round.id, Round.state).where(Round.id.in_(round_ids)).with_for_update()
-        )
-    }
-    pending = dict(
-        (
-            await session.execute(
-                select(Task.round_id, func.count())
-                .where(Task.round_id.in_(round_ids), Task.status == NodeStatus.PENDING.value)
-                .group_by(Task.round_id)
-            )
-        ).all()
+    pending = (
+        select(func.count())
+        .select_from(PENDING)
+        .where(PENDING.round_id == Task.round_id, PENDING.status == NodeStatus.PENDING.value)
+        .scalar_subquery()
     )
-    states = {
-        r: independent.State(open=opened.get(r, False), pending=pending.get(r, 0))
-        for r in round_ids
-    }
+    rows = await session.execute(
+        select(Task.id, Task.status, Task.body, Task.node_id, Task.round_id, Round.state, pending)
+        .add_columns(*reports.NODE_COLUMNS)
+        .join(Round, Round.id == Task.round_id)
+        .join(Node, Node.id == Task.node_id)
+        .where(Task.id.in_(task_ids))
+    )
+    tasks: dict[str, tuple[str, bytes | None]] = {}
+    states: dict[str, independent.State] = {}
+    nodes: dict[str, tuple[Any, ...]] = {}
+    for task_id, status, body, node_id, round_id, state, count, *node in rows:
+        tasks[task_id] = (status, body)
+        states[round_id] = independent.State(state == RoundState.OPEN.value, count or 0)
+        nodes[node_id] = tuple(node)
     results: list[Any] = []
     stored: list[dict[str, Any]] = []
     spent: list[reports.Signed] = []
@@ -143,7 +147,7 @@ async def _store(session: AsyncSession, answers: Sequence[Answer]) -> list[Any]:
             stored,
         )
     if spent:
-        await reports.record_spending(session, spent)
+        await reports.record_spending(session, spent, nodes)
     for round_id, now in closed.items():
         await session.execute(
             update(Round)

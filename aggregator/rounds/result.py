@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aggregator.merge import derived, estimates, merge_measures, screen
 from aggregator.rounds import secure
+from aggregator.rounds.cache import LRU
 from aggregator.storage.models import Node, Round, Task
 from protocol.calibration import ExpectedNoise, expected_noise
 from protocol.messages import QueryAnswer
@@ -20,9 +21,36 @@ from protocol.query import Measure, Mode, QuerySpec
 from protocol.results import Coverage, NodeOutcome, NodeStatus, RoundResult, RoundState
 
 
-async def load_result(session: AsyncSession, round_id: str) -> RoundResult | None:
+class Parsed:
+    """Answers this process parsed and screened when they arrived, by round and task, with
+    their bytes: merging a closed round reuses one when the stored bytes are the same, instead
+    of parsing it again. Bounded: the rounds most recently answered."""
+
+    def __init__(self, rounds: int = 64) -> None:
+        self._rounds: LRU[dict[str, tuple[bytes, QueryAnswer]]] = LRU(rounds)
+
+    def keep(self, round_id: str, task_id: str, raw: bytes, answer: QueryAnswer) -> None:
+        answers = self._rounds.get(round_id)
+        if answers is None:
+            answers = {}
+            self._rounds.put(round_id, answers)
+        answers[task_id] = (raw, answer)
+
+    def peek(self, round_id: str) -> dict[str, tuple[bytes, QueryAnswer]]:
+        return self._rounds.get(round_id) or {}
+
+    def take(self, round_id: str) -> dict[str, tuple[bytes, QueryAnswer]]:
+        return self._rounds.pop(round_id) or {}
+
+
+async def load_result(
+    session: AsyncSession,
+    round_id: str,
+    parsed: Mapping[str, tuple[bytes, QueryAnswer]] | None = None,
+) -> RoundResult | None:
     """A round's result, or None for an unknown round. The stored answers are read only once the
-    round has closed (an open round shows coverage, no figures)."""
+    round has closed (an open round shows coverage, no figures); ``parsed`` are answers parsed
+    already (see ``Parsed``)."""
     row = await session.get(Round, round_id)
     if row is None:
         return None
@@ -36,7 +64,7 @@ async def load_result(session: AsyncSession, round_id: str) -> RoundResult | Non
             .order_by(Node.institution, Node.id)
         )
     ).all()
-    return build_result(row, [Settled(*t) for t in tasks])
+    return build_result(row, [Settled(*t) for t in tasks], parsed or {})
 
 
 class Settled:
@@ -71,7 +99,11 @@ def _stored_answer(
     return screen(spec, answer, accept_exact=True, expected=expected) or answer
 
 
-def build_result(row: Round, tasks: Sequence[Settled]) -> RoundResult:
+def build_result(
+    row: Round,
+    tasks: Sequence[Settled],
+    parsed: Mapping[str, tuple[bytes, QueryAnswer]] | None = None,
+) -> RoundResult:
     spec = QuerySpec.model_validate_json(row.spec)
     state = RoundState(row.state)
     answers: list[QueryAnswer] = []
@@ -80,7 +112,12 @@ def build_result(row: Round, tasks: Sequence[Settled]) -> RoundResult:
         expected = expected_noise(spec)  # once for all the round's answers
         for task in tasks:
             if task.status == NodeStatus.ANSWERED.value and task.body is not None:
-                stored = _stored_answer(spec, task.body, expected)
+                known = (parsed or {}).get(task.id)
+                stored = (
+                    screen(spec, known[1], accept_exact=True, expected=expected) or known[1]
+                    if known is not None and known[0] == task.body
+                    else _stored_answer(spec, task.body, expected)
+                )
                 if isinstance(stored, str):
                     rejected[task.id] = stored
                 else:

@@ -258,11 +258,12 @@ class Rounds:
         if cached is not None:
             return cached
         async with self.factory() as session:
-            result = await load_result(session, round_id)
+            result = await load_result(session, round_id, self.acceptance.parsed.peek(round_id))
         if result is None:
             raise AggregatorError(ErrorCode.ROUND_NOT_FOUND)
         if result.state is RoundState.CLOSED:
             self._results.put(round_id, result)
+            self.acceptance.parsed.take(round_id)
         return result
 
     async def wait(self, round_id: str, seen: int, timeout: float) -> RoundResult:

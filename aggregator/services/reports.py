@@ -54,16 +54,7 @@ class _Row:
 
 
 async def _rows(session: AsyncSession, node_ids: set[str]) -> dict[str, _Row]:
-    found = await session.execute(
-        select(
-            Node.id,
-            Node.report,
-            Node.report_at,
-            Node.budget_proof,
-            Node.budget_proof_period,
-            Node.budget_proof_units,
-        ).where(Node.id.in_(node_ids))
-    )
+    found = await session.execute(select(Node.id, *NODE_COLUMNS).where(Node.id.in_(node_ids)))
     return {r[0]: _Row(*r[1:]) for r in found}
 
 
@@ -88,47 +79,60 @@ def _proof(row: _Row, message: Signed) -> str | None:
 async def _write(
     session: AsyncSession, rows: dict[str, _Row], last_seen: dict[str, datetime]
 ) -> None:
-    reports = [
-        {"b_id": node_id, "b_report": r.report, "b_report_at": r.report_at}
-        for node_id, r in rows.items()
-        if r.report_changed and node_id not in last_seen
-    ]
-    seen = [
-        {"b_id": node_id, "b_report": r.report, "b_report_at": r.report_at, "b_seen": at}
-        for node_id, r in rows.items()
-        if node_id in last_seen and (at := last_seen[node_id]) is not None
-    ]
-    proofs = [
-        {"b_id": node_id, "b_proof": r.proof, "b_period": r.period, "b_units": r.units}
-        for node_id, r in rows.items()
-        if r.proof_changed
-    ]
-    where = NODE.c.id == bindparam("b_id")
-    if reports:
-        values: dict[str, Any] = {
-            "report": bindparam("b_report"),
-            "report_at": bindparam("b_report_at"),
-        }
-        await session.execute(update(NODE).where(where).values(values), reports)
-    if seen:
-        values = {
-            "report": bindparam("b_report"),
-            "report_at": bindparam("b_report_at"),
-            "last_seen_at": bindparam("b_seen"),
-        }
-        await session.execute(update(NODE).where(where).values(values), seen)
-    if proofs:
-        values = {
-            "budget_proof": bindparam("b_proof"),
-            "budget_proof_period": bindparam("b_period"),
-            "budget_proof_units": bindparam("b_units"),
-        }
-        await session.execute(update(NODE).where(where).values(values), proofs)
+    """One ``executemany`` per combination of what changed (usually one per batch)."""
+    groups: dict[tuple[bool, bool, bool], list[dict[str, Any]]] = {}
+    for node_id, r in rows.items():
+        seen = last_seen.get(node_id)
+        shape = (r.report_changed or seen is not None, r.proof_changed, seen is not None)
+        if not any(shape):
+            continue
+        groups.setdefault(shape, []).append(
+            {
+                "b_id": node_id,
+                "b_report": r.report,
+                "b_report_at": r.report_at,
+                "b_seen": seen,
+                "b_proof": r.proof,
+                "b_period": r.period,
+                "b_units": r.units,
+            }
+        )
+    for (report, proof, polled), params in groups.items():
+        values: dict[str, Any] = {}
+        if report:
+            values.update(report=bindparam("b_report"), report_at=bindparam("b_report_at"))
+        if polled:
+            values["last_seen_at"] = bindparam("b_seen")
+        if proof:
+            values.update(
+                budget_proof=bindparam("b_proof"),
+                budget_proof_period=bindparam("b_period"),
+                budget_proof_units=bindparam("b_units"),
+            )
+        statement = update(NODE).where(NODE.c.id == bindparam("b_id")).values(values)
+        await session.execute(statement, params)
 
 
-async def record_spending(session: AsyncSession, messages: Sequence[Signed]) -> None:
-    """Answers: the budget part of each node's stored report, and its proof."""
-    rows = await _rows(session, {m.node_id for m in messages})
+NODE_COLUMNS = (
+    Node.report,
+    Node.report_at,
+    Node.budget_proof,
+    Node.budget_proof_period,
+    Node.budget_proof_units,
+)
+
+
+async def record_spending(
+    session: AsyncSession,
+    messages: Sequence[Signed],
+    loaded: dict[str, tuple[Any, ...]] | None = None,
+) -> None:
+    """Answers: the budget part of each node's stored report, and its proof. ``loaded``: the
+    nodes' ``NODE_COLUMNS`` by node id, when the caller read them already."""
+    if loaded is None:
+        rows = await _rows(session, {m.node_id for m in messages})
+    else:
+        rows = {node_id: _Row(*values) for node_id, values in loaded.items()}
     for message in messages:
         row = rows.get(message.node_id)
         if row is None:

@@ -85,16 +85,17 @@ async def _store(session: AsyncSession, answers: Sequence[Answer]) -> list[Any]:
             select(Round.id).where(Round.id.in_(round_ids)).order_by(Round.id).with_for_update()
         )
     pending = (
-        select(func.count())
-        .select_from(PENDING)
-        .where(PENDING.round_id == Task.round_id, PENDING.status == NodeStatus.PENDING.value)
-        .scalar_subquery()
+        select(PENDING.round_id, func.count().label("n"))
+        .where(PENDING.round_id.in_(round_ids), PENDING.status == NodeStatus.PENDING.value)
+        .group_by(PENDING.round_id)
+        .subquery()
     )
     rows = await session.execute(
-        select(Task.id, Task.status, Task.body, Task.node_id, Task.round_id, Round.state, pending)
-        .add_columns(*reports.NODE_COLUMNS)
+        select(Task.id, Task.status, Task.body, Task.node_id, Task.round_id, Round.state)
+        .add_columns(pending.c.n, *reports.NODE_COLUMNS)
         .join(Round, Round.id == Task.round_id)
         .join(Node, Node.id == Task.node_id)
+        .outerjoin(pending, pending.c.round_id == Task.round_id)
         .where(Task.id.in_(task_ids))
     )
     tasks: dict[str, tuple[str, bytes | None]] = {}

@@ -120,6 +120,7 @@ class Rounds:
         self.delivery.prime(created.round_id, spec, analyst)
         self._arm(created.round_id, created.window.first_timer, spec.mode)
         self.notifier.wake_nodes(list(created.tasks))
+        await self.notifier.sent()  # nodes polling another process hear of it before we answer
         names = created.institutions
         tasks = sorted(created.tasks.items(), key=lambda item: (names[item[0]], item[0]))
         return build_result(

@@ -35,18 +35,18 @@ class Known:
         self.factory = factory
         self._queries: LRU[Query] = LRU(1024)
         self._owners: LRU[Owner] = LRU(size)
-        self._tasks_of: dict[str, list[str]] = {}
+        self._tasks_of: LRU[list[str]] = LRU(1024)  # a round closed elsewhere ages out
 
     def remember(self, query: Query, tasks: dict[str, str]) -> None:
         """A round this process created; ``tasks`` maps node ids to task ids."""
         self._queries.put(query.round_id, query)
         for node_id, task_id in tasks.items():
             self._owners.put(task_id, Owner(query.round_id, node_id))
-        self._tasks_of[query.round_id] = list(tasks.values())
+        self._tasks_of.put(query.round_id, list(tasks.values()))
 
     def forget(self, round_id: str) -> None:
         self._queries.pop(round_id)
-        for task_id in self._tasks_of.pop(round_id, ()):
+        for task_id in self._tasks_of.pop(round_id) or ():
             self._owners.pop(task_id)
 
     async def task(self, task_id: str) -> tuple[Owner, Query] | None:

@@ -24,9 +24,10 @@ from protocol.results import Coverage, NodeOutcome, NodeStatus, RoundResult, Rou
 class Parsed:
     """Answers this process parsed and screened when they arrived, by round and task, with
     their bytes: merging a closed round reuses one when the stored bytes are the same, instead
-    of parsing it again. Bounded: the rounds most recently answered."""
+    of parsing it again. Bounded: the few rounds most recently answered (a round whose result
+    nobody reads soon is parsed again from the database when it is)."""
 
-    def __init__(self, rounds: int = 64) -> None:
+    def __init__(self, rounds: int = 8) -> None:
         self._rounds: LRU[dict[str, tuple[bytes, QueryAnswer]]] = LRU(rounds)
 
     def keep(self, round_id: str, task_id: str, raw: bytes, answer: QueryAnswer) -> None:

@@ -1,7 +1,8 @@
 """Previewing a round: what each node would pay, which would refuse, and how accurate the merged
 figures would be. It reads the registry only: no node is asked, no task or round is created and
-no budget is spent. The checks are the ones ``Rounds.create`` makes (``check_mode``,
-``select_nodes``, ``plan``, ``precheck``); the accuracy comes from aggregator/accuracy.py.
+no budget is spent. The checks are the ones a round gets when it is created (``check_mode``,
+``select_nodes``, ``plan`` in aggregator/rounds/create.py, ``precheck`` in admission.py); the
+accuracy comes from aggregator/accuracy.py.
 """
 
 from __future__ import annotations

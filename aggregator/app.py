@@ -17,15 +17,15 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from aggregator.api import admin, analysts, nodes, public
 from aggregator.api.releases import router as releases_router
-from aggregator.api.routes import router
 from aggregator.deps import AggregatorState
 from aggregator.errors import AggregatorError, ErrorCode, problem
 from aggregator.home import load_rotations, load_signing_key, retired_keys
 from aggregator.metrics import snapshot
+from aggregator.rounds.service import Rounds
 from aggregator.services.notify import ClusterNotifier, Notifier
 from aggregator.services.registry import NodeKeys
-from aggregator.services.rounds import Rounds
 from aggregator.services.writer import Writer
 from aggregator.settings import AggregatorSettings
 from aggregator.storage.db import (
@@ -122,7 +122,7 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         else:  # several aggregator processes may share this database: wake each other
             notifier = ClusterNotifier(libpq_conninfo(settings.database_url))
         node_keys = NodeKeys(factory)
-        rounds = Rounds(settings, factory, writer, notifier, key, protocol_clock)
+        rounds = Rounds(settings, factory, writer, notifier, key, protocol_clock, node_keys)
         try:
             if isinstance(notifier, ClusterNotifier):
                 notifier.on_keys_changed = node_keys.load
@@ -182,7 +182,8 @@ def create_app(settings: AggregatorSettings, clock: Clock | None = None) -> Fast
         state: AggregatorState = request.app.state.aggregator
         return Response(render(registry, await snapshot(state)), media_type=CONTENT_TYPE)
 
-    app.include_router(router)
+    for part in (public, nodes, analysts, admin):
+        app.include_router(part.router)
     app.include_router(releases_router)
     app.include_router(site_router)  # last: its /{lang}/ paths must not shadow the API
     openapi.install(app, [code.value for code in ErrorCode], PROBLEM_STATUSES)

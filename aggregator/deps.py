@@ -10,9 +10,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aggregator.errors import AggregatorError, ErrorCode
+from aggregator.rounds.service import Rounds
 from aggregator.services.notify import Notifier
 from aggregator.services.registry import NodeKeys
-from aggregator.services.rounds import Rounds
 from aggregator.services.tokens import Principal, Role, authenticate
 from aggregator.services.writer import Writer
 from aggregator.settings import AggregatorSettings

@@ -798,10 +798,10 @@ def _isolated_round(nodes: int, profile: cProfile.Profile | None) -> dict[str, f
 
 def relay_cost(nodes: int, samples: int = 5) -> dict[str, float]:
     """CPU seconds of the aggregator's own secure-round work for one round of ``nodes`` nodes,
-    outside HTTP and the database: the functions of ``aggregator.services.secure`` and the
+    outside HTTP and the database: the functions of ``aggregator.rounds.secure`` and the
     signing, verifying and JSON encoding of the phase messages. Per-node steps are timed on
     ``samples`` nodes and multiplied by ``nodes``; per-round steps run once."""
-    from aggregator.services import secure as agg_secure
+    from aggregator.rounds import secure as agg_secure
 
     spec = bench_spec(Mode.SECURE).model_copy(update={"query_id": "pd-relay-cost"})
     round_id = "relay-cost-" + os.urandom(4).hex()

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aggregator.api.routes import _spec_from_report
+from aggregator.api.analysts import spec_from_report
 from aggregator.deps import AdminDep, AnalystDep, StateDep
 from aggregator.errors import AggregatorError, ErrorCode
 from aggregator.releases import plan as plans
@@ -21,8 +21,9 @@ from aggregator.releases import store
 from aggregator.releases.compose import ComposeError
 from aggregator.releases.document import RELEASE_KEYS, Text
 from aggregator.releases.publish import PublishError, publish
-from aggregator.services import registry, secure
-from aggregator.services.rounds import load_result
+from aggregator.rounds import secure
+from aggregator.rounds.result import load_result
+from aggregator.services import registry
 from aggregator.services.tokens import Role
 from aggregator.storage.models import Round
 from protocol.api import (
@@ -145,7 +146,7 @@ async def plan_release(body: PublishRequest, state: StateDep, who: AnalystDep) -
         candidates = await _candidates(session, recipe.mode.value, periods, now)
         questions = []
         for name in recipe.reports_to_ask():
-            spec = _spec_from_report(
+            spec = spec_from_report(
                 ReportRequest(name=name, year=recipe.year, rho=recipe.rho, mode=recipe.mode)
             )
             given = body.asked.get(name)

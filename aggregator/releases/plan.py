@@ -5,7 +5,7 @@ spends nothing. For each report the recipe asks it either reuses a completed rou
 question (one given by hand, or one the aggregator finds: closed with a result, in the nodes'
 current budget period) or plans a new round. For each node it adds up the ρ of the new rounds
 and judges them, one after the other, against the node's last signed budget and policy, with
-the same check a single round gets (``aggregator.services.rounds.precheck``). A token whose role
+the same check a single round gets (``aggregator.rounds.admission.precheck``). A token whose role
 may not publish is a problem too. Pure functions; the route (aggregator/api/releases.py) reads
 the nodes and rounds and calls them.
 """
@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from aggregator.rounds.admission import precheck
 from aggregator.services import registry
-from aggregator.services.rounds import precheck
 from aggregator.storage.models import Node
 from protocol.api import NodeCost, PlannedReport, ReleasePlan
 from protocol.query import Mode, QuerySpec

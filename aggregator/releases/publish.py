@@ -17,7 +17,7 @@ from aggregator.releases import store
 from aggregator.releases.chain import SealedRelease, UnverifiableRelease, seal
 from aggregator.releases.compose import compose
 from aggregator.releases.recipe import Recipe
-from aggregator.services.rounds import load_result
+from aggregator.rounds.result import load_result
 from protocol.results import RoundResult
 from protocol.signing import SigningKey
 

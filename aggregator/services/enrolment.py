@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from aggregator.errors import AggregatorError, ErrorCode
+from aggregator.services.writer import Writer
 from aggregator.storage.models import EnrolFailure, Invite, Node
 from protocol.messages import JoinRequest
 from protocol.signing import key_id_of, public_key_from_text, public_key_to_text
@@ -149,4 +151,45 @@ async def redeem(session: AsyncSession, join: JoinRequest, now: datetime) -> Nod
     )
     session.add(node)
     await session.flush()
+    return node
+
+
+async def refuse_if_locked(
+    factory: async_sessionmaker[AsyncSession], source: str, policy: Lockout, now: datetime
+) -> None:
+    async with factory() as session:
+        locked = await locked_for(session, source, policy, now)
+    if locked is not None:
+        raise AggregatorError(
+            ErrorCode.ENROL_LOCKED, retry_after_seconds=int(locked.total_seconds()) + 1
+        )
+
+
+async def join(writer: Writer, join: JoinRequest, source: str, now: datetime) -> Node:
+    """Enrol the key of ``join`` with its invite code, or raise why not. A wrong code counts
+    against ``source`` (a used one does not: it is no guess)."""
+
+    async def store(session: AsyncSession) -> Node | str:
+        try:
+            return await redeem(session, join, now)
+        except InviteUsed:
+            return "used"
+        except InviteRejected:
+            return "rejected"
+        except KeyInUse:
+            return "key_in_use"
+
+    node = await writer.run(store)
+    if node == "rejected":
+
+        async def fail(session: AsyncSession) -> None:
+            await record_failure(session, source, now)
+
+        await writer.run(fail)
+        raise AggregatorError(ErrorCode.INVITE_INVALID)
+    if node == "used":  # the same answer as a wrong code, but not counted: no guess
+        raise AggregatorError(ErrorCode.INVITE_INVALID)
+    if node == "key_in_use":
+        raise AggregatorError(ErrorCode.KEY_ALREADY_ENROLLED)
+    assert isinstance(node, Node)
     return node

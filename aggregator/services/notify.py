@@ -36,6 +36,9 @@ class Notifier:
     def keys_changed(self) -> None:
         """Enrolled node keys changed (join, removal, rotation); other processes reload."""
 
+    async def sent(self) -> None:
+        """Return once the wake-ups so far have left this process (nothing to send here)."""
+
     def node_event(self, node_id: str) -> asyncio.Event:
         return self._nodes[node_id]
 
@@ -162,6 +165,11 @@ class ClusterNotifier(Notifier):
         task = asyncio.get_running_loop().create_task(send())
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    async def sent(self) -> None:
+        """Wait for the notifications queued so far: a caller about to answer (and perhaps be
+        stopped right after) knows that the other processes have been told."""
+        await asyncio.gather(*self._pending, return_exceptions=True)
 
     def keys_changed(self) -> None:
         self._publish({"k": 1})

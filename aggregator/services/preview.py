@@ -1,7 +1,8 @@
 """Previewing a round: what each node would pay, which would refuse, and how accurate the merged
 figures would be. It reads the registry only: no node is asked, no task or round is created and
-no budget is spent. The checks are the ones ``Rounds.create`` makes (``check_mode``,
-``select_nodes``, ``plan``, ``precheck``); the accuracy comes from aggregator/accuracy.py.
+no budget is spent. The checks are the ones a round gets when it is created (``check_mode``,
+``select_nodes``, ``plan`` in aggregator/rounds/create.py, ``precheck`` in admission.py); the
+accuracy comes from aggregator/accuracy.py.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aggregator.accuracy import STANDARD_SUPPRESSION, predict
 from aggregator.errors import AggregatorError
+from aggregator.rounds.admission import precheck
+from aggregator.rounds.create import check_mode, plan, select_nodes
 from aggregator.services import registry
-from aggregator.services.rounds import check_mode, plan, precheck, select_nodes
 from aggregator.settings import AggregatorSettings
 from protocol.noise_shares import query_worst_case_rho
 from protocol.preview import MeasurePreview, NodePreview, RoundPreview

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import ValidationError
@@ -19,9 +18,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aggregator.storage.models import Node, Round, Task
-from protocol.messages import BudgetStatus, NodeReport
+from protocol.api import NodeBudget, NodeInfo
+from protocol.messages import NodeReport
 from protocol.results import NodeStatus
-from protocol.signing import public_key_from_text
+from protocol.signing import fingerprint, public_key_from_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +29,7 @@ class NodeKey:
     node_id: str
     institution: str
     key: Ed25519PublicKey
+    retired_until: datetime | None = None  # a previous key, accepted until then
 
 
 MISS_RELOAD_SECONDS = 1.0
@@ -60,7 +61,10 @@ class NodeKeys:
                     and row.retired_until > now
                 ):  # a rotation's overlap window: the old key still signs in-flight answers
                     keys[row.retired_key_id] = NodeKey(
-                        row.id, row.institution, public_key_from_text(row.retired_public_key)
+                        row.id,
+                        row.institution,
+                        public_key_from_text(row.retired_public_key),
+                        row.retired_until,
                     )
             self._by_key_id = keys
         self._loaded_at = time.monotonic()
@@ -88,83 +92,7 @@ class NodeKeys:
         return None if entry is None else entry.key
 
 
-async def record_report(
-    session: AsyncSession, node_id: str, report: NodeReport, at: datetime
-) -> None:
-    await session.execute(
-        update(Node)
-        .where(Node.id == node_id)
-        .values(report=report.model_dump_json(), report_at=at, last_seen_at=at)
-    )
-
-
 AWAITING_APPROVAL = "awaiting_approval"  # a pending task's reason while its node's operator decides
-
-
-async def record_awaiting(session: AsyncSession, node_id: str, task_ids: Sequence[str]) -> None:
-    """Mark this node's pending tasks that wait for its operator's approval (the node's poll
-    lists them; a secure phase's task id carries a ".phase" suffix). The mark goes when the
-    task settles or its node sends the phase message (aggregator/services/rounds.py)."""
-    if not task_ids:
-        return
-    waiting = {t.split(".", 1)[0] for t in task_ids}
-    await session.execute(
-        update(Task)
-        .where(
-            Task.node_id == node_id,
-            Task.id.in_(waiting),
-            Task.status == NodeStatus.PENDING.value,
-        )
-        .values(reason=AWAITING_APPROVAL)
-        .execution_options(synchronize_session=False)
-    )
-
-
-PROOF_UNITS = 1_000_000_000  # the node ledger's integer units of ρ
-
-
-def _units(budget: BudgetStatus) -> int:
-    return round(budget.spent_rho * PROOF_UNITS)
-
-
-async def record_proof(
-    session: AsyncSession, node_id: str, signed: str, budget: BudgetStatus
-) -> str | None:
-    """Keep ``signed`` (a message the node signed, stating ``budget``) when it is the highest
-    spend seen for the node's latest period. Returns the kept proof when the node now reports
-    less than it: a node restored from an old backup, which must raise its ledger to it."""
-    node = await session.get(Node, node_id)
-    if node is None:
-        return None
-    units = _units(budget)
-    stored_period = node.budget_proof_period
-    if (
-        stored_period is None
-        or budget.period > stored_period
-        or (budget.period == stored_period and units > (node.budget_proof_units or 0))
-    ):
-        node.budget_proof = signed
-        node.budget_proof_period = budget.period
-        node.budget_proof_units = units
-        return None
-    if budget.period == stored_period and units < (node.budget_proof_units or 0):
-        return node.budget_proof
-    return None
-
-
-async def record_budget(
-    session: AsyncSession, node_id: str, budget: BudgetStatus, at: datetime
-) -> None:
-    """Update the budget part of a node's report from a signed answer."""
-    node = await session.get(Node, node_id)
-    stored = None if node is None else stored_report(node)
-    if node is None or stored is None:
-        return
-    if node.report_at is not None and node.report_at > at:
-        return
-    report = stored.model_copy(update={"budget": budget})
-    node.report = report.model_dump_json()
-    node.report_at = at
 
 
 async def remove_node(session: AsyncSession, node_id: str) -> list[str] | None:
@@ -244,3 +172,40 @@ def remaining_estimate(node: Node, pending: dict[str, float]) -> float | None:
     if report is None:
         return None
     return max(0.0, report.budget.remaining_rho - pending.get(node.id, 0.0))
+
+
+CONNECTED_WITHIN = timedelta(minutes=1)
+
+
+async def node_infos(session: AsyncSession, now: datetime) -> list[NodeInfo]:
+    """The active nodes as analysts see them: connection, key and budget estimate."""
+    rows = await active_nodes(session)
+    pending = await committed_since_report(session)
+    infos = []
+    for row in rows:
+        budget = None
+        report = stored_report(row)
+        if report is not None and row.report_at is not None:
+            reported = report.budget
+            budget = NodeBudget(
+                period=reported.period,
+                cap_rho=reported.cap_rho,
+                spent_rho=reported.spent_rho,
+                remaining_rho=remaining_estimate(row, pending) or 0.0,
+                reported_at=row.report_at,
+            )
+        infos.append(
+            NodeInfo(
+                node_id=row.id,
+                institution=row.institution,
+                status=row.status,
+                key_id=row.key_id,
+                fingerprint=fingerprint(public_key_from_text(row.public_key)),
+                joined_at=row.joined_at,
+                last_seen_at=row.last_seen_at,
+                connected=row.last_seen_at is not None
+                and now - row.last_seen_at < CONNECTED_WITHIN,
+                budget=budget,
+            )
+        )
+    return infos

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aggregator.api.routes import _SIGNATURE_CODES
+from aggregator.api.signed import SIGNATURE_CODES
 from aggregator.errors import CATALOGUE, AggregatorError, ErrorCode, problem
 from protocol.http import PROBLEM_JSON, PROBLEM_TYPE_BASE
 from protocol.messages import JOIN, JoinRequest
@@ -84,8 +84,8 @@ def test_problem_with_detail_and_extension_members() -> None:
 
 def test_every_signature_error_has_its_own_code() -> None:
     classes = set(SignatureError.__subclasses__())
-    assert set(_SIGNATURE_CODES) == classes
-    for cls, code in _SIGNATURE_CODES.items():
+    assert set(SIGNATURE_CODES) == classes
+    for cls, code in SIGNATURE_CODES.items():
         assert code.value == cls.code
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from aggregator.services.rounds import precheck
+from aggregator.rounds.admission import precheck
 from aggregator.storage.models import Node
 from node.services.policy import check_policy, policy_of
 from node.settings import NodeSettings

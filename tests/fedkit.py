@@ -178,6 +178,23 @@ class Federation:
             await asyncio.sleep(0.02)
         raise AssertionError(f"the round never settled to {silent} silent task(s): {seen}")
 
+    async def waits_longer(self, round_id: str, timeout: float = 60) -> Round:
+        """The open round once its phase has been given a later deadline than the clock's time
+        (too few nodes answered by the phase's deadline, so the phase waits for the slow ones).
+        Observed in the aggregator's database; ``timeout`` (real seconds) only guards a hang."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout
+        while loop.time() < until:
+            found = await self._phase_state(round_id)
+            assert found is not None
+            row = found[0]
+            if row.state != RoundState.OPEN.value:
+                raise AssertionError(f"round {row.id} closed instead of waiting longer")
+            if row.phase_deadline is not None and row.phase_deadline > self.clock.now():
+                return row
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"round {round_id} never got a later phase deadline")
+
     async def _phase_state(self, round_id: str | None) -> tuple[Round, list[Task]] | None:
         """A round and its open tasks of the current phase, read from the aggregator's database."""
         factory = self.app.state.aggregator.factory

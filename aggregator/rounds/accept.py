@@ -221,6 +221,8 @@ def secure_roster(row: Round) -> tuple[str, ...]:
 
 
 def _verdict(state: securephases.State, actions: tuple[Action, ...], reason: str | None) -> Verdict:
+    if Action.EXTEND in actions:
+        return Verdict(state.round_id, actions, reason, (), state.phase_deadline)
     if Action.ADVANCE not in actions:
         return Verdict(state.round_id, actions, reason)
     wake = tuple(s.node_id for s in state.seats if s.phase is state.phase)

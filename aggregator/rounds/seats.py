@@ -122,6 +122,7 @@ async def save(session: AsyncSession, before: State, after: State, now: Any) -> 
     values = {}
     if after.phase != before.phase:
         values["phase"] = after.phase.value if after.phase is not None else None
+    if after.phase != before.phase or after.phase_deadline != before.phase_deadline:
         values["phase_deadline"] = after.phase_deadline
     if after.roster != before.roster:
         values["roster"] = json.dumps(list(after.roster))

@@ -110,7 +110,12 @@ def step(state: State, event: Event) -> tuple[State, tuple[Action, ...]]:
             return state, ()  # moved on early; the new phase has its own timer
         if state.waiting() and event.all_in:
             return state, ()
-        return advance(state, event.now)
+        moved, actions = advance(state, event.now)
+        if not event.all_in and moved.failure is not None and state.waiting():
+            longer = _wait_longer(state, event.now)
+            if longer is not None:
+                return longer, (Action.EXTEND,)
+        return moved, actions
     return _arrived(state, event)
 
 
@@ -245,6 +250,20 @@ def advance(state: State, now: datetime) -> tuple[State, tuple[Action, ...]]:
         phase_deadline=secure.phase_deadline(now, state.deadline, following),
     )
     return moved, (Action.ADVANCE, Action.NOTIFY)
+
+
+def _wait_longer(state: State, now: datetime) -> State | None:
+    """The phase's deadline passed with too few answers to go on, while some of its nodes may
+    still answer (on a busy machine, or a node that is slow to start). Ending the phase now fails
+    the round for certain, so give the phase a fair share of the round's remaining time again
+    (as when it began); at the round's deadline it ends, whoever answered. None: no time left."""
+    assert state.phase is not None
+    if now >= state.deadline:
+        return None
+    later = secure.phase_deadline(now, state.deadline, state.phase)
+    if later <= now:
+        return None
+    return replace(state, phase_deadline=later)
 
 
 def _fail(state: State, failure: str) -> tuple[State, tuple[Action, ...]]:

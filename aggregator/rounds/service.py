@@ -159,6 +159,8 @@ class Rounds:
         if Action.ADVANCE in actions and verdict.phase_deadline is not None:
             self.timers.arm(verdict.round_id, verdict.phase_deadline, self._phase_timeout)
             self.notifier.wake_nodes(list(verdict.wake))
+        if Action.EXTEND in actions and verdict.phase_deadline is not None:
+            self.timers.arm(verdict.round_id, verdict.phase_deadline, self._phase_timeout)
         if Action.REJECT_INVALID in actions:
             raise AggregatorError(
                 ErrorCode.ANSWER_MISMATCH, f"recorded as invalid: {verdict.reason}"

@@ -224,3 +224,52 @@ def test_a_partial_state_counts_the_seats_it_did_not_load() -> None:
     state = replace(secure_state(seat(1)), others_waiting=4)
     after, actions = securephases.step(state, accept(1))
     assert actions == (A.STORE, A.NOTIFY) and after.waiting()
+
+
+def test_too_few_answers_at_a_phase_deadline_wait_longer_while_nodes_may_still_answer() -> None:
+    """Ending the phase would fail the round for certain, and two nodes still owe their keys
+    (slow, e.g. on a busy machine): the phase gets a fair share of the remaining time again."""
+    at = NOW + timedelta(minutes=1)
+    state = secure_state(
+        seat(1, phase=None, keys=b"k1"),
+        seat(2, phase=Phase.KEYS),
+        seat(3, phase=Phase.KEYS),
+        phase=Phase.KEYS,
+        t=2,
+    )
+    after, actions = securephases.step(state, PhaseEnd(at))
+    assert actions == (A.EXTEND,)
+    assert after == replace(state, phase_deadline=secure.phase_deadline(at, DEADLINE, Phase.KEYS))
+    assert after.phase_deadline is not None and at < after.phase_deadline < DEADLINE
+    # A timer of the old deadline that fires late changes nothing.
+    assert securephases.step(after, PhaseEnd(at)) == (after, ())
+    # The slow nodes answer: the phase ends at once and the round goes on.
+    answered, more = securephases.step(after, accept(2, Phase.KEYS, b"k2"))
+    assert more == (A.STORE, A.NOTIFY)
+    answered, more = securephases.step(answered, accept(3, Phase.KEYS, b"k3"))
+    assert more == (A.STORE, A.PHASE_OVER)
+    moved, more = securephases.step(answered, PhaseEnd(at, all_in=True))
+    assert more == (A.ADVANCE, A.NOTIFY) and moved.phase is Phase.SHARES
+    assert moved.roster == ("k1", "k2", "k3")
+
+
+def test_at_the_round_deadline_too_few_answers_fail_the_round() -> None:
+    state = secure_state(
+        seat(1, phase=None, keys=b"k1"), seat(2, phase=Phase.KEYS), phase=Phase.KEYS
+    )
+    after, actions = securephases.step(state, PhaseEnd(DEADLINE))
+    assert actions == (A.CLOSE, A.NOTIFY) and after.failure == "below_threshold_keys"
+
+
+def test_enough_answers_at_a_phase_deadline_go_on_without_the_slow() -> None:
+    at = NOW + timedelta(minutes=1)
+    state = secure_state(
+        seat(1, phase=None, keys=b"k1"),
+        seat(2, phase=None, keys=b"k2"),
+        seat(3, phase=Phase.KEYS),
+        phase=Phase.KEYS,
+        t=2,
+    )
+    after, actions = securephases.step(state, PhaseEnd(at))
+    assert actions == (A.ADVANCE, A.NOTIFY) and after.roster == ("k1", "k2")
+    assert after.seats[2].status is NodeStatus.TIMED_OUT

@@ -153,11 +153,54 @@ async def test_below_the_threshold_the_round_fails_cleanly(tmp_path: Path) -> No
             report={"name": "volume", "year": 2025, "rho": 0.1}, threshold=3, deadline_seconds=6
         )
         await fed.expire(created.round_id, phase=Phase.MASK, silent=1)
+        # Failing now would be certain, but the silent node may only be slow: the phase waits
+        # longer, until the round's own deadline.
+        row = await fed.waits_longer(created.round_id)
+        assert row.phase == Phase.MASK.value
+        fed.clock.advance_to(row.deadline)
         result = await fed.wait(created.round_id)
     assert result.state is RoundState.CLOSED
     assert result.failure == "below_threshold_mask"
     assert result.measures == () and result.quorum_met is False
     assert {n.reason for n in result.coverage.nodes} == {"round_failed", "dropped_after_sharing"}
+
+
+def hold_at(fed: Federation, i: int, phase: Phase) -> list[Callable[[], Any]]:
+    """Node ``i`` is slow at ``phase``: it computes its message, which is delivered only when the
+    test calls what the returned list holds (a node on a busy machine, late but not gone)."""
+    conn = connector(fed, i)
+    deliver = conn._deliver
+    held: list[Callable[[], Any]] = []
+
+    async def later(task: Any, body: bytes) -> None:
+        if task.phase is phase:
+            held.append(lambda: deliver(task, body))
+            return
+        await deliver(task, body)
+
+    conn._deliver = later  # type: ignore[method-assign]
+    return held
+
+
+async def test_a_slow_majority_is_waited_for_instead_of_failing_the_round(tmp_path: Path) -> None:
+    """N = 5, t = 3: three nodes are late with their shares (a machine under load). At the phase's
+    deadline only two have answered; the round waits for the others and then sums exactly."""
+    node_rows = [audience(i, 25 + 5 * i, seed=40 + i) for i in range(5)]
+    async with federation(tmp_path, node_rows, **EXACT) as fed:
+        held = [hold_at(fed, i, Phase.SHARES) for i in (2, 3, 4)]
+        created = await fed.ask(
+            report={"name": "volume", "year": 2025, "rho": 0.1}, threshold=3, deadline_seconds=60
+        )
+        first = await fed.expire(created.round_id, phase=Phase.SHARES, silent=3)
+        row = await fed.waits_longer(first)
+        assert row.phase == Phase.SHARES.value
+        for slow in held:
+            assert len(slow) == 1
+            await slow[0]()
+        result = await fed.wait(created.round_id)
+    assert result.state is RoundState.CLOSED and result.failure is None, result.failure
+    assert result.coverage.answered == 5
+    assert_equals_pooled(tmp_path, node_rows, list(range(5)), result)
 
 
 async def test_the_aggregator_holds_no_unmasked_per_node_vector(

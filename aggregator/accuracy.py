@@ -7,7 +7,7 @@ variance, standard error and 95% half-width are known before anyone is asked, an
 here with the very functions the merge uses (``aggregator.merge.noise_variance`` and
 ``interval``): a preview and the realised round cannot disagree. Whether a cell is suppressed
 on a release page also depends on its estimate; what can be said beforehand is the smallest
-figure that is shown (``aggregator.releases.postprocess.shown_from``). See
+figure that is shown (``protocol.publication.shown_from``). See
 docs/explanation/merging.md, "Predicting the half-width".
 """
 
@@ -16,10 +16,10 @@ from __future__ import annotations
 import math
 
 from aggregator.merge import interval, noise_variance
-from aggregator.releases.postprocess import shown_from
 from aggregator.releases.recipe import Recipe
 from protocol.calibration import expected_noise, expected_share_noise
 from protocol.preview import MeasurePreview
+from protocol.publication import shown_from
 from protocol.query import Mode, QuerySpec
 
 # The suppression rule of the standard release recipe (``Recipe.post_processing``).

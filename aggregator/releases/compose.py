@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from aggregator.merge import margins
-from aggregator.releases import consistency, postprocess
+from aggregator.releases import consistency
 from aggregator.releases.document import (
     Cell,
     Methodology,
@@ -31,6 +31,7 @@ from aggregator.releases.document import (
 )
 from aggregator.releases.recipe import Recipe, TableRecipe
 from aggregator.releases.summary import summary
+from protocol import publication
 from protocol.catalogue import CATALOGUE_VERSION, dimension
 from protocol.figures import Aggregation, deduplicated, sector_label
 from protocol.privacy_loss import zcdp_to_epsilon
@@ -199,7 +200,7 @@ def _table(
     by = noisy.dims
     pp = recipe.post_processing
     figures = [
-        postprocess.publish_figure(
+        publication.publish_figure(
             value,
             math.sqrt(variance),
             non_negative=pp.non_negative,
@@ -228,7 +229,7 @@ def _table(
     if pp.consistent_totals:
         # The total of every cell, "." cells included: the same figure in every table that
         # shares it. Its noise is the sum of the cells' (independent) noise variances.
-        total = postprocess.publish_figure(
+        total = publication.publish_figure(
             consistent.total,
             math.sqrt(math.fsum(noisy.variances)),
             non_negative=pp.non_negative,

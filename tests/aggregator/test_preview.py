@@ -18,10 +18,10 @@ from sqlalchemy import func, select
 
 import publieksdata.ask as ask_module
 from aggregator.accuracy import STANDARD_SUPPRESSION, predict
-from aggregator.releases.postprocess import is_too_wide, shown_from
 from node.storage.db import make_engine
 from node.storage.models import LedgerEntry
 from protocol.preview import RoundPreview
+from protocol.publication import is_too_wide, shown_from
 from protocol.query import Mode
 from protocol.reports import REPORTS, year_period
 from protocol.results import Z95, RoundResult

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from aggregator.home import load_signing_key
-from aggregator.releases import postprocess, recipe
+from aggregator.releases import recipe
 from aggregator.releases.chain import (
     SealedRelease,
     UnverifiableRelease,
@@ -39,6 +39,7 @@ from aggregator.releases.document import (
 )
 from aggregator.storage.db import make_async_engine, make_async_sessionmaker
 from aggregator.storage.models import Release
+from protocol import publication as postprocess
 from protocol.canonical import canonical_bytes
 from protocol.privacy_loss import zcdp_to_epsilon
 from protocol.query import Measure

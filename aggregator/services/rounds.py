@@ -443,7 +443,7 @@ class Rounds:
                 cached = {"survivors": secure.survivors(members)}
             self._phase_cache.put(cache_key, cached)
         if phase is Phase.SHARES:
-            data["setup"] = cached
+            data["setup"] = secure.setup_for(cached, key_id, row.threshold or 0)
         elif phase is Phase.MASK:
             data["mask"] = {"sealed": cached.get(key_id, {})}
         else:
@@ -599,7 +599,7 @@ class Rounds:
             moving = active  # every node that accepted (the others timed out just now)
         elif phase is Phase.KEYS:
             moving = [m for m in active if m.keys is not None]
-            round_row.roster = json.dumps(sorted(m.key_id for m in moving))
+            round_row.roster = json.dumps(secure.ring_of(round_row.id, moving))
         elif phase is Phase.SHARES:
             moving = [m for m in active if m.shares is not None]
         elif phase is Phase.MASK:

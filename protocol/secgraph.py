@@ -5,9 +5,9 @@ After Bell, Bonawitz, Gascón, Lepoint and Raykova, "Secure Single-Server Aggreg
 each node masks with, and Shamir-shares its two secrets among, only its neighbours in a graph of
 degree k = O(log N), with a threshold t of its own neighbourhood. The graph is their Harary
 graph H(n, k) on a random order of the nodes: the nodes sit on a ring, and each is joined to the
-k/2 nearest on either side. When the sparse graph would not be smaller than the complete one
-(small federations), the radius covers the whole ring and the graph *is* the complete graph of
-Bonawitz et al. 2017, with the round's own threshold: one code path for both.
+k/2 nearest on either side. In rounds of fewer than ``SPARSE_FROM`` nodes, or when no sparse
+graph meets the bounds, the radius covers the whole ring and the graph *is* the complete graph
+of Bonawitz et al. 2017, with the round's own threshold: one code path for both.
 
 **The ring order** is public and derived by every node: each node's place is
 SHA-256(``publieksdata-secagg-v1|ring|<round id>|<key id>|<c_public>|<s_public>``), sorted. The
@@ -31,13 +31,16 @@ import hashlib
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 VERSION = "publieksdata-secagg-v1"
 COLLUDING = 0.05  # γ: the fraction of nodes that may collude with the aggregator
 DROPPING = 0.05  # δ: the fraction of U1 that may drop out after sharing
 SECURITY_BITS = 40  # σ: every bad event of the graph has probability ≤ 2^-σ
+# Below this many nodes a round uses the complete graph: all-pairs costs little there, and it
+# tolerates far more dropouts and colluders (a third of the nodes, with the default threshold).
+SPARSE_FROM = 100
 _EVENTS = 3  # the three conditions, each a union over n nodes (or windows)
 
 
@@ -143,8 +146,9 @@ class Neighbourhoods:
 
 
 def neighbourhoods(nodes: int, round_threshold: int) -> Neighbourhoods:
-    """Sparse when some k < n − 1 meets the bounds; else complete, with the round's threshold."""
-    bounds = sparse_parameters(nodes)
+    """Sparse from ``SPARSE_FROM`` nodes on, when some k < n − 1 meets the bounds; else the
+    complete graph, with the round's threshold."""
+    bounds = sparse_parameters(nodes) if nodes >= SPARSE_FROM else None
     if bounds is None:
         return Neighbourhoods(nodes, nodes // 2, round_threshold)
     return Neighbourhoods(nodes, bounds.degree // 2, bounds.threshold)
@@ -171,16 +175,14 @@ class Ring:
 
     order: tuple[str, ...]
     shape: Neighbourhoods
+    index: dict[str, int] = field(compare=False, repr=False)
 
     @classmethod
     def of(cls, order: Sequence[str], round_threshold: int) -> Ring:
-        if len(set(order)) != len(order):
+        index = {key_id: i for i, key_id in enumerate(order)}
+        if len(index) != len(order):
             raise GraphError("a node is on the ring twice")
-        return cls(tuple(order), neighbourhoods(len(order), round_threshold))
-
-    @property
-    def index(self) -> dict[str, int]:
-        return _index(self.order)
+        return cls(tuple(order), neighbourhoods(len(order), round_threshold), index)
 
     def offset(self, owner: str, holder: str) -> int:
         """The signed ring distance from owner to holder, in (−n/2, n/2]."""
@@ -190,13 +192,12 @@ class Ring:
 
     def neighbours(self, key_id: str) -> tuple[str, ...]:
         """The nodes at ring distance 1 … r (everyone else, in a complete graph), nearest first."""
-        i, n, r = self.index[key_id], len(self.order), self.shape.radius
-        out: list[str] = []
-        for d in range(1, r + 1):
-            for j in ((i + d) % n, (i - d) % n):
-                if j != i and self.order[j] not in out:
-                    out.append(self.order[j])
-        return tuple(out)
+        i, n, order = self.index[key_id], len(self.order), self.order
+        if self.shape.complete:
+            return tuple(order[(i + d) % n] for d in _complete_offsets(n))
+        return tuple(
+            order[(i + s * d) % n] for d in range(1, self.shape.radius + 1) for s in (1, -1)
+        )
 
     def x(self, owner: str, holder: str) -> int:
         """The Shamir position (1 … holders) of holder's share of owner's secrets: 1 + the
@@ -205,8 +206,12 @@ class Ring:
 
 
 @lru_cache(maxsize=64)
-def _index(order: tuple[str, ...]) -> dict[str, int]:
-    return {key_id: i for i, key_id in enumerate(order)}
+def _complete_offsets(n: int) -> tuple[int, ...]:
+    """1, −1, 2, −2, … : every other place of a ring of n once, nearest first."""
+    out: list[int] = []
+    for d in range(1, n // 2 + 1):
+        out.extend((d,) if 2 * d == n else (d, -d))
+    return tuple(out)
 
 
 def cyclically_sorted(places: Sequence[bytes]) -> bool:

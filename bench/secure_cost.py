@@ -90,6 +90,7 @@ from node.services.secure import SecureParty, Session, _measure, _Refused
 from node.settings import NodeSettings
 from protocol import secagg, secgraph
 from protocol.messages import (
+    SECAGG_ACCEPT,
     SECAGG_KEYS,
     SECAGG_MASKED,
     SECAGG_REVEAL,
@@ -102,6 +103,7 @@ from protocol.messages import (
     PrivacySpent,
     QueryRequest,
     RefusalReason,
+    SecAggAccept,
     SecAggKeys,
     SecAggMasked,
     SecAggReveal,
@@ -361,6 +363,14 @@ class RelayParty:
         me = self.key.key_id
         assert task.threshold is not None
         state = self.rounds.setdefault(task.round_id, _RelayRound(task.threshold))
+        if task.phase is Phase.ANNOUNCE:  # take part at once (automatic approval)
+            accept = SecAggAccept(
+                round_id=task.round_id,
+                query_id=spec.query_id,
+                query_hash=spec.digest(),
+                node_key_id=me,
+            )
+            return _body(SECAGG_ACCEPT, accept, self.key)
         if task.phase is Phase.KEYS:
             keys = SecAggKeys(
                 round_id=task.round_id,
@@ -778,9 +788,9 @@ def _isolated_round(nodes: int, profile: cProfile.Profile | None) -> dict[str, f
         {"node_key_id": me.key_id, "public_key": public_key_to_text(me.public), "keys": mine}
     )
     publics = {
-        str(p["node_key_id"]): (p["keys"]["payload"]["c_public"], p["keys"]["payload"]["s_public"])
-        for p in listed
+        p.key.key_id: (p.keys["payload"]["c_public"], p.keys["payload"]["s_public"]) for p in peers
     }
+    publics[me.key_id] = (mine["payload"]["c_public"], mine["payload"]["s_public"])
     order = secgraph.ring_order(round_id, publics)
     ring = secgraph.Ring.of(order, threshold)
     near = set(ring.neighbours(me.key_id)) | {me.key_id}

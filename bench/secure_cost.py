@@ -88,8 +88,9 @@ from node.services.answering import Answerer
 from node.services.policy import check_policy
 from node.services.secure import SecureParty, Session, _measure, _Refused
 from node.settings import NodeSettings
-from protocol import secagg
+from protocol import secagg, secgraph
 from protocol.messages import (
+    SECAGG_ACCEPT,
     SECAGG_KEYS,
     SECAGG_MASKED,
     SECAGG_REVEAL,
@@ -102,6 +103,7 @@ from protocol.messages import (
     PrivacySpent,
     QueryRequest,
     RefusalReason,
+    SecAggAccept,
     SecAggKeys,
     SecAggMasked,
     SecAggReveal,
@@ -305,9 +307,10 @@ class SecureSimNode(SimNode):
 
 
 class RelayWorld:
-    """What the relay nodes of one run share: the Shamir polynomial g (g(0) = 0, degree t − 1)
-    added to every secret, and every node's self-mask seed, so that each node can hand out
-    shares of any peer's seed that reconstruct exactly as real shares would."""
+    """What the relay nodes of one run share: the Shamir polynomial g (g(0) = 0, degree t − 1,
+    t the threshold of each neighbourhood) added to every secret, and every node's self-mask
+    seed, so that each node can hand out shares of any neighbour's seed that reconstruct exactly
+    as real shares would (at the positions ``protocol.secgraph`` gives)."""
 
     def __init__(self) -> None:
         self.seeds: dict[str, int] = {}
@@ -340,8 +343,7 @@ class RelayWorld:
 @dataclass
 class _RelayRound:
     threshold: int
-    nodes: int = 0
-    x: int = 0
+    ring: secgraph.Ring | None = None
     b: bytes = b""
 
 
@@ -361,6 +363,14 @@ class RelayParty:
         me = self.key.key_id
         assert task.threshold is not None
         state = self.rounds.setdefault(task.round_id, _RelayRound(task.threshold))
+        if task.phase is Phase.ANNOUNCE:  # take part at once (automatic approval)
+            accept = SecAggAccept(
+                round_id=task.round_id,
+                query_id=spec.query_id,
+                query_hash=spec.digest(),
+                node_key_id=me,
+            )
+            return _body(SECAGG_ACCEPT, accept, self.key)
         if task.phase is Phase.KEYS:
             keys = SecAggKeys(
                 round_id=task.round_id,
@@ -373,15 +383,14 @@ class RelayParty:
             return _body(SECAGG_KEYS, keys, self.key)
         if task.phase is Phase.SHARES:
             assert task.setup is not None
-            order = sorted(p.node_key_id for p in task.setup.peers)
-            state.nodes, state.x = len(order), order.index(me) + 1
+            state.ring = ring = secgraph.Ring.of(task.setup.ring, task.threshold)
             state.b = os.urandom(32)
             self.world.seeds[me] = int.from_bytes(state.b, "big")
-            raw = os.urandom(self.SEALED_BYTES * len(order))
+            neighbours = ring.neighbours(me)
+            raw = os.urandom(self.SEALED_BYTES * len(neighbours))
             sealed = {
                 peer: _b64(raw[i * self.SEALED_BYTES : (i + 1) * self.SEALED_BYTES])
-                for i, peer in enumerate(order)
-                if peer != me
+                for i, peer in enumerate(neighbours)
             }
             shares = SecAggShares(
                 round_id=task.round_id,
@@ -418,16 +427,19 @@ class RelayParty:
                 budget=self.budget,
             )
             return _body(SECAGG_MASKED, message, self.key)
-        assert task.unmask is not None
-        g = self.world.g(state.nodes, task.threshold)[state.x]
+        assert task.unmask is not None and state.ring is not None
+        ring, shape = state.ring, state.ring.shape
+        g = self.world.g(shape.holders, shape.threshold)
+        survivors = set(task.unmask.survivors)
         reveal = SecAggReveal(
             round_id=task.round_id,
             query_id=spec.query_id,
             node_key_id=me,
-            x=state.x,
+            x=ring.index[me] + 1,
             b_shares={
-                peer: str((self.world.seeds[peer] + g) % secagg.PRIME)
-                for peer in task.unmask.survivors
+                peer: str((self.world.seeds[peer] + g[ring.x(peer, me)]) % secagg.PRIME)
+                for peer in (me, *ring.neighbours(me))
+                if peer in survivors
             },
             s_shares={},
         )
@@ -775,16 +787,26 @@ def _isolated_round(nodes: int, profile: cProfile.Profile | None) -> dict[str, f
     listed.append(
         {"node_key_id": me.key_id, "public_key": public_key_to_text(me.public), "keys": mine}
     )
-    listed.sort(key=lambda p: str(p["node_key_id"]))
-    answer(Phase.SHARES, setup={"peers": listed})
-    x = [p["node_key_id"] for p in listed].index(me.key_id) + 1
+    publics = {
+        p.key.key_id: (p.keys["payload"]["c_public"], p.keys["payload"]["s_public"]) for p in peers
+    }
+    publics[me.key_id] = (mine["payload"]["c_public"], mine["payload"]["s_public"])
+    order = secgraph.ring_order(round_id, publics)
+    ring = secgraph.Ring.of(order, threshold)
+    near = set(ring.neighbours(me.key_id)) | {me.key_id}
+    answer(
+        Phase.SHARES,
+        setup={"peers": [p for p in listed if p["node_key_id"] in near], "ring": order},
+    )
     c_public = mine["payload"]["c_public"]
     sealed = {}
     for p in peers:
+        if p.key.key_id not in near:
+            continue
         pair = secagg.SharePair(
             p.key.key_id,
             me.key_id,
-            x,
+            ring.x(p.key.key_id, me.key_id),
             int.from_bytes(os.urandom(64), "big"),
             int.from_bytes(os.urandom(64), "big"),
         )
@@ -792,7 +814,7 @@ def _isolated_round(nodes: int, profile: cProfile.Profile | None) -> dict[str, f
         key = secagg.share_key(shared, round_id, p.key.key_id, me.key_id)
         sealed[p.key.key_id] = secagg.seal(pair, key, round_id)
     answer(Phase.MASK, mask={"sealed": sealed})
-    answer(Phase.UNMASK, unmask={"survivors": sorted(str(p["node_key_id"]) for p in listed)})
+    answer(Phase.UNMASK, unmask={"survivors": sorted(order)})
     return cpu.phases(round_id)
 
 
@@ -810,7 +832,6 @@ def relay_cost(nodes: int, samples: int = 5) -> dict[str, float]:
     world = RelayWorld()
     keys = [SigningKey.generate() for _ in range(nodes)]
     parties = [RelayParty(k, world) for k in keys]
-    roster = sorted(k.key_id for k in keys)
     request = QueryRequest(spec=spec, analyst="bench").model_dump(mode="json")
 
     def task(key: SigningKey, phase: Phase, **extra: Any) -> Task:
@@ -842,6 +863,7 @@ def relay_cost(nodes: int, samples: int = 5) -> dict[str, float]:
         for k, body in zip(keys, keys_bodies, strict=True)
     ]
     out: dict[str, float] = {}
+    roster: list[str] = []
 
     def timed(name: str, function: Callable[[], Any], times: int = 1) -> Any:
         started = time.process_time()
@@ -884,18 +906,22 @@ def relay_cost(nodes: int, samples: int = 5) -> dict[str, float]:
         "keys: deliver", lambda i: deliver({**base, "node_key_id": keys[i].key_id, "phase": "keys"})
     )
     per_node("keys: accept", lambda i: accept(keys_bodies[i], Phase.KEYS, keys[i]))
+    roster.extend(timed("keys: ring order (once)", lambda: agg_secure.ring_of(round_id, members)))
     setup = timed(
         "shares: build the peer list (once)", lambda: agg_secure.setup_data(roster, members)
     )
+
+    def setup_of(i: int) -> dict[str, Any]:
+        return agg_secure.setup_for(setup, keys[i].key_id, threshold)
+
     per_node(
         "shares: deliver",
         lambda i: deliver(
-            {**base, "node_key_id": keys[i].key_id, "phase": "shares", "setup": setup}
+            {**base, "node_key_id": keys[i].key_id, "phase": "shares", "setup": setup_of(i)}
         ),
     )
-    setup_task = task(keys[0], Phase.SHARES, setup=setup)
     shares = [
-        p.handle(task(k, Phase.SHARES, setup=setup) if i else setup_task, "")
+        p.handle(task(k, Phase.SHARES, setup=setup_of(i)), "")
         for i, (k, p) in enumerate(zip(keys, parties, strict=True))
     ]
     per_node("shares: accept", lambda i: accept(shares[i], Phase.SHARES, keys[i]))
@@ -948,7 +974,7 @@ def relay_cost(nodes: int, samples: int = 5) -> dict[str, float]:
     out["total"] = sum(out.values())
     out["bytes: shares message"] = len(shares[0])
     out["bytes: shares task"] = len(
-        json.dumps(sign(TASK, {**base, "setup": setup}, agg_key).model_dump(mode="json"))
+        json.dumps(sign(TASK, {**base, "setup": setup_of(0)}, agg_key).model_dump(mode="json"))
     )
     out["bytes: reveal message"] = len(reveals[0])
     return out

@@ -224,9 +224,11 @@ class SecAggPeer(_Frozen):
 
 
 class SecAggSetup(_Frozen):
-    """Phase 2 task data: every node that advertised keys (this one too), the set U1."""
+    """Phase 2 task data: the nodes that advertised keys (U1) in ring order, and this node's
+    closed neighbourhood on that ring (itself and its neighbours) with their signed keys."""
 
     peers: Annotated[tuple[SecAggPeer, ...], Field(max_length=5000)]
+    ring: Annotated[tuple[KeyId, ...], Field(max_length=5000)] = ()
 
 
 class SecAggShares(_Frozen):

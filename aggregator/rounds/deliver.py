@@ -228,7 +228,7 @@ class Delivery:
                 cached = {"survivors": secure.survivors(members)}
             self._phase_data.put(cache_key, cached)
         if phase is Phase.SHARES:
-            data["setup"] = cached
+            data["setup"] = secure.setup_for(cached, key_id, task.threshold or 0)
         elif phase is Phase.MASK:
             data["mask"] = {"sealed": cached.get(key_id, {})}
         else:

@@ -12,6 +12,10 @@ answered a phase forms the next phase's set (U1 ⊇ U2 ⊇ U3, as in Bonawitz et
 with fewer than t nodes fails the round cleanly: nothing is computed and no partial sum is
 released.
 
+At the end of KEYS the aggregator puts U1 in ring order (``protocol.secgraph``): each node
+masks with, and shares its secrets among, only its neighbours on that ring, so the SHARES task
+carries a node's neighbourhood, not all of U1 (in a small round the neighbourhood is everyone).
+
 After UNMASK the aggregator reconstructs the survivors' self-mask seeds ``b`` and the mask keys
 ``s`` of nodes that dropped out after sharing, checks every reconstruction against what the
 node committed to (the hash of ``b``, the advertised public ``s``), and keeps only the sum.
@@ -32,7 +36,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from aggregator.merge import noise_variance
-from protocol import secagg
+from protocol import secagg, secgraph
 from protocol.calibration import expected_share_noise, matches
 from protocol.http import MAX_SAFE_INTEGER
 from protocol.messages import (
@@ -162,7 +166,12 @@ def judge(
                 secagg.agree(probe, text)  # refuses low-order keys, which would break the round
         elif phase is Phase.SHARES:
             shares = SecAggShares.model_validate(payload)
-            if shares.node_key_id != key_id or set(shares.sealed) != set(roster) - {key_id}:
+            ring = secgraph.Ring.of(roster, threshold)
+            if (
+                shares.node_key_id != key_id
+                or key_id not in ring.index
+                or set(shares.sealed) != set(ring.neighbours(key_id))
+            ):
                 raise Invalid(MALFORMED_SHARES)
             expected = 2 * secagg.SHARE_BYTES + 4 + 16 + 12  # plaintext + tag + nonce
             for text in shares.sealed.values():
@@ -247,18 +256,41 @@ def payload_of(raw: bytes) -> dict[str, Any]:
     return payload
 
 
+def ring_of(round_id: str, members: Sequence[Member]) -> list[str]:
+    """U1 (the members that advertised keys) in ring order: by the hash of their fresh keys."""
+    keys = {}
+    for m in members:
+        message = SecAggKeys.model_validate(payload_of(m.keys or b"{}"))
+        keys[m.key_id] = (message.c_public, message.s_public)
+    return secgraph.ring_order(round_id, keys)
+
+
 def setup_data(roster: Sequence[str], members: Sequence[Member]) -> dict[str, Any]:
-    """Phase SHARES: every node that advertised keys (U1), with its signed keys message."""
+    """Phase SHARES, once per round: U1 in ring order and every member's peer entry (its
+    enrolled key and signed keys message); ``setup_for`` cuts out one node's neighbourhood."""
     by_key = {m.key_id: m for m in members}
     return {
-        "peers": [
-            {
+        "ring": list(roster),
+        "peers": {
+            key_id: {
                 "node_key_id": key_id,
                 "public_key": by_key[key_id].public_key,
                 "keys": json.loads(by_key[key_id].keys or b"{}"),
             }
             for key_id in roster
-        ]
+        },
+    }
+
+
+def setup_for(setup: dict[str, Any], key_id: str, threshold: int) -> dict[str, Any]:
+    """Phase SHARES for one node: the ring, and the node with its neighbours."""
+    ring = secgraph.Ring.of(setup["ring"], threshold)
+    if key_id not in ring.index:
+        return {"ring": setup["ring"], "peers": []}
+    peers = setup["peers"]
+    return {
+        "ring": setup["ring"],
+        "peers": [peers[k] for k in (key_id, *ring.neighbours(key_id))],
     }
 
 
@@ -315,41 +347,46 @@ def reconstruct(
 ) -> Outcome:
     """The sum over the survivors, every mask removed; raises ReconstructionFailed.
 
-    ``roster`` is U1 exactly as the nodes were told it in phase SHARES: it fixes the Shamir
-    positions. U2 is who of U1 shared (their shares were relayed), U3 who of U2 is still in the
-    round with a masked vector; the pair masks of U2 − U3 are removed with reconstructed ``s``.
+    ``roster`` is U1 in ring order exactly as the nodes were told it in phase SHARES: it fixes
+    the neighbourhoods and the Shamir positions. U2 is who of U1 shared (their shares were
+    relayed), U3 who of U2 is still in the round with a masked vector; the pair masks between
+    U3 and its neighbours in U2 − U3 are removed with their reconstructed ``s``.
     """
     by_key = {m.key_id: m for m in members}
-    positions = {key_id: index + 1 for index, key_id in enumerate(roster)}
-    u3 = [m for m in members if m.active and m.masked is not None and m.key_id in positions]
+    ring = secgraph.Ring.of(roster, threshold)
+    index, local_t = ring.index, ring.shape.threshold
+    u3 = [m for m in members if m.active and m.masked is not None and m.key_id in index]
     u3_ids = {m.key_id for m in u3}
-    u2_ids = {m.key_id for m in members if m.shares is not None and m.key_id in positions}
+    u2_ids = {m.key_id for m in members if m.shares is not None and m.key_id in index}
     dropped = sorted(u2_ids - u3_ids)
-    reveals = []
+    reveals: dict[str, SecAggReveal] = {}
     for m in u3:
         if m.reveal is not None:
-            reveals.append(SecAggReveal.model_validate(payload_of(m.reveal)))
+            reveal = SecAggReveal.model_validate(payload_of(m.reveal))
+            # A reveal at the wrong position is left out.
+            if reveal.x == index[m.key_id] + 1:
+                reveals[m.key_id] = reveal
     weights_cache: dict[tuple[int, ...], list[int]] = {}
 
-    def recover(peer: str, kind: str) -> bytes:
+    def recover(owner: str, kind: str) -> bytes:
         points = []
-        for reveal in reveals:
+        for holder in (owner, *ring.neighbours(owner)):
+            reveal = reveals.get(holder)
+            if reveal is None:
+                continue
             shares = reveal.b_shares if kind == "b" else reveal.s_shares
-            if peer in shares:
-                points.append((reveal.x, int(shares[peer])))
-            if len(points) == threshold:
-                break
-        if len(points) < threshold:
+            if owner in shares:
+                points.append((ring.x(owner, holder), int(shares[owner])))
+        if len(points) < local_t:
             raise ReconstructionFailed("too_few_shares")
+        points = sorted(points)[:local_t]  # the same positions for most owners: weights reused
         xs = tuple(x for x, _ in points)
         weights = weights_cache.get(xs)
         if weights is None:
             weights = weights_cache[xs] = secagg.lagrange_weights(xs)
         return secagg.combine([y for _, y in points], weights)
 
-    # A reveal at the wrong position is left out (its shares would reconstruct garbage).
-    reveals = [r for r in reveals if r.x == positions.get(r.node_key_id)]
-    if len(reveals) < threshold:
+    if len(reveals) < local_t:
         raise ReconstructionFailed("too_few_reveals")
     length = vector_length(spec)
     self_seeds = {}
@@ -365,7 +402,7 @@ def reconstruct(
         keys = SecAggKeys.model_validate(payload_of(by_key[d].keys or b"{}"))
         if secagg.public_text(private) != keys.s_public:
             raise ReconstructionFailed("mask_key_mismatch")
-        for live in sorted(u3_ids):
+        for live in sorted(u3_ids & set(ring.neighbours(d))):
             live_keys = SecAggKeys.model_validate(payload_of(by_key[live].keys or b"{}"))
             shared = secagg.agree(private, live_keys.s_public)
             dropped_pairs.append((live, d, secagg.pair_seed(shared, round_id, live, d)))

@@ -204,7 +204,7 @@ def advance(state: State, now: datetime) -> tuple[State, tuple[Action, ...]]:
         moving = active  # every node that accepted (the others timed out just now)
     elif phase is Phase.KEYS:
         moving = [s for s in active if s.keys is not None]
-        roster = tuple(sorted(s.key_id for s in moving))
+        roster = tuple(secure.ring_of(state.round_id, [s.member() for s in moving]))
     elif phase is Phase.SHARES:
         moving = [s for s in active if s.shares is not None]
     elif phase is Phase.MASK:

@@ -6,14 +6,17 @@ the protocol survives, and no ephemeral key ever reaches the disk.
 
 1. KEYS: policy, budget and worst-case check; two fresh X25519 key pairs; their public halves,
    signed with the node's long-term key.
-2. SHARES: check every peer's signed keys, then Shamir-share the mask key ``s`` and a fresh
-   self-mask seed ``b`` (threshold t) and seal one pair of shares to each peer.
+2. SHARES: check the ring (``protocol.secgraph``) and the signed keys of this node's neighbours
+   on it, then Shamir-share the mask key ``s`` and a fresh self-mask seed ``b`` among its closed
+   neighbourhood (the neighbourhood's threshold) and seal one pair of shares to each neighbour.
+   In a small round every node is every other's neighbour (the complete graph).
 3. MASK: open the shares addressed to this node, compute the exact aggregate, add this node's
-   noise share (OpenDP), mask, **debit the ledger and commit**, and only then release the masked
-   vector. A retry of this task returns the stored bytes and spends nothing.
-4. UNMASK: for each peer that shared, reveal the share of ``b`` if the aggregator says it is a
-   survivor, of ``s`` if it says it dropped; never both, and only once per round, so that a lie
-   about who dropped out cannot unmask anyone.
+   noise share (OpenDP), mask with the neighbours that shared, **debit the ledger and commit**,
+   and only then release the masked vector. A retry of this task returns the stored bytes and
+   spends nothing.
+4. UNMASK: for each neighbour that shared, reveal the share of ``b`` if the aggregator says it
+   is a survivor, of ``s`` if it says it dropped; never both, and only once per round, so that a
+   lie about who dropped out cannot unmask anyone.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from node.services.aggregate import run_aggregate
 from node.services.answering import Answerer
 from node.services.policy import check_policy
 from node.storage.db import transaction
-from protocol import secagg
+from protocol import secagg, secgraph
 from protocol.clock import Clock, SystemClock
 from protocol.messages import (
     REFUSAL,
@@ -84,8 +87,8 @@ class Session:
     c_key: X25519PrivateKey
     s_key: X25519PrivateKey
     keys_body: bytes
-    roster: dict[str, SecAggKeys] = field(default_factory=dict)  # U1, by key id
-    positions: dict[str, int] = field(default_factory=dict)  # Shamir x per key id
+    roster: dict[str, SecAggKeys] = field(default_factory=dict)  # the neighbourhood, by key id
+    ring: secgraph.Ring | None = None  # U1 in ring order, with the neighbourhoods' shape
     b: bytes | None = None
     shares_body: bytes | None = None
     own: secagg.SharePair | None = None  # this node's shares of its own secrets
@@ -250,22 +253,19 @@ class SecureParty:
         if task.setup is None:
             raise ProtocolViolation("the shares phase came without the list of peers")
         roster = self._check_roster(session, task.setup.peers)
-        n, t = len(roster), session.threshold
-        if n < t:
-            raise ProtocolViolation(f"only {n} nodes advertised keys; the threshold is {t}")
-        if t < secagg.minimum_threshold(n):
-            raise ProtocolViolation(
-                f"threshold {t} is too low for {n} nodes (at least {secagg.minimum_threshold(n)})"
-            )
-        order = sorted(roster)
+        ring = self._check_ring(session, task.setup.ring, roster)
+        shape = ring.shape
         session.roster = roster
-        session.positions = {key_id: index + 1 for index, key_id in enumerate(order)}
+        session.ring = ring
         session.b = os.urandom(32)
-        s_shares = dict(secagg.split(secagg.private_bytes(session.s_key), n, t))
-        b_shares = dict(secagg.split(session.b, n, t))
+        s_shares = dict(
+            secagg.split(secagg.private_bytes(session.s_key), shape.holders, shape.threshold)
+        )
+        b_shares = dict(secagg.split(session.b, shape.holders, shape.threshold))
         me = self.key.key_id
         sealed = {}
-        for peer, x in session.positions.items():
+        for peer in (me, *ring.neighbours(me)):
+            x = ring.x(me, peer)
             pair = secagg.SharePair(me, peer, x, s_shares[x], b_shares[x])
             if peer == me:
                 session.own = pair
@@ -282,6 +282,23 @@ class SecureParty:
         )
         session.shares_body = _body(sign(SECAGG_SHARES, message.model_dump(mode="json"), self.key))
         return session.shares_body
+
+    def _check_ring(
+        self, session: Session, order: tuple[str, ...], roster: dict[str, SecAggKeys]
+    ) -> secgraph.Ring:
+        """The ring must follow from the public inputs, and be large enough for t."""
+        n, t = len(order), session.threshold
+        if n < t:
+            raise ProtocolViolation(f"only {n} nodes advertised keys; the threshold is {t}")
+        if t < secagg.minimum_threshold(n):
+            raise ProtocolViolation(
+                f"threshold {t} is too low for {n} nodes (at least {secagg.minimum_threshold(n)})"
+            )
+        keys = {key_id: (k.c_public, k.s_public) for key_id, k in roster.items()}
+        try:
+            return secgraph.check_neighbourhood(session.round_id, order, self.key.key_id, keys, t)
+        except secgraph.GraphError as exc:
+            raise ProtocolViolation(str(exc)) from None
 
     def _check_roster(
         self, session: Session, peers: tuple[SecAggPeer, ...]
@@ -319,7 +336,7 @@ class SecureParty:
     def _mask(self, session: Session, task: Task) -> bytes:
         if session.masked_body is not None:
             return session.masked_body
-        if session.b is None or session.own is None:
+        if session.b is None or session.own is None or session.ring is None:
             raise ProtocolViolation("the mask phase came before this node shared its seeds")
         if task.mask is None:
             raise ProtocolViolation("the mask phase came without the shares for this node")
@@ -328,9 +345,11 @@ class SecureParty:
         if me in senders or not senders <= set(session.roster):
             raise ProtocolViolation("shares from nodes that did not advertise keys")
         u2 = tuple(sorted(senders | {me}))
-        if len(u2) < session.threshold:
+        local_t = session.ring.shape.threshold
+        if len(u2) < local_t:
             raise ProtocolViolation(
-                f"only {len(u2)} nodes shared their seeds; the threshold is {session.threshold}"
+                f"only {len(u2)} nodes of this node's neighbourhood shared their seeds; "
+                f"its threshold is {local_t}"
             )
         bad: list[str] = []
         for sender, text in task.mask.sealed.items():
@@ -341,7 +360,7 @@ class SecureParty:
             except secagg.SecAggError:
                 bad.append(sender)
                 continue
-            if pair.x != session.positions[me]:
+            if pair.x != session.ring.x(sender, me):
                 bad.append(sender)
                 continue
             session.received[sender] = pair
@@ -482,16 +501,27 @@ class SecureParty:
                 )
             assert session.reveal_body is not None
             return session.reveal_body
-        if session.masked_body is None or session.own is None:
+        if session.masked_body is None or session.own is None or session.ring is None:
             raise ProtocolViolation("the unmask phase came before this node submitted its vector")
         me = self.key.key_id
-        if len(survivors) != len(task.unmask.survivors) or not set(survivors) <= set(session.u2):
+        ring = session.ring
+        nearby = set(survivors) & {me, *ring.neighbours(me)}
+        if (
+            len(survivors) != len(task.unmask.survivors)
+            or not set(survivors) <= set(ring.index)
+            or not nearby <= set(session.u2)
+        ):
             raise ProtocolViolation("survivors that did not share their seeds in this round")
         if me not in survivors:
             raise ProtocolViolation("this node submitted its vector but is not listed as survivor")
         if len(survivors) < session.threshold:
             raise ProtocolViolation(
                 f"only {len(survivors)} survivors; the threshold is {session.threshold}"
+            )
+        if len(nearby) < ring.shape.threshold:
+            raise ProtocolViolation(
+                f"only {len(nearby)} survivors in this node's neighbourhood; its threshold is "
+                f"{ring.shape.threshold}"
             )
         b_shares: dict[str, str] = {}
         s_shares: dict[str, str] = {}
@@ -507,7 +537,7 @@ class SecureParty:
             round_id=session.round_id,
             query_id=session.spec.query_id,
             node_key_id=me,
-            x=session.positions[me],
+            x=ring.index[me] + 1,
             b_shares=b_shares,
             s_shares=s_shares,
         )

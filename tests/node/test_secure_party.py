@@ -16,7 +16,7 @@ from node.services import ledger
 from node.services.secure import SecureParty
 from node.storage.db import make_engine
 from node.storage.models import LedgerEntry
-from protocol import secagg
+from protocol import secagg, secgraph
 from protocol.messages import (
     REFUSAL,
     Phase,
@@ -89,6 +89,15 @@ def payload(body: bytes) -> dict[str, Any]:
     return result
 
 
+def ring(keys: dict[str, Any]) -> list[str]:
+    """U1 in ring order, as the aggregator derives it from the signed keys messages."""
+    publics = {}
+    for key_id, body in keys.items():
+        document = json.loads(body) if isinstance(body, bytes) else body
+        publics[key_id] = (document["payload"]["c_public"], document["payload"]["s_public"])
+    return secgraph.ring_order(ROUND, publics)
+
+
 def run_to_mask(parties: list[SecureParty]) -> tuple[dict[str, Any], dict[str, Any]]:
     """KEYS, SHARES and MASK for all four; returns (shares by sender, masked by node)."""
     keys = {p.key.key_id: p.handle(task(p, Phase.KEYS), AGG_KEY) for p in parties}
@@ -102,7 +111,9 @@ def run_to_mask(parties: list[SecureParty]) -> tuple[dict[str, Any], dict[str, A
     ]
     shares = {
         p.key.key_id: SecAggShares.model_validate(
-            payload(p.handle(task(p, Phase.SHARES, setup={"peers": peers}), AGG_KEY))
+            payload(
+                p.handle(task(p, Phase.SHARES, setup={"peers": peers, "ring": ring(keys)}), AGG_KEY)
+            )
         )
         for p in parties
     }
@@ -113,6 +124,10 @@ def run_to_mask(parties: list[SecureParty]) -> tuple[dict[str, Any], dict[str, A
         body = p.handle(task(p, Phase.MASK, mask={"sealed": sealed}), AGG_KEY)
         masked[me] = SecAggMasked.model_validate(payload(body))
     return shares, masked
+
+
+def _sessions(parties: list[SecureParty]) -> dict[str, Any]:
+    return {p.key.key_id: p._sessions[ROUND] for p in parties}
 
 
 def refusal_reason(body: bytes) -> str:
@@ -140,6 +155,7 @@ def test_honest_round_debits_each_ledger_once_with_the_assumption(
 def test_a_lying_aggregator_cannot_unmask_a_live_node(parties: list[SecureParty]) -> None:
     shares, masked = run_to_mask(parties)
     victim = parties[0].key.key_id
+    order = ring({k: json.loads(v.keys_body) for k, v in _sessions(parties).items()})
     others = parties[1:]
     # The lie: the victim "dropped out", though its masked vector arrived.
     liars_survivors = [p.key.key_id for p in others]
@@ -156,8 +172,9 @@ def test_a_lying_aggregator_cannot_unmask_a_live_node(parties: list[SecureParty]
         body = p.handle(task(p, Phase.UNMASK, unmask={"survivors": honest}), AGG_KEY)
         assert refusal_reason(body) == RefusalReason.SECURE_PROTOCOL.value
     # With s it can strip the victim's pair masks, but the self-mask still hides the vector.
-    positions = {k: i + 1 for i, k in enumerate(sorted(honest))}
-    points = [(positions[r.node_key_id], int(r.s_shares[victim])) for r in reveals]
+    graph = secgraph.Ring.of(order, 3)  # four nodes: the complete graph, threshold 3
+    assert graph.shape.complete and graph.shape.threshold == 3
+    points = [(graph.x(victim, r.node_key_id), int(r.s_shares[victim])) for r in reveals]
     s_victim = secagg.private_from_bytes(
         secagg.combine([y for _, y in points], secagg.lagrange_weights([x for x, _ in points]))
     )
@@ -192,7 +209,9 @@ def test_a_threshold_below_a_majority_is_refused(parties: list[SecureParty]) -> 
         for p in parties
     ]
     p = parties[0]
-    shares_task = task(p, Phase.SHARES, setup={"peers": peers}).model_copy(update={"threshold": 2})
+    shares_task = task(p, Phase.SHARES, setup={"peers": peers, "ring": ring(keys)}).model_copy(
+        update={"threshold": 2}
+    )
     assert refusal_reason(p.handle(shares_task, AGG_KEY)) == RefusalReason.SECURE_PROTOCOL.value
 
 
@@ -208,7 +227,8 @@ def test_an_altered_peer_key_is_refused(parties: list[SecureParty]) -> None:
         }
         for p in parties
     ]
-    body = parties[0].handle(task(parties[0], Phase.SHARES, setup={"peers": peers}), AGG_KEY)
+    setup = {"peers": peers, "ring": ring(keys)}
+    body = parties[0].handle(task(parties[0], Phase.SHARES, setup=setup), AGG_KEY)
     assert refusal_reason(body) == RefusalReason.SECURE_PROTOCOL.value
 
 

@@ -3,6 +3,7 @@ round, with no database, clock or network (aggregator/rounds/independent.py, sec
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -11,6 +12,7 @@ import pytest
 from aggregator.rounds import independent, secure, securephases
 from aggregator.rounds.machine import Action
 from aggregator.rounds.securephases import PhaseEnd, Seat
+from protocol import secgraph
 from protocol.messages import Phase
 from protocol.results import NodeStatus
 from tests.nodekit import make_spec
@@ -104,6 +106,28 @@ def secure_state(*seats: Seat, phase: Phase = Phase.ANNOUNCE, t: int = 2) -> sec
     )
 
 
+def keys(n: int) -> bytes:
+    """A stored KEYS message of node n (its envelope's payload is what the ring order reads)."""
+    c, s = public_keys(n)
+    payload = {
+        "round_id": "r",
+        "query_id": "q",
+        "query_hash": "h",
+        "node_key_id": f"{n:016x}",
+        "c_public": c,
+        "s_public": s,
+    }
+    return json.dumps({"payload": payload}).encode()
+
+
+def public_keys(n: int) -> tuple[str, str]:
+    return f"c-public-key-of-node-{n:020d}", f"s-public-key-of-node-{n:020d}"
+
+
+def ring(*ns: int) -> tuple[str, ...]:
+    return tuple(secgraph.ring_order("r", {f"k{n}": public_keys(n) for n in ns}))
+
+
 def accept(n: int, phase: Phase = Phase.ANNOUNCE, raw: bytes = b"m") -> securephases.Arrived:
     return securephases.Arrived(f"t{n}", phase, NodeStatus.PENDING, None, raw, NOW)
 
@@ -170,14 +194,15 @@ def test_an_undelivered_task_times_out_as_not_delivered_and_approval_keeps_its_r
 
 def test_the_keys_phase_sets_the_roster_of_who_sent_keys() -> None:
     state = secure_state(
-        seat(2, phase=None, keys=b"k2"),
-        seat(1, phase=None, keys=b"k1"),
+        seat(2, phase=None, keys=keys(2)),
+        seat(1, phase=None, keys=keys(1)),
         seat(3, phase=Phase.KEYS),
         phase=Phase.KEYS,
     )
     after, actions = securephases.step(state, PhaseEnd(DEADLINE))
     assert actions == (A.ADVANCE, A.NOTIFY)
-    assert after.roster == ("k1", "k2") and after.phase is Phase.SHARES
+    assert sorted(after.roster) == ["k1", "k2"] and after.roster == ring(1, 2)
+    assert after.phase is Phase.SHARES
 
 
 def test_fewer_than_t_fails_the_round_and_the_rest_count_as_answered() -> None:
@@ -231,7 +256,7 @@ def test_too_few_answers_at_a_phase_deadline_wait_longer_while_nodes_may_still_a
     (slow, e.g. on a busy machine): the phase gets a fair share of the remaining time again."""
     at = NOW + timedelta(minutes=1)
     state = secure_state(
-        seat(1, phase=None, keys=b"k1"),
+        seat(1, phase=None, keys=keys(1)),
         seat(2, phase=Phase.KEYS),
         seat(3, phase=Phase.KEYS),
         phase=Phase.KEYS,
@@ -244,18 +269,18 @@ def test_too_few_answers_at_a_phase_deadline_wait_longer_while_nodes_may_still_a
     # A timer of the old deadline that fires late changes nothing.
     assert securephases.step(after, PhaseEnd(at)) == (after, ())
     # The slow nodes answer: the phase ends at once and the round goes on.
-    answered, more = securephases.step(after, accept(2, Phase.KEYS, b"k2"))
+    answered, more = securephases.step(after, accept(2, Phase.KEYS, keys(2)))
     assert more == (A.STORE, A.NOTIFY)
-    answered, more = securephases.step(answered, accept(3, Phase.KEYS, b"k3"))
+    answered, more = securephases.step(answered, accept(3, Phase.KEYS, keys(3)))
     assert more == (A.STORE, A.PHASE_OVER)
     moved, more = securephases.step(answered, PhaseEnd(at, all_in=True))
     assert more == (A.ADVANCE, A.NOTIFY) and moved.phase is Phase.SHARES
-    assert moved.roster == ("k1", "k2", "k3")
+    assert moved.roster == ring(1, 2, 3)
 
 
 def test_at_the_round_deadline_too_few_answers_fail_the_round() -> None:
     state = secure_state(
-        seat(1, phase=None, keys=b"k1"), seat(2, phase=Phase.KEYS), phase=Phase.KEYS
+        seat(1, phase=None, keys=keys(1)), seat(2, phase=Phase.KEYS), phase=Phase.KEYS
     )
     after, actions = securephases.step(state, PhaseEnd(DEADLINE))
     assert actions == (A.CLOSE, A.NOTIFY) and after.failure == "below_threshold_keys"
@@ -264,12 +289,12 @@ def test_at_the_round_deadline_too_few_answers_fail_the_round() -> None:
 def test_enough_answers_at_a_phase_deadline_go_on_without_the_slow() -> None:
     at = NOW + timedelta(minutes=1)
     state = secure_state(
-        seat(1, phase=None, keys=b"k1"),
-        seat(2, phase=None, keys=b"k2"),
+        seat(1, phase=None, keys=keys(1)),
+        seat(2, phase=None, keys=keys(2)),
         seat(3, phase=Phase.KEYS),
         phase=Phase.KEYS,
         t=2,
     )
     after, actions = securephases.step(state, PhaseEnd(at))
-    assert actions == (A.ADVANCE, A.NOTIFY) and after.roster == ("k1", "k2")
+    assert actions == (A.ADVANCE, A.NOTIFY) and after.roster == ring(1, 2)
     assert after.seats[2].status is NodeStatus.TIMED_OUT

@@ -35,7 +35,7 @@ from aggregator.releases import recipe as recipes
 from aggregator.releases.chain import seal
 from aggregator.releases.compose import compose
 from aggregator.releases.publish import publish, round_results
-from aggregator.rounds.secure import Outcome
+from aggregator.rounds.unmask import Outcome
 from aggregator.storage.db import make_async_engine, make_async_sessionmaker
 from aggregator.storage.models import Node, Round, Task
 from bench.round_bench import machine, prepare_database

@@ -824,6 +824,7 @@ def relay_cost(nodes: int, samples: int = 5) -> dict[str, float]:
     signing, verifying and JSON encoding of the phase messages. Per-node steps are timed on
     ``samples`` nodes and multiplied by ``nodes``; per-round steps run once."""
     from aggregator.rounds import secure as agg_secure
+    from aggregator.rounds import unmask as agg_unmask
 
     spec = bench_spec(Mode.SECURE).model_copy(update={"query_id": "pd-relay-cost"})
     round_id = "relay-cost-" + os.urandom(4).hex()
@@ -967,7 +968,7 @@ def relay_cost(nodes: int, samples: int = 5) -> dict[str, float]:
     ]
     outcome = timed(
         "unmask: reconstruct and sum (once)",
-        lambda: agg_secure.reconstruct(round_id, spec, threshold, roster, members),
+        lambda: agg_unmask.reconstruct(round_id, spec, threshold, roster, members),
     )
     if outcome.answered != nodes:
         raise RuntimeError("the relay round did not reconstruct")

@@ -12,7 +12,7 @@ from sqlalchemy import null, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aggregator.merge import derived, estimates, merge_measures, screen
-from aggregator.rounds import secure
+from aggregator.rounds import unmask
 from aggregator.rounds.cache import LRU
 from aggregator.storage.models import Node, Round, Task
 from protocol.calibration import ExpectedNoise, expected_noise
@@ -151,7 +151,7 @@ def build_result(
     if row.mode == Mode.SECURE.value:
         quorum_met = row.outcome is not None
         if row.outcome is not None:
-            summed = secure.Outcome.from_json(row.outcome)
+            summed = unmask.Outcome.from_json(row.outcome)
             noise = summed.noise
             measures = tuple(
                 estimates(m, summed.values[m.value], summed.variance[m.value])

@@ -2,7 +2,7 @@
 
 A phase ends when every node still in it has answered, or at its deadline; who answered forms
 the next phase's set, and fewer than t fails the round cleanly (no partial sum). After UNMASK the
-sum is reconstructed (``secure.reconstruct``, pure as well). See ``secure`` for the protocol and
+sum is reconstructed (``unmask.reconstruct``, pure as well). See ``secure`` for the protocol and
 docs/explanation/secure-aggregation.md for the arithmetic.
 """
 
@@ -13,7 +13,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from aggregator.rounds import secure
+from aggregator.rounds import secure, unmask
 from aggregator.rounds.machine import Action
 from aggregator.services.registry import AWAITING_APPROVAL
 from protocol import secagg
@@ -64,7 +64,7 @@ class State:
     phase: Phase | None = Phase.ANNOUNCE
     phase_deadline: datetime | None = None
     roster: tuple[str, ...] = ()
-    outcome: str | None = None  # the sum (secure.Outcome JSON)
+    outcome: str | None = None  # the sum (unmask.Outcome JSON)
     failure: str | None = None
     # A message concerns one seat: the shell may load only that one, and count the others
     # that still owe the current phase its message here.
@@ -223,8 +223,8 @@ def advance(state: State, now: datetime) -> tuple[State, tuple[Action, ...]]:
     else:
         members = [s.member() for s in seats]
         try:
-            result = secure.reconstruct(state.round_id, state.spec, t, list(roster), members)
-        except secure.ReconstructionFailed as exc:
+            result = unmask.reconstruct(state.round_id, state.spec, t, list(roster), members)
+        except unmask.ReconstructionFailed as exc:
             return _fail(replace(state, seats=seats), str(exc))
         except (secagg.SecAggError, ValidationError):
             return _fail(replace(state, seats=seats), "reconstruction_failed")

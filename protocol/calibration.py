@@ -44,6 +44,8 @@ def noise_sd(mechanism: Mechanism, scale: float) -> float:
     Discrete Gaussian with P(k) ∝ exp(-k²/2σ²): the variance is a fast-converging sum; for σ ≥ 4 it
     equals σ² to well below double precision (Canonne, Kamath, Steinke 2020, Prop. 19 and §2.3).
     """
+    if scale <= 0:
+        return 0.0  # a measure no person can change (sensitivity 0) needs no noise
     if mechanism is Mechanism.LAPLACE:
         q = math.exp(-1.0 / scale)
         return math.sqrt(2 * q) / (1 - q)

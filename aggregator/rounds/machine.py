@@ -25,7 +25,7 @@ class Action(StrEnum):
     CLOSE = "close"  # the round is closed (its timer and waiters go)
     PHASE_OVER = "phase_over"  # every node in a secure phase answered: end the phase now
     ADVANCE = "advance"  # a secure round's next phase began: re-arm, wake its nodes
-    EXTEND = "extend"  # too few answered a secure phase by its deadline, more may: re-arm later
+    EXTEND = "extend"  # the secure phase goes on until its (maybe later) deadline: (re-)arm
     NOTIFY = "notify"  # the round changed: wake waiting analysts
 
 

@@ -107,7 +107,10 @@ def step(state: State, event: Event) -> tuple[State, tuple[Action, ...]]:
             return state, ()
         early = state.phase_deadline is not None and state.phase_deadline > event.now
         if early and not event.all_in:
-            return state, ()  # moved on early; the new phase has its own timer
+            # A timer of an earlier deadline (the phase moved on, or waits longer), or one that
+            # fired a moment early: the phase goes on until its deadline, (re-)armed here so
+            # that no timer is lost.
+            return state, (Action.EXTEND,)
         if state.waiting() and event.all_in:
             return state, ()
         moved, actions = advance(state, event.now)
@@ -258,8 +261,8 @@ def _wait_longer(state: State, now: datetime) -> State | None:
     the round for certain, so give the phase a fair share of the round's remaining time again
     (as when it began); at the round's deadline it ends, whoever answered. None: no time left."""
     assert state.phase is not None
-    if now >= state.deadline:
-        return None
+    if state.phase is Phase.ANNOUNCE or now >= state.deadline:
+        return None  # ANNOUNCE ends at the approval deadline its operators were shown
     later = secure.phase_deadline(now, state.deadline, state.phase)
     if later <= now:
         return None

@@ -153,7 +153,8 @@ def test_the_last_message_of_a_phase_ends_it_and_the_next_begins() -> None:
 
 def test_a_phase_end_before_its_deadline_with_nodes_waiting_does_nothing() -> None:
     state = secure_state(seat(1), seat(2))
-    assert securephases.step(state, PhaseEnd(NOW)) == (state, ())
+    # A timer that fires before the phase's deadline only re-arms it.
+    assert securephases.step(state, PhaseEnd(NOW)) == (state, (A.EXTEND,))
     assert securephases.step(state, PhaseEnd(NOW, all_in=True)) == (state, ())
 
 
@@ -266,8 +267,8 @@ def test_too_few_answers_at_a_phase_deadline_wait_longer_while_nodes_may_still_a
     assert actions == (A.EXTEND,)
     assert after == replace(state, phase_deadline=secure.phase_deadline(at, DEADLINE, Phase.KEYS))
     assert after.phase_deadline is not None and at < after.phase_deadline < DEADLINE
-    # A timer of the old deadline that fires late changes nothing.
-    assert securephases.step(after, PhaseEnd(at)) == (after, ())
+    # A timer of the old deadline that fires late changes nothing but re-arms the new one.
+    assert securephases.step(after, PhaseEnd(at)) == (after, (A.EXTEND,))
     # The slow nodes answer: the phase ends at once and the round goes on.
     answered, more = securephases.step(after, accept(2, Phase.KEYS, keys(2)))
     assert more == (A.STORE, A.NOTIFY)
@@ -298,3 +299,11 @@ def test_enough_answers_at_a_phase_deadline_go_on_without_the_slow() -> None:
     after, actions = securephases.step(state, PhaseEnd(at))
     assert actions == (A.ADVANCE, A.NOTIFY) and after.roster == ring(1, 2)
     assert after.seats[2].status is NodeStatus.TIMED_OUT
+
+
+def test_announce_ends_at_the_approval_deadline_even_with_too_few() -> None:
+    """The approval deadline is what the nodes' operators were shown: it is not moved."""
+    at = NOW + timedelta(minutes=1)
+    state = secure_state(seat(1, phase=None), seat(2), seat(3), t=3)
+    after, actions = securephases.step(state, PhaseEnd(at))
+    assert actions == (A.CLOSE, A.NOTIFY) and after.failure == "below_threshold_announce"

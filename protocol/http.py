@@ -85,6 +85,23 @@ def _check_string(text: str) -> None:
         raise JsonRejected(JSON_STRING_INVALID, "a string holds an unpaired surrogate") from None
 
 
+def _plain(raw: bytes | str) -> bool:
+    """Whether no string in the document can hold NUL or an unpaired surrogate: the body is
+    ASCII without NUL (so no UTF-8 or UTF-16 encoded surrogate, which ``json.loads`` would let
+    through) and without ``\\u`` (so no escaped one). A raw control character inside a string
+    is a JSON syntax error already."""
+    if isinstance(raw, str):
+        return raw.isascii() and "\\u" not in raw and "\x00" not in raw
+    return raw.isascii() and b"\\u" not in raw and b"\x00" not in raw
+
+
+def _brackets(raw: bytes | str) -> int:
+    """An upper bound of the nesting depth (brackets inside strings count too)."""
+    if isinstance(raw, str):
+        return raw.count("[") + raw.count("{")
+    return raw.count(b"[") + raw.count(b"{")
+
+
 def parse_json(raw: bytes | str) -> Any:
     """Parse a request body, refusing what JSON allows but the protocol cannot handle.
 
@@ -98,11 +115,15 @@ def parse_json(raw: bytes | str) -> Any:
         document = json.loads(raw, parse_constant=_constant, parse_float=_float, parse_int=_int)
     except RecursionError:
         raise JsonRejected(JSON_TOO_DEEP, "the document nests too deeply") from None
+    plain = _plain(raw)
+    if plain and _brackets(raw) <= MAX_JSON_DEPTH:
+        return document  # no string to check, and too few brackets to nest too deeply
     stack: list[tuple[Any, int]] = [(document, 1)]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, str):
-            _check_string(value)
+            if not plain:
+                _check_string(value)
         elif isinstance(value, dict | list):
             if depth > MAX_JSON_DEPTH:
                 raise JsonRejected(
@@ -110,7 +131,8 @@ def parse_json(raw: bytes | str) -> Any:
                 )
             if isinstance(value, dict):
                 for key, item in value.items():
-                    _check_string(key)
+                    if not plain:
+                        _check_string(key)
                     stack.append((item, depth + 1))
             else:
                 stack.extend((item, depth + 1) for item in value)

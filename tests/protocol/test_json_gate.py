@@ -73,3 +73,27 @@ def test_text_that_is_not_json_raises_a_value_error_not_a_rejection() -> None:
         with pytest.raises(ValueError) as info:
             parse_json(garbage)
         assert not isinstance(info.value, JsonRejected)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"x": "\xed\xa0\x80"}',  # a surrogate encoded as UTF-8 bytes, no escape
+        '{"x": "\ud800"}',  # a surrogate in a str body
+        b'{"x": "a\\\\\\u0000"}',  # an escaped backslash before the escape
+    ],
+)
+def test_strings_are_checked_in_bodies_that_are_not_plain_ascii(body: bytes | str) -> None:
+    with pytest.raises(JsonRejected) as info:
+        parse_json(body)
+    assert info.value.code == JSON_STRING_INVALID
+
+
+def test_a_plain_body_with_many_brackets_is_still_walked_for_depth() -> None:
+    """Brackets inside strings count towards the quick bound; the walk decides."""
+    shallow = {"x": "[" * (MAX_JSON_DEPTH + 5), "y": [[1]]}
+    assert parse_json(json.dumps(shallow).encode()) == shallow
+    deep = b'{"x": "' + b"{" * 10 + b'", "y": ' + _nested(MAX_JSON_DEPTH) + b"}"
+    with pytest.raises(JsonRejected) as info:
+        parse_json(deep)
+    assert info.value.code == JSON_TOO_DEEP

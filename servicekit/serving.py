@@ -1,9 +1,10 @@
 """What every service's ``serve`` command shares: the ``--host``/``--port`` overrides, the log
-level, and the uvicorn options all three run with. Uvicorn itself is imported
-by the command, so the CLI starts fast."""
+level, the uvicorn options all three run with, and the check of the proxies they trust. Uvicorn
+itself is imported by the command, so the CLI starts fast."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from typing import Any
 
@@ -35,3 +36,16 @@ def uvicorn_options(host: str, port: int, level: str, **extra: Any) -> dict[str,
         "timeout_graceful_shutdown": 5,
         **extra,
     }
+
+
+def check_forwarded_allow_ips(value: str) -> None:
+    """Refuse a ``forwarded_allow_ips`` setting with an entry that is neither ``*`` nor an
+    address or network: the app trusts proxy headers only from these."""
+    for entry in value.split(","):
+        if entry.strip() != "*":
+            try:
+                ipaddress.ip_network(entry.strip())
+            except ValueError:
+                raise ValueError(
+                    f"forwarded_allow_ips: {entry.strip()!r} is not an address or network"
+                ) from None

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from servicekit.serving import listen_overrides, log_level, uvicorn_options
+from servicekit.serving import (
+    check_forwarded_allow_ips,
+    listen_overrides,
+    log_level,
+    uvicorn_options,
+)
 
 
 def test_only_given_options_override_the_settings() -> None:
@@ -31,3 +36,9 @@ def test_uvicorn_options_keep_our_logging_and_add_extras() -> None:
         "timeout_graceful_shutdown": 5,
         "proxy_headers": False,
     }
+
+
+def test_trusted_proxies_are_addresses_networks_or_star() -> None:
+    check_forwarded_allow_ips("127.0.0.1, ::1,10.0.0.0/8,*")
+    with pytest.raises(ValueError, match=r"'proxy\.example' is not an address or network"):
+        check_forwarded_allow_ips("127.0.0.1,proxy.example")

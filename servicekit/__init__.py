@@ -1,2 +1,3 @@
 """Scaffolding the three services (node, aggregator, key holder) share and that needs a library
-``protocol`` must not depend on (SQLAlchemy, Alembic). It imports none of the services."""
+``protocol`` must not depend on (FastAPI, SQLAlchemy, Alembic). It may import ``protocol``; it
+imports none of the services."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from protocol.problems import ErrorInfo, build_catalogue
+from protocol.problems import ErrorInfo, ProblemError, build_catalogue
 
 
 class ErrorCode(StrEnum):
@@ -95,14 +95,10 @@ CATALOGUE: dict[ErrorCode, ErrorInfo] = build_catalogue(
 )
 
 
-class AggregatorError(Exception):
+class AggregatorError(ProblemError[ErrorCode]):
     """An error with a catalogue code; ``detail`` must be safe to show to the caller."""
 
-    def __init__(self, code: ErrorCode, detail: str | None = None, **extra: Any) -> None:
-        super().__init__(detail or CATALOGUE[code].title)
-        self.code = code
-        self.detail = detail
-        self.extra = extra
+    catalogue = CATALOGUE
 
 
 def problem(code: ErrorCode, detail: str | None = None, **extra: Any) -> dict[str, Any]:

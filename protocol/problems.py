@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from protocol.http import problem_body
 
@@ -70,3 +70,16 @@ def build_catalogue(codes: type[C], own: Mapping[C, ErrorInfo]) -> dict[C, Error
             raise ValueError(f"{codes.__name__}.{code.name} has no catalogue entry")
         catalogue[code] = info
     return catalogue
+
+
+class ProblemError(Exception, Generic[C]):
+    """An error with a catalogue code; ``detail`` must be safe to show to the caller. A service
+    subclasses it once, naming its catalogue."""
+
+    catalogue: ClassVar[Mapping[Any, ErrorInfo]]
+
+    def __init__(self, code: C, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.catalogue[code].title)
+        self.code = code
+        self.detail = detail
+        self.extra = extra

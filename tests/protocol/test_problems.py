@@ -11,7 +11,7 @@ from aggregator.errors import CATALOGUE as AGGREGATOR
 from keyholder.errors import CATALOGUE as KEYHOLDER
 from node.errors import CATALOGUE as NODE
 from protocol.http import JSON_NUMBER_INVALID, JSON_STRING_INVALID, JSON_TOO_DEEP
-from protocol.problems import SHARED_PROBLEMS, ErrorInfo, build_catalogue
+from protocol.problems import SHARED_PROBLEMS, ErrorInfo, ProblemError, build_catalogue
 
 
 @pytest.mark.parametrize("catalogue", [AGGREGATOR, NODE, KEYHOLDER], ids=["agg", "node", "kh"])
@@ -81,3 +81,14 @@ def test_body_is_a_problem_document() -> None:
         "detail": "detail",
         "extra": 1,
     }
+
+
+def test_a_problem_error_reads_its_title_from_the_subclass_catalogue() -> None:
+    class OwnError(ProblemError[_Codes]):
+        catalogue = build_catalogue(_Codes, {_Codes.OWN: ErrorInfo(418, "Own.")})
+
+    plain = OwnError(_Codes.OWN)
+    assert str(plain) == "Own." and plain.detail is None and plain.extra == {}
+    detailed = OwnError(_Codes.NOT_FOUND, "No such thing.", id=3)
+    assert str(detailed) == "No such thing." and detailed.code is _Codes.NOT_FOUND
+    assert detailed.extra == {"id": 3}

@@ -6,7 +6,6 @@ Exit codes: 0 success; 1 error; 2 usage error.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -338,14 +337,11 @@ def serve(
 
     from aggregator.app import begin_shutdown, create_app
     from protocol.observability import announce, configure_logging
+    from servicekit.serving import listen_overrides, log_level, uvicorn_options
 
-    overrides: dict[str, Any] = {}
-    if host is not None:
-        overrides["host"] = host
-    if port is not None:
-        overrides["port"] = port
+    overrides = listen_overrides(host, port)
     settings = load_settings(home, **overrides)
-    level = os.environ.get("PUBLIEKSDATA_LOG_LEVEL", "info")
+    level = log_level()
     configure_logging(level)
     scheme = "https" if settings.tls_certfile is not None else "http"
     announce(f"Aggregator API on {scheme}://{settings.host}:{settings.port} (docs at /docs)")
@@ -359,16 +355,13 @@ def serve(
             begin_shutdown(app)
             super().handle_exit(sig, frame)
 
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=level,
-        access_log=False,
-        timeout_graceful_shutdown=5,
-        log_config=None,  # our logging (plain or JSON), not uvicorn's
+    options = uvicorn_options(
+        settings.host,
+        settings.port,
+        level,
         proxy_headers=False,  # the app reads them, from forwarded_allow_ips only
         ssl_certfile=str(settings.tls_certfile) if settings.tls_certfile else None,
         ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
     )
+    config = uvicorn.Config(app, **options)
     Server(config).run()

@@ -6,11 +6,10 @@ figures, another party's budget, secrets or stack traces.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from protocol.http import problem_body
+from protocol.problems import ErrorInfo, ProblemError, build_catalogue
 
 
 class ErrorCode(StrEnum):
@@ -50,78 +49,57 @@ class ErrorCode(StrEnum):
     NOT_READY = "not_ready"
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorInfo:
-    status: int
-    title: str
+# The entries shared by every service (protocol.problems.SHARED_PROBLEMS) are added by
+# build_catalogue, which also refuses a code without an entry.
+CATALOGUE: dict[ErrorCode, ErrorInfo] = build_catalogue(
+    ErrorCode,
+    {
+        ErrorCode.BODY_TOO_LARGE: ErrorInfo(413, "The request body is larger than accepted."),
+        ErrorCode.INVALID_QUERY: ErrorInfo(422, "The query is not valid."),
+        ErrorCode.NOT_AUTHENTICATED: ErrorInfo(
+            401, "A valid API token is needed (Authorization: Bearer …)."
+        ),
+        ErrorCode.FORBIDDEN: ErrorInfo(403, "This token's role may not do this."),
+        ErrorCode.UNKNOWN_KEY: ErrorInfo(
+            401, "The message is signed by a key that is not enrolled."
+        ),
+        ErrorCode.INVITE_INVALID: ErrorInfo(
+            403, "The invite code is not valid: unknown, already used or expired."
+        ),
+        ErrorCode.ENROL_LOCKED: ErrorInfo(
+            429, "Too many wrong invite codes; enrolment is locked for a while."
+        ),
+        ErrorCode.KEY_ALREADY_ENROLLED: ErrorInfo(409, "This node key is already enrolled."),
+        ErrorCode.NO_NODES: ErrorInfo(409, "No enrolled node matches; there is nobody to ask."),
+        ErrorCode.UNKNOWN_NODE: ErrorInfo(404, "There is no enrolled node with that id."),
+        ErrorCode.WOULD_BE_REFUSED: ErrorInfo(
+            409, "Some nodes would refuse this query; nothing was sent. See 'nodes'."
+        ),
+        ErrorCode.ROUND_NOT_FOUND: ErrorInfo(404, "There is no round with that id."),
+        ErrorCode.TASK_NOT_FOUND: ErrorInfo(404, "There is no task with that id."),
+        ErrorCode.WRONG_NODE: ErrorInfo(403, "This task was not sent to the node that signed."),
+        ErrorCode.ANSWER_MISMATCH: ErrorInfo(422, "The answer does not answer this task's query."),
+        ErrorCode.ROUND_CLOSED: ErrorInfo(409, "The round is closed; the answer came too late."),
+        ErrorCode.ALREADY_ANSWERED: ErrorInfo(409, "This task has been answered already."),
+        ErrorCode.RECIPE_INVALID: ErrorInfo(422, "The release recipe is not valid."),
+        ErrorCode.RELEASE_NOT_POSSIBLE: ErrorInfo(
+            409, "The release cannot be built from these rounds; nothing was published."
+        ),
+        ErrorCode.RELEASE_NOT_FOUND: ErrorInfo(404, "There is no release with that name."),
+        ErrorCode.RELEASE_UNVERIFIED: ErrorInfo(
+            409, "This release no longer matches its signature; it is not served."
+        ),
+        ErrorCode.INTERNAL: ErrorInfo(500, "The aggregator could not handle the request."),
+        ErrorCode.NOT_READY: ErrorInfo(503, "The aggregator is running but cannot serve yet."),
+    },
+)
 
 
-CATALOGUE: dict[ErrorCode, ErrorInfo] = {
-    ErrorCode.BODY_TOO_LARGE: ErrorInfo(413, "The request body is larger than accepted."),
-    ErrorCode.MALFORMED_JSON: ErrorInfo(400, "The request body is not valid JSON."),
-    ErrorCode.JSON_TOO_DEEP: ErrorInfo(400, "The request body nests deeper than accepted."),
-    ErrorCode.JSON_NUMBER_INVALID: ErrorInfo(
-        400, "The request body holds NaN, Infinity or a number outside the accepted range."
-    ),
-    ErrorCode.JSON_STRING_INVALID: ErrorInfo(
-        400, "The request body holds a string with a NUL character or an unpaired surrogate."
-    ),
-    ErrorCode.INVALID_REQUEST: ErrorInfo(422, "The request does not have the expected fields."),
-    ErrorCode.INVALID_QUERY: ErrorInfo(422, "The query is not valid."),
-    ErrorCode.NOT_AUTHENTICATED: ErrorInfo(
-        401, "A valid API token is needed (Authorization: Bearer …)."
-    ),
-    ErrorCode.FORBIDDEN: ErrorInfo(403, "This token's role may not do this."),
-    ErrorCode.UNKNOWN_KEY: ErrorInfo(401, "The message is signed by a key that is not enrolled."),
-    ErrorCode.BAD_SIGNATURE: ErrorInfo(401, "The message signature is not valid."),
-    ErrorCode.STALE_MESSAGE: ErrorInfo(401, "The message is too old or dated in the future."),
-    ErrorCode.REPLAYED_MESSAGE: ErrorInfo(409, "This message was received before."),
-    ErrorCode.WRONG_MESSAGE_TYPE: ErrorInfo(
-        400, "The message has the wrong type for this endpoint."
-    ),
-    ErrorCode.INVITE_INVALID: ErrorInfo(
-        403, "The invite code is not valid: unknown, already used or expired."
-    ),
-    ErrorCode.ENROL_LOCKED: ErrorInfo(
-        429, "Too many wrong invite codes; enrolment is locked for a while."
-    ),
-    ErrorCode.KEY_ALREADY_ENROLLED: ErrorInfo(409, "This node key is already enrolled."),
-    ErrorCode.NO_NODES: ErrorInfo(409, "No enrolled node matches; there is nobody to ask."),
-    ErrorCode.UNKNOWN_NODE: ErrorInfo(404, "There is no enrolled node with that id."),
-    ErrorCode.WOULD_BE_REFUSED: ErrorInfo(
-        409, "Some nodes would refuse this query; nothing was sent. See 'nodes'."
-    ),
-    ErrorCode.ROUND_NOT_FOUND: ErrorInfo(404, "There is no round with that id."),
-    ErrorCode.TASK_NOT_FOUND: ErrorInfo(404, "There is no task with that id."),
-    ErrorCode.WRONG_NODE: ErrorInfo(403, "This task was not sent to the node that signed."),
-    ErrorCode.ANSWER_MISMATCH: ErrorInfo(422, "The answer does not answer this task's query."),
-    ErrorCode.ROUND_CLOSED: ErrorInfo(409, "The round is closed; the answer came too late."),
-    ErrorCode.ALREADY_ANSWERED: ErrorInfo(409, "This task has been answered already."),
-    ErrorCode.RECIPE_INVALID: ErrorInfo(422, "The release recipe is not valid."),
-    ErrorCode.RELEASE_NOT_POSSIBLE: ErrorInfo(
-        409, "The release cannot be built from these rounds; nothing was published."
-    ),
-    ErrorCode.RELEASE_NOT_FOUND: ErrorInfo(404, "There is no release with that name."),
-    ErrorCode.RELEASE_UNVERIFIED: ErrorInfo(
-        409, "This release no longer matches its signature; it is not served."
-    ),
-    ErrorCode.NOT_FOUND: ErrorInfo(404, "There is nothing at this address."),
-    ErrorCode.METHOD_NOT_ALLOWED: ErrorInfo(405, "This address does not accept that method."),
-    ErrorCode.INTERNAL: ErrorInfo(500, "The aggregator could not handle the request."),
-    ErrorCode.NOT_READY: ErrorInfo(503, "The aggregator is running but cannot serve yet."),
-}
-
-
-class AggregatorError(Exception):
+class AggregatorError(ProblemError[ErrorCode]):
     """An error with a catalogue code; ``detail`` must be safe to show to the caller."""
 
-    def __init__(self, code: ErrorCode, detail: str | None = None, **extra: Any) -> None:
-        super().__init__(detail or CATALOGUE[code].title)
-        self.code = code
-        self.detail = detail
-        self.extra = extra
+    catalogue = CATALOGUE
 
 
 def problem(code: ErrorCode, detail: str | None = None, **extra: Any) -> dict[str, Any]:
-    info = CATALOGUE[code]
-    return problem_body(code.value, info.status, info.title, detail, **extra)
+    return CATALOGUE[code].body(code.value, detail, **extra)

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from pathlib import Path
 from typing import Self
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from servicekit.serving import check_forwarded_allow_ips
 
 ENV_FILE = "aggregator.env"
 SIGNING_KEY_FILE = "signing.key"
@@ -78,14 +79,7 @@ class AggregatorSettings(BaseSettings):
         for path in (self.tls_certfile, self.tls_keyfile):
             if path is not None and not path.is_file():
                 raise ValueError(f"{path} is not a file")
-        for entry in self.forwarded_allow_ips.split(","):
-            if entry.strip() != "*":
-                try:
-                    ipaddress.ip_network(entry.strip())
-                except ValueError:
-                    raise ValueError(
-                        f"forwarded_allow_ips: {entry.strip()!r} is not an address or network"
-                    ) from None
+        check_forwarded_allow_ips(self.forwarded_allow_ips)
         if self.default_deadline_seconds > self.max_deadline_seconds:
             raise ValueError("default_deadline_seconds is larger than max_deadline_seconds")
         return self

@@ -11,9 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from keyholder.api.routes import router
@@ -27,6 +25,7 @@ from protocol import openapi
 from protocol.clock import Clock, SystemClock
 from protocol.http import PROBLEM_JSON, BodyLimit
 from protocol.signing import MemoryNonceStore, SigningKey, Verifier
+from servicekit.handlers import install_problem_handlers
 
 log = logging.getLogger("publieksdata.keyholder")
 
@@ -97,22 +96,7 @@ def create_app(settings: KeyholderSettings, clock: Clock | None = None) -> FastA
     async def _error(_request: Request, exc: KeyholderError) -> JSONResponse:
         return _problem_response(exc.code, exc.detail, **exc.extra)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
-        return _problem_response(ErrorCode.INVALID_REQUEST, errors=errors)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
-            exc.status_code, ErrorCode.INVALID_REQUEST
-        )
-        return _problem_response(code)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error: %s", type(exc).__name__)
-        return _problem_response(ErrorCode.INTERNAL)
+    install_problem_handlers(app, ErrorCode, _problem_response, log)
 
     app.add_middleware(
         BodyLimit,

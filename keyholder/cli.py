@@ -5,7 +5,6 @@ Exit codes: 0 success; 1 error (bad input, missing or damaged files); 2 usage er
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -251,23 +250,17 @@ def serve(
 
     from keyholder.app import create_app
     from protocol.observability import announce, configure_logging
+    from servicekit.serving import listen_overrides, log_level, uvicorn_options
 
-    overrides: dict[str, Any] = {}
-    if host is not None:
-        overrides["host"] = host
-    if port is not None:
-        overrides["port"] = port
+    overrides = listen_overrides(host, port)
     settings = load_settings(home, **overrides)
-    level = os.environ.get("PUBLIEKSDATA_LOG_LEVEL", "info")
+    level = log_level()
     configure_logging(level)
     announce(f"Key holder API on http://{settings.host}:{settings.port} (docs at /docs)")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=level,
-        access_log=False,
-        log_config=None,
-        timeout_graceful_shutdown=5,
+    options = uvicorn_options(
+        settings.host,
+        settings.port,
+        level,
         proxy_headers=False,  # the app reads them, from forwarded_allow_ips only
     )
+    uvicorn.run(create_app(settings), **options)

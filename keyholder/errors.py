@@ -6,11 +6,10 @@ another node's usage or a stack trace.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from protocol.http import problem_body
+from protocol.problems import ErrorInfo, ProblemError, build_catalogue
 
 
 class ErrorCode(StrEnum):
@@ -37,63 +36,42 @@ class ErrorCode(StrEnum):
     INTERNAL = "internal_error"
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorInfo:
-    status: int
-    title: str
+# The entries shared by every service (protocol.problems.SHARED_PROBLEMS) are added by
+# build_catalogue, which also refuses a code without an entry.
+CATALOGUE: dict[ErrorCode, ErrorInfo] = build_catalogue(
+    ErrorCode,
+    {
+        ErrorCode.BODY_TOO_LARGE: ErrorInfo(413, "The request body is larger than accepted."),
+        ErrorCode.UNKNOWN_KEY: ErrorInfo(
+            401, "The message is signed by a key that is not enrolled with this key holder."
+        ),
+        ErrorCode.INVITE_INVALID: ErrorInfo(
+            403, "The invite code is not valid: unknown, already used or expired."
+        ),
+        ErrorCode.ENROL_LOCKED: ErrorInfo(
+            429, "Too many wrong invite codes; enrolment is locked for a while."
+        ),
+        ErrorCode.KEY_ALREADY_ENROLLED: ErrorInfo(409, "This node key is already enrolled."),
+        ErrorCode.WRONG_KEY_SET: ErrorInfo(
+            409, "The request is for another key set than this key holder's; re-join."
+        ),
+        ErrorCode.BATCH_TOO_LARGE: ErrorInfo(413, "The batch holds more elements than accepted."),
+        ErrorCode.INVALID_ELEMENT: ErrorInfo(
+            422, "An element is not a valid ristretto255 element."
+        ),
+        ErrorCode.RATE_LIMITED: ErrorInfo(
+            429, "This node has asked for more evaluations than its limit allows; wait and retry."
+        ),
+        ErrorCode.INTERNAL: ErrorInfo(500, "The key holder could not handle the request."),
+    },
+)
 
 
-CATALOGUE: dict[ErrorCode, ErrorInfo] = {
-    ErrorCode.BODY_TOO_LARGE: ErrorInfo(413, "The request body is larger than accepted."),
-    ErrorCode.MALFORMED_JSON: ErrorInfo(400, "The request body is not valid JSON."),
-    ErrorCode.JSON_TOO_DEEP: ErrorInfo(400, "The request body nests deeper than accepted."),
-    ErrorCode.JSON_NUMBER_INVALID: ErrorInfo(
-        400, "The request body holds NaN, Infinity or a number outside the accepted range."
-    ),
-    ErrorCode.JSON_STRING_INVALID: ErrorInfo(
-        400, "The request body holds a string with a NUL character or an unpaired surrogate."
-    ),
-    ErrorCode.INVALID_REQUEST: ErrorInfo(422, "The request does not have the expected fields."),
-    ErrorCode.UNKNOWN_KEY: ErrorInfo(
-        401, "The message is signed by a key that is not enrolled with this key holder."
-    ),
-    ErrorCode.BAD_SIGNATURE: ErrorInfo(401, "The message signature is not valid."),
-    ErrorCode.STALE_MESSAGE: ErrorInfo(401, "The message is too old or dated in the future."),
-    ErrorCode.REPLAYED_MESSAGE: ErrorInfo(409, "This message was received before."),
-    ErrorCode.WRONG_MESSAGE_TYPE: ErrorInfo(
-        400, "The message has the wrong type for this endpoint."
-    ),
-    ErrorCode.INVITE_INVALID: ErrorInfo(
-        403, "The invite code is not valid: unknown, already used or expired."
-    ),
-    ErrorCode.ENROL_LOCKED: ErrorInfo(
-        429, "Too many wrong invite codes; enrolment is locked for a while."
-    ),
-    ErrorCode.KEY_ALREADY_ENROLLED: ErrorInfo(409, "This node key is already enrolled."),
-    ErrorCode.WRONG_KEY_SET: ErrorInfo(
-        409, "The request is for another key set than this key holder's; re-join."
-    ),
-    ErrorCode.BATCH_TOO_LARGE: ErrorInfo(413, "The batch holds more elements than accepted."),
-    ErrorCode.INVALID_ELEMENT: ErrorInfo(422, "An element is not a valid ristretto255 element."),
-    ErrorCode.RATE_LIMITED: ErrorInfo(
-        429, "This node has asked for more evaluations than its limit allows; wait and retry."
-    ),
-    ErrorCode.NOT_FOUND: ErrorInfo(404, "There is nothing at this address."),
-    ErrorCode.METHOD_NOT_ALLOWED: ErrorInfo(405, "This address does not accept that method."),
-    ErrorCode.INTERNAL: ErrorInfo(500, "The key holder could not handle the request."),
-}
-
-
-class KeyholderError(Exception):
+class KeyholderError(ProblemError[ErrorCode]):
     """An error with a catalogue code; ``detail`` must be safe to show to the caller."""
 
-    def __init__(self, code: ErrorCode, detail: str | None = None, **extra: Any) -> None:
-        super().__init__(detail or CATALOGUE[code].title)
-        self.code = code
-        self.detail = detail
-        self.extra = extra
+    catalogue = CATALOGUE
 
 
 def problem(code: ErrorCode, detail: str | None = None, **extra: Any) -> dict[str, Any]:
-    info = CATALOGUE[code]
-    return problem_body(code.value, info.status, info.title, detail, **extra)
+    return CATALOGUE[code].body(code.value, detail, **extra)

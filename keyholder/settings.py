@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Self
 
@@ -11,6 +10,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from protocol.sector import MAX_BATCH
+from servicekit.serving import check_forwarded_allow_ips
 
 ENV_FILE = "keyholder.env"
 SIGNING_KEY_FILE = "signing.key"
@@ -52,14 +52,7 @@ class KeyholderSettings(BaseSettings):
     def _check(self) -> Self:
         if not self.database_url:
             self.database_url = f"sqlite:///{(self.home / 'keyholder.db').resolve()}"
-        for entry in self.forwarded_allow_ips.split(","):
-            if entry.strip() != "*":
-                try:
-                    ipaddress.ip_network(entry.strip())
-                except ValueError:
-                    raise ValueError(
-                        f"forwarded_allow_ips: {entry.strip()!r} is not an address or network"
-                    ) from None
+        check_forwarded_allow_ips(self.forwarded_allow_ips)
         if self.max_body_bytes < self.max_batch * 70 + 2048:
             raise ValueError(
                 f"max_body_bytes {self.max_body_bytes} cannot hold a batch of {self.max_batch} "

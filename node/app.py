@@ -13,9 +13,7 @@ from typing import Any
 import httpx
 from anyio import to_thread
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from node.api.routes import router
 from node.connector import Connector
@@ -45,6 +43,7 @@ from protocol.http import PROBLEM_JSON, BodyLimit
 from protocol.messages import BudgetStatus
 from protocol.observability import CONTENT_TYPE, RequestMetrics, render, request_histogram
 from protocol.signing import Verifier
+from servicekit.handlers import install_problem_handlers
 
 log = logging.getLogger("publieksdata.node")
 RETENTION_INTERVAL_SECONDS = 24 * 3600
@@ -219,23 +218,7 @@ def create_app(
     async def _node_error(_request: Request, exc: NodeError) -> JSONResponse:
         return _problem_response(exc.code, exc.detail, **exc.extra)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": [str(p) for p in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
-        return _problem_response(ErrorCode.INVALID_REQUEST, errors=errors)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}.get(
-            exc.status_code, ErrorCode.INVALID_REQUEST
-        )
-        allow = (exc.headers or {}).get("Allow")  # a 405 names the methods that do work
-        return _problem_response(code, headers={"Allow": allow} if allow else None)
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        log.error("unhandled error: %s", type(exc).__name__)
-        return _problem_response(ErrorCode.INTERNAL)
+    install_problem_handlers(app, ErrorCode, _problem_response, log)
 
     app.add_middleware(RequestMetrics, histogram=histogram)
     app.add_middleware(

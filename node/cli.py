@@ -8,7 +8,6 @@ with --skip-invalid more than the allowed share of them).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import date
@@ -736,12 +735,9 @@ def serve(
 
     from node.app import create_app
     from protocol.observability import announce, configure_logging
+    from servicekit.serving import listen_overrides, log_level, uvicorn_options
 
-    overrides: dict[str, Any] = {}
-    if host is not None:
-        overrides["host"] = host
-    if port is not None:
-        overrides["port"] = port
+    overrides = listen_overrides(host, port)
     settings = load_settings(home)
     if overrides:
         settings = NodeSettings.load(home, **overrides)
@@ -754,7 +750,7 @@ def serve(
         pass  # fail early with a clear message when the schema is out of date
     from node.link import load_link
 
-    level = os.environ.get("PUBLIEKSDATA_LOG_LEVEL", "info")
+    level = log_level()
     configure_logging(level)
     announce(f"Node API on http://{settings.host}:{settings.port} (docs at /docs)")
     if settings.admin_enabled:
@@ -768,15 +764,7 @@ def serve(
         except InsecureAggregatorURL as exc:
             raise fail(str(exc)) from None
         announce(f"Connecting out to the aggregator at {link.base}")
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=level,
-        access_log=False,
-        log_config=None,  # our logging (plain or JSON), not uvicorn's
-        timeout_graceful_shutdown=5,
-    )
+    uvicorn.run(create_app(settings), **uvicorn_options(settings.host, settings.port, level))
 
 
 # -- admin pages, audit log, retention ------------------------------------------------------------

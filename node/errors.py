@@ -6,11 +6,10 @@ contain data, counts, other parties' budgets or stack traces.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from protocol.http import problem_body
+from protocol.problems import ErrorInfo, ProblemError, build_catalogue
 
 
 class ErrorCode(StrEnum):
@@ -34,56 +33,35 @@ class ErrorCode(StrEnum):
     NOT_READY = "not_ready"
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorInfo:
-    status: int
-    title: str
+# The entries shared by every service (protocol.problems.SHARED_PROBLEMS) are added by
+# build_catalogue, which also refuses a code without an entry.
+CATALOGUE: dict[ErrorCode, ErrorInfo] = build_catalogue(
+    ErrorCode,
+    {
+        ErrorCode.BODY_TOO_LARGE: ErrorInfo(
+            413, "The request body is larger than this node accepts."
+        ),
+        ErrorCode.INVALID_QUERY: ErrorInfo(422, "The query spec is not valid."),
+        ErrorCode.UNKNOWN_KEY: ErrorInfo(
+            401, "The message is signed by a key this node does not trust."
+        ),
+        ErrorCode.REFUSED: ErrorInfo(403, "The node refused to answer this query."),
+        ErrorCode.APPROVAL_REQUIRED: ErrorInfo(
+            403,
+            "This node's operator approves every query; ask it through the aggregator, where the "
+            "node waits for the approval.",
+        ),
+        ErrorCode.INTERNAL: ErrorInfo(500, "The node could not handle the request."),
+        ErrorCode.NOT_READY: ErrorInfo(503, "The node is running but cannot serve yet."),
+    },
+)
 
 
-CATALOGUE: dict[ErrorCode, ErrorInfo] = {
-    ErrorCode.BODY_TOO_LARGE: ErrorInfo(413, "The request body is larger than this node accepts."),
-    ErrorCode.MALFORMED_JSON: ErrorInfo(400, "The request body is not valid JSON."),
-    ErrorCode.JSON_TOO_DEEP: ErrorInfo(400, "The request body nests deeper than accepted."),
-    ErrorCode.JSON_NUMBER_INVALID: ErrorInfo(
-        400, "The request body holds NaN, Infinity or a number outside the accepted range."
-    ),
-    ErrorCode.JSON_STRING_INVALID: ErrorInfo(
-        400, "The request body holds a string with a NUL character or an unpaired surrogate."
-    ),
-    ErrorCode.INVALID_REQUEST: ErrorInfo(422, "The request does not have the expected fields."),
-    ErrorCode.INVALID_QUERY: ErrorInfo(422, "The query spec is not valid."),
-    ErrorCode.UNKNOWN_KEY: ErrorInfo(
-        401, "The message is signed by a key this node does not trust."
-    ),
-    ErrorCode.BAD_SIGNATURE: ErrorInfo(401, "The message signature is not valid."),
-    ErrorCode.STALE_MESSAGE: ErrorInfo(401, "The message is too old or dated in the future."),
-    ErrorCode.REPLAYED_MESSAGE: ErrorInfo(409, "This message was received before."),
-    ErrorCode.WRONG_MESSAGE_TYPE: ErrorInfo(
-        400, "The message has the wrong type for this endpoint."
-    ),
-    ErrorCode.REFUSED: ErrorInfo(403, "The node refused to answer this query."),
-    ErrorCode.APPROVAL_REQUIRED: ErrorInfo(
-        403,
-        "This node's operator approves every query; ask it through the aggregator, where the "
-        "node waits for the approval.",
-    ),
-    ErrorCode.NOT_FOUND: ErrorInfo(404, "There is nothing at this address."),
-    ErrorCode.METHOD_NOT_ALLOWED: ErrorInfo(405, "This address does not accept that method."),
-    ErrorCode.INTERNAL: ErrorInfo(500, "The node could not handle the request."),
-    ErrorCode.NOT_READY: ErrorInfo(503, "The node is running but cannot serve yet."),
-}
-
-
-class NodeError(Exception):
+class NodeError(ProblemError[ErrorCode]):
     """An error with a catalogue code; ``detail`` must be safe to show to the caller."""
 
-    def __init__(self, code: ErrorCode, detail: str | None = None, **extra: Any) -> None:
-        super().__init__(detail or CATALOGUE[code].title)
-        self.code = code
-        self.detail = detail
-        self.extra = extra
+    catalogue = CATALOGUE
 
 
 def problem(code: ErrorCode, detail: str | None = None, **extra: Any) -> dict[str, Any]:
-    info = CATALOGUE[code]
-    return problem_body(code.value, info.status, info.title, detail, **extra)
+    return CATALOGUE[code].body(code.value, detail, **extra)

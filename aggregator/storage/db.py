@@ -11,8 +11,6 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
@@ -23,11 +21,10 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+from servicekit import migrations
+from servicekit.migrations import SchemaOutOfDate as SchemaOutOfDate
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-
-
-class SchemaOutOfDate(RuntimeError):
-    """The database schema is not at the version this code expects."""
 
 
 def _sqlite_file(url: URL) -> None:
@@ -84,10 +81,7 @@ def make_async_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSess
 
 
 def alembic_config(engine: Engine) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["engine"] = engine
-    return config
+    return migrations.alembic_config(MIGRATIONS, engine)
 
 
 def upgrade(url: str, revision: str = "head") -> None:
@@ -99,17 +93,13 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 def head_revision() -> str:
-    script = ScriptDirectory.from_config(alembic_config(create_engine("sqlite://")))
-    head = script.get_current_head()
-    assert head is not None
-    return head
+    return migrations.head_revision(MIGRATIONS)
 
 
 def current_revision(url: str) -> str | None:
     engine = make_sync_engine(url)
     try:
-        with engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+        return migrations.current_revision(engine)
     finally:
         engine.dispose()
 
@@ -118,7 +108,7 @@ def require_current_schema(url: str) -> None:
     current = current_revision(url)
     head = head_revision()
     if current != head:
-        state = "has no schema yet" if current is None else f"is at schema version {current}"
+        state = migrations.schema_state(current)
         raise SchemaOutOfDate(
             f"The aggregator database {state}; this version of publieksdata needs {head}. "
             "Run: publieksdata aggregator db upgrade"

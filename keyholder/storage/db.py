@@ -9,18 +9,15 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from servicekit import migrations
+from servicekit.migrations import SchemaOutOfDate as SchemaOutOfDate
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-
-
-class SchemaOutOfDate(RuntimeError):
-    """The database schema is not at the version this code expects."""
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -53,10 +50,7 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 
 def alembic_config(engine: Engine) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["engine"] = engine
-    return config
+    return migrations.alembic_config(MIGRATIONS, engine)
 
 
 def upgrade(url: str, revision: str = "head") -> None:
@@ -68,22 +62,18 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 
 def head_revision() -> str:
-    script = ScriptDirectory.from_config(alembic_config(create_engine("sqlite://")))
-    head = script.get_current_head()
-    assert head is not None
-    return head
+    return migrations.head_revision(MIGRATIONS)
 
 
 def require_current_schema(url: str) -> None:
     engine = make_sync_engine(url)
     try:
-        with engine.connect() as conn:
-            current = MigrationContext.configure(conn).get_current_revision()
+        current = migrations.current_revision(engine)
     finally:
         engine.dispose()
     head = head_revision()
     if current != head:
-        state = "has no schema yet" if current is None else f"is at schema version {current}"
+        state = migrations.schema_state(current)
         raise SchemaOutOfDate(
             f"The key holder database {state}; this version of publieksdata needs {head}. "
             "Run: publieksdata keyholder db upgrade"

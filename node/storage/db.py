@@ -9,18 +9,15 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from servicekit import migrations
+from servicekit.migrations import SchemaOutOfDate as SchemaOutOfDate
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-
-
-class SchemaOutOfDate(RuntimeError):
-    """The database schema is not at the version this code expects."""
 
 
 def make_engine(url: str, *, write: bool = True, **kwargs: Any) -> Engine:
@@ -70,10 +67,7 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 
 
 def alembic_config(engine: Engine) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    config.attributes["engine"] = engine
-    return config
+    return migrations.alembic_config(MIGRATIONS, engine)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -81,22 +75,18 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def head_revision() -> str:
-    script = ScriptDirectory.from_config(alembic_config(create_engine("sqlite://")))
-    head = script.get_current_head()
-    assert head is not None
-    return head
+    return migrations.head_revision(MIGRATIONS)
 
 
 def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+    return migrations.current_revision(engine)
 
 
 def require_current_schema(engine: Engine) -> None:
     current = current_revision(engine)
     head = head_revision()
     if current != head:
-        state = "has no schema yet" if current is None else f"is at schema version {current}"
+        state = migrations.schema_state(current)
         raise SchemaOutOfDate(
             f"The database {state}; this version of publieksdata needs {head}. "
             "Run: publieksdata node db upgrade"

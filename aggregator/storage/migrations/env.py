@@ -2,22 +2,7 @@
 
 from __future__ import annotations
 
-from alembic import context
-
 from aggregator.storage.models import Base
+from servicekit.migrations import run_env
 
-config = context.config
-engine = config.attributes.get("engine")
-if engine is None:  # pragma: no cover - only reached when someone runs the alembic CLI directly
-    raise RuntimeError("run migrations through 'publieksdata aggregator db upgrade'")
-
-with engine.connect() as connection:
-    context.configure(
-        connection=connection,
-        target_metadata=Base.metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-    connection.commit()
+run_env(Base.metadata, "publieksdata aggregator db upgrade")

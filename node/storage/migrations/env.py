@@ -1,23 +1,8 @@
-"""Alembic environment: the engine comes from the caller (node.storage.db), never from a file."""
+"""Alembic environment: the engine comes from node.storage.db, never from a file."""
 
 from __future__ import annotations
 
-from alembic import context
-
 from node.storage.models import Base
+from servicekit.migrations import run_env
 
-config = context.config
-engine = config.attributes.get("engine")
-if engine is None:  # pragma: no cover - only reached when someone runs the alembic CLI directly
-    raise RuntimeError("run migrations through 'publieksdata node db upgrade'")
-
-with engine.connect() as connection:
-    context.configure(
-        connection=connection,
-        target_metadata=Base.metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
-    with context.begin_transaction():
-        context.run_migrations()
-    connection.commit()
+run_env(Base.metadata, "publieksdata node db upgrade")

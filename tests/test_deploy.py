@@ -10,6 +10,7 @@ import ipaddress
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,18 @@ def test_containerfiles_are_non_root_with_a_readiness_healthcheck(service: str) 
     assert f"EXPOSE {port}" in text
     assert f"http://127.0.0.1:{port}/v1/ready" in text
     assert "db upgrade && exec publieksdata" in text
+
+
+@pytest.mark.parametrize("service", ["node", "aggregator"])
+def test_containerfiles_copy_every_package_the_command_imports(service: str) -> None:
+    """The image installs the project from the copied folders: every package pyproject names
+    must be copied, or ``publieksdata`` fails at start (it imports all of them)."""
+    text = (DEPLOY / "containers" / f"Containerfile.{service}").read_text("utf-8")
+    pyproject = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text("utf-8"))
+    packages = pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    for pattern in packages:
+        name = pattern.rstrip("*")
+        assert re.search(rf"^COPY {name} \./{name}$", text, re.M), name
 
 
 @pytest.mark.parametrize(

@@ -75,22 +75,6 @@ class Rounds:
 
     # --- creating and delivering --------------------------------------------------------------
 
-    async def create(
-        self,
-        spec: QuerySpec,
-        analyst: str,
-        node_ids: list[str] | None,
-        deadline_seconds: int | None,
-        quorum: int | None,
-        threshold: int | None = None,
-        approval_deadline_seconds: int | None = None,
-    ) -> str:
-        """Create a round and hand its tasks to the nodes; returns its id."""
-        started = await self.start(
-            spec, analyst, node_ids, deadline_seconds, quorum, threshold, approval_deadline_seconds
-        )
-        return started.round_id
-
     async def start(
         self,
         spec: QuerySpec,

@@ -9,7 +9,7 @@ with its exact (bounded) aggregate x_ik and integer noise Z_ik of mean 0 and sta
 and its 95% interval is T_k ± z·√Var(T_k), z = Φ⁻¹(0.975), by the normal approximation to a sum
 of independent noise terms. Means and shares are ratios of such totals; their variances come from
 the delta method (first-order Taylor expansion around the estimates), in protocol/ratios.py so
-that the Python client computes them the same way; they are re-exported here. See
+that the Python client computes them the same way. See
 docs/explanation/merging.md.
 """
 
@@ -22,7 +22,7 @@ from protocol.calibration import ExpectedNoise, expected_noise, matches
 from protocol.messages import QueryAnswer
 from protocol.plausibility import implausible
 from protocol.query import Measure, QuerySpec
-from protocol.ratios import MEAN_PRICE, check_length, derived, mean_of, mean_per, ratio, shares
+from protocol.ratios import check_length
 from protocol.results import Z95, MeasureEstimate
 
 # Reason codes of an answer that cannot be merged (NodeOutcome.reason of an invalid node).
@@ -35,22 +35,16 @@ IMPLAUSIBLE_VALUE = "implausible_value"
 __all__ = [
     "EXACT_ANSWER",
     "IMPLAUSIBLE_VALUE",
-    "MEAN_PRICE",
     "WRONG_CELLS",
     "WRONG_MEASURES",
     "WRONG_NOISE",
-    "derived",
     "estimates",
     "interval",
     "margin",
     "margins",
-    "mean_of",
-    "mean_per",
     "merge_measures",
     "noise_variance",
-    "ratio",
     "screen",
-    "shares",
 ]
 
 

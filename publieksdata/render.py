@@ -5,11 +5,12 @@ from __future__ import annotations
 from rich.table import Table
 
 from aggregator.client.presentation import Series, present
-from aggregator.merge import MEAN_PRICE, margin, mean_of
+from aggregator.merge import margin
 from protocol.catalogue import DIMENSIONS
 from protocol.figures import sector_label
 from protocol.publication import SUPPRESS_RELATIVE_HALFWIDTH
 from protocol.query import Measure, Mode
+from protocol.ratios import MEAN_PRICE, mean_of
 from protocol.results import NodeStatus, RoundResult, RoundState
 
 TOO_WIDE_MARK = "*"  # after a figure whose 95% interval is too wide to be useful

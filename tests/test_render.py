@@ -8,8 +8,9 @@ import math
 
 from rich.console import Console
 
-from aggregator.merge import derived, estimates, ratio
+from aggregator.merge import estimates
 from protocol.query import Measure
+from protocol.ratios import derived, ratio
 from protocol.reports import report, year_period
 from protocol.results import Z95, Coverage, NodeOutcome, NodeStatus, RoundResult
 from publieksdata.render import margin_table, number, ratio_margin_table

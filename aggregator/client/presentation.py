@@ -57,7 +57,11 @@ def _kind(estimate: MeasureEstimate | RatioEstimate) -> tuple[str, str, float]:
             return f"{estimate.measure.value}_eur", "money", EUROS_PER_CENT
         return estimate.measure.value, "count", 1.0
     if estimate.denominator.startswith(f"{estimate.numerator} summed over "):
-        return estimate.name, "share", 1.0  # merge.shares: a fraction, whatever the measure
+        return (
+            estimate.name,
+            "share",
+            1.0,
+        )  # ratios.shares: a fraction, whatever the measure
     if estimate.numerator == Measure.REVENUE.value:
         return f"{estimate.name}_eur", "price", EUROS_PER_CENT
     return estimate.name, "ratio", 1.0

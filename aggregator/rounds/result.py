@@ -11,13 +11,14 @@ from pydantic import ValidationError
 from sqlalchemy import null, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aggregator.merge import derived, estimates, merge_measures, screen
+from aggregator.merge import estimates, merge_measures, screen
 from aggregator.rounds import unmask
 from aggregator.rounds.cache import LRU
 from aggregator.storage.models import Node, Round, Task
 from protocol.calibration import ExpectedNoise, expected_noise
 from protocol.messages import QueryAnswer
 from protocol.query import Measure, Mode, QuerySpec
+from protocol.ratios import derived
 from protocol.results import Coverage, NodeOutcome, NodeStatus, RoundResult, RoundState
 
 

@@ -27,10 +27,11 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 
-from aggregator.merge import derived, merge_measures
+from aggregator.merge import merge_measures
 from node.privacy.release import release
 from protocol.messages import QueryAnswer
 from protocol.query import Bounds, Measure, Privacy, QuerySpec
+from protocol.ratios import derived
 from protocol.reports import REPORTS, year_period
 from protocol.results import Z95
 from tests.aggregator.test_merge import make_answer

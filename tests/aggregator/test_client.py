@@ -46,11 +46,11 @@ from aggregator.client import (
     WouldBeRefused,
 )
 from aggregator.client.presentation import present
-from aggregator.merge import derived
 from aggregator.releases.compose import compose
 from aggregator.releases.recipe import Recipe
 from protocol.http import PROBLEM_JSON, problem_body
 from protocol.query import Measure, QuerySpec
+from protocol.ratios import derived
 from protocol.reports import REPORTS, year_period
 from protocol.results import (
     Z95,

@@ -16,10 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.merge import MEAN_PRICE, derived, mean_per, merge_measures, ratio, shares
+from aggregator.merge import merge_measures
 from protocol.http import MAX_SAFE_INTEGER
 from protocol.messages import BudgetStatus, MeasureResult, PrivacySpent, QueryAnswer
 from protocol.query import Measure, Mechanism, Period, Privacy, QuerySpec
+from protocol.ratios import MEAN_PRICE, derived, mean_per, ratio, shares
 from protocol.results import Z95, MeasureEstimate
 
 ALL = (Measure.VISITS, Measure.PERSONS, Measure.REVENUE)
